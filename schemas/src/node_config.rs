@@ -1,0 +1,159 @@
+//! The NodeConfig format: one fully resolved file per node, written by
+//! configsrv and read by meshd, so meshd needs no Marathon or policy logic.
+
+pub mod validate;
+
+use crate::ids::{
+    AppId, AppPattern, Endpoint, Generation, NodeName, Revision, ServicePort, TaskId,
+};
+use crate::policy::{Action, ApiVersion, Balance, Mode, Protocol, Rule};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::net::IpAddr;
+
+pub use validate::parse_node_config;
+
+/// `kind` of a node config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+pub enum NodeConfigKind {
+    /// A node config.
+    #[default]
+    NodeConfig,
+}
+
+/// Everything one meshd needs to serve its node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Always `palisade/v1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: ApiVersion,
+    /// Always `NodeConfig`.
+    pub kind: NodeConfigKind,
+    /// The node this file is for.
+    pub node: NodeName,
+    /// The node's own address; every service listens on it (`meshd run --bind` overrides).
+    pub address: IpAddr,
+    /// Increases with every change; meshd ignores a file that is not newer than what it runs.
+    pub generation: Generation,
+    /// Hash of the content without `generation` and `revision`.
+    pub revision: Revision,
+    /// The policy repository commit this file was rendered from, with `--policies-git`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_commit: Option<String>,
+    /// One entry per app service port.
+    #[serde(default)]
+    pub services: Vec<Service>,
+    /// Source address -> app, for the tasks on this node; shared addresses are left out.
+    #[serde(default)]
+    pub identities: Vec<Identity>,
+}
+
+/// One service port of one app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// The destination app.
+    pub app: AppId,
+    /// The Marathon service port meshd listens on.
+    pub port: ServicePort,
+    /// `tcp` or `http`.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// How a backend is picked.
+    #[serde(default)]
+    pub balance: Balance,
+    /// Who may connect, fully resolved.
+    pub access: Access,
+    /// The app's running tasks at this port.
+    #[serde(default)]
+    pub backends: Vec<Backend>,
+}
+
+/// The resolved allow-list of one destination app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    /// The policy entry that applies (app id or group); absent when only the defaults do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<AppPattern>,
+    /// Verdict when no rule matches.
+    pub default_action: Action,
+    /// `enforce` or `audit`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Sources let through.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<Rule>,
+    /// Sources refused; a deny beats an allow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<Rule>,
+}
+
+/// Whether a backend may take new work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Running, and its Marathon health checks (if any) pass.
+    #[default]
+    Healthy,
+    /// Running, but a health check fails or has not passed yet.
+    Unhealthy,
+    /// Being killed: in-flight work finishes, no new work.
+    Draining,
+}
+
+/// One task serving one service port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// Where to connect.
+    pub address: Endpoint,
+    /// The Mesos task.
+    pub task: TaskId,
+    /// Relative share of new work. Default 1.
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Marathon's view of the task.
+    #[serde(default)]
+    pub health: Health,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A source address that belongs to exactly one app on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// The task address connections come from.
+    pub address: IpAddr,
+    /// The app whose tasks use it.
+    pub app: AppId,
+    /// The tasks behind it.
+    pub tasks: Vec<TaskId>,
+}
+
+impl NodeConfig {
+    /// The revision of this content: equal content, equal revision, whatever
+    /// the generation.
+    pub fn content_revision(&self) -> Revision {
+        let mut body = self.clone();
+        body.generation = Generation(0);
+        body.revision = Revision::default();
+        // Serializing our own plain types cannot fail; an empty hash input
+        // would still give a stable value if it ever did.
+        let text = yaml_serde::to_string(&body).unwrap_or_default();
+        let digest = Sha256::digest(text.as_bytes());
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Revision(format!("sha256:{hex}"))
+    }
+
+    /// The file's text as configsrv writes it.
+    pub fn to_yaml(&self) -> String {
+        let body = yaml_serde::to_string(self).unwrap_or_default();
+        format!("# Written by configsrv; do not edit. meshd reloads it on change.\n{body}")
+    }
+}

@@ -1,0 +1,148 @@
+//! Node config text -> a checked `NodeConfig`: strict parse, then the
+//! cross-field rules meshd relies on (one service per port, one app per address).
+
+use super::NodeConfig;
+use crate::span::{from_yaml_error, locate, ConfigError, Seg};
+use std::collections::HashMap;
+
+/// Parses a node config strictly and checks it; returns every problem found.
+pub fn parse_node_config(file: &str, source: &str) -> Result<NodeConfig, Vec<ConfigError>> {
+    let config: NodeConfig =
+        yaml_serde::from_str(source).map_err(|e| vec![from_yaml_error(file, &e)])?;
+    let mut errors = Vec::new();
+    let mut ports = HashMap::new();
+    for (i, svc) in config.services.iter().enumerate() {
+        let at = |rest: &[Seg<'_>]| {
+            let mut path = vec![Seg::Key("services"), Seg::Index(i)];
+            path.extend_from_slice(rest);
+            locate(source, &path)
+        };
+        if let Some(first) = ports.insert(svc.port, &svc.app) {
+            errors.push(at(&[Seg::Key("port")]).error(
+                file,
+                format!(
+                    "services[{i}]: service port {} of {} is already used by {first} on node {}",
+                    svc.port.0, svc.app, config.node
+                ),
+            ));
+        }
+        if svc.port.0 == 0 {
+            errors.push(
+                at(&[Seg::Key("port")])
+                    .error(file, format!("services[{i}]: port 0 cannot be listened on")),
+            );
+        }
+        for (list, rules) in [("allow", &svc.access.allow), ("deny", &svc.access.deny)] {
+            for (j, rule) in rules.iter().enumerate() {
+                if rule.from.is_some() == rule.from_cidr.is_some() {
+                    errors.push(at(&[Seg::Key("access"), Seg::Key(list), Seg::Index(j)]).error(
+                        file,
+                        format!("services[{i}].access.{list}[{j}]: a rule has exactly one of `from` and `from_cidr`"),
+                    ));
+                }
+            }
+        }
+        for (j, b) in svc.backends.iter().enumerate() {
+            if b.weight == 0 {
+                errors.push(
+                    at(&[Seg::Key("backends"), Seg::Index(j), Seg::Key("weight")]).error(
+                        file,
+                        format!("services[{i}].backends[{j}]: weight must be at least 1"),
+                    ),
+                );
+            }
+        }
+    }
+    let mut addresses = HashMap::new();
+    for (i, id) in config.identities.iter().enumerate() {
+        if let Some(first) = addresses.insert(id.address, &id.app) {
+            errors.push(locate(source, &[Seg::Key("identities"), Seg::Index(i)]).error(
+                file,
+                format!(
+                    "identities[{i}]: address {} is already given to {first}; a shared address identifies no app",
+                    id.address
+                ),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "apiVersion: palisade/v1
+kind: NodeConfig
+node: 127.0.0.2
+address: 127.0.0.2
+generation: 3
+revision: sha256:00
+services:
+  - app: /prod/web
+    port: 10000
+    access:
+      default_action: deny
+      allow:
+        - from: /prod/edge
+    backends:
+      - address: 127.0.1.1:31000
+        task: prod_web.1
+  - app: /prod/db
+    port: 10001
+    access:
+      default_action: allow
+identities:
+  - address: 127.0.1.1
+    app: /prod/web
+    tasks: [prod_web.1]
+";
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = parse_node_config("n.yaml", GOOD).unwrap();
+        assert_eq!(c.services.len(), 2);
+        assert_eq!(c.services[0].backends[0].weight, 1);
+        assert_eq!(c.generation.0, 3);
+    }
+
+    #[test]
+    fn duplicate_service_port_is_located() {
+        let bad = GOOD.replace("port: 10001", "port: 10000");
+        let e = parse_node_config("n.yaml", &bad).unwrap_err();
+        assert_eq!(e.len(), 1);
+        let msg = e[0].to_string();
+        assert!(msg.starts_with("n.yaml:18:5:"), "{msg}");
+        assert!(msg.contains("10000") && msg.contains("/prod/web"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_field_and_bad_endpoint_are_located() {
+        let bad = GOOD.replace("    port: 10001", "    port: 10001\n    colour: red");
+        let e = parse_node_config("n.yaml", &bad).unwrap_err();
+        assert!(e[0].to_string().starts_with("n.yaml:19:"), "{}", e[0]);
+        let bad = GOOD.replace("127.0.1.1:31000", "127.0.1.1");
+        let e = parse_node_config("n.yaml", &bad).unwrap_err();
+        assert!(e[0].to_string().starts_with("n.yaml:15:"), "{}", e[0]);
+    }
+
+    #[test]
+    fn revision_ignores_generation_only() {
+        let mut c = parse_node_config("n.yaml", GOOD).unwrap();
+        let r1 = c.content_revision();
+        c.generation = c.generation.next();
+        assert_eq!(r1, c.content_revision());
+        c.services.pop();
+        assert_ne!(r1, c.content_revision());
+    }
+
+    #[test]
+    fn written_text_parses_back() {
+        let c = parse_node_config("n.yaml", GOOD).unwrap();
+        assert_eq!(parse_node_config("n.yaml", &c.to_yaml()).unwrap(), c);
+    }
+}

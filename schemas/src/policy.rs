@@ -1,0 +1,216 @@
+//! The Policy format as people write it: many `*.yaml` files in a directory,
+//! merged by `policy::validate` into one `PolicySet`. Unknown fields are errors.
+
+pub mod validate;
+
+use crate::duration::Duration;
+use crate::ids::{AppPattern, Cidr};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub use validate::{parse_policy_file, PolicySet};
+
+/// `apiVersion` of both formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+pub enum ApiVersion {
+    /// The only version so far.
+    #[default]
+    #[serde(rename = "palisade/v1")]
+    V1,
+}
+
+/// `kind` of a policy file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PolicyKind {
+    /// A policy file.
+    Policy,
+}
+
+/// One policy file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Always `palisade/v1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: ApiVersion,
+    /// Always `Policy`.
+    pub kind: PolicyKind,
+    /// Cluster-wide defaults; at most one file may set them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Defaults>,
+    /// Per-app settings and allow-lists, keyed by app id or group pattern (`/prod/*`).
+    #[serde(default, deserialize_with = "unique_keys")]
+    pub apps: BTreeMap<AppPattern, AppPolicy>,
+}
+
+/// What happens to traffic that no rule decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Verdict for traffic no rule matches. Default `deny`.
+    #[serde(default)]
+    pub action: Action,
+    /// `enforce` blocks denied traffic; `audit` lets it through and records it. Default `enforce`.
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// A verdict that a rule or the default gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Refuse.
+    #[default]
+    Deny,
+    /// Let through.
+    Allow,
+}
+
+/// Whether denials block or are only recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Denied traffic is refused.
+    #[default]
+    Enforce,
+    /// Nothing is refused; would-be denials are logged and counted.
+    Audit,
+}
+
+/// How meshd carries an app's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// Bytes, both ways.
+    #[default]
+    Tcp,
+    /// HTTP/1.1 and HTTP/2 on one port.
+    Http,
+}
+
+/// How meshd picks a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Each healthy backend in turn, by weight.
+    #[default]
+    RoundRobin,
+    /// The backend with the fewest requests in flight.
+    LeastRequest,
+    /// Power of two choices over a latency moving average.
+    P2cEwma,
+    /// A hash of the source address, stable when backends come and go.
+    SourceHash,
+}
+
+/// One app's (or group's) entry in a policy file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AppPolicy {
+    /// `tcp` or `http`. Default: the Marathon label, else `tcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// Balancing. Default: the Marathon label, else `round_robin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<Balance>,
+    /// Who may connect to this app.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<Rule>,
+    /// Who may not; a matching deny beats a matching allow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<Rule>,
+    /// Scale the Marathon app from measured traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<Autoscale>,
+}
+
+/// A source that a rule names: exactly one of `from` and `from_cidr`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// An app id or group pattern.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<AppPattern>,
+    /// An address range outside the mesh, e.g. a cloud load balancer's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_cidr: Option<Cidr>,
+}
+
+/// What the autoscaler measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleMetric {
+    /// Requests per second per running instance.
+    RpsPerInstance,
+    /// 99th percentile latency in milliseconds.
+    P99LatencyMs,
+    /// Open connections per running instance.
+    ActiveConnectionsPerInstance,
+}
+
+/// Autoscaling settings for one app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscale {
+    /// The measured metric.
+    pub metric: ScaleMetric,
+    /// The value per instance to aim for.
+    pub target: f64,
+    /// Fewest instances.
+    pub min: u32,
+    /// Most instances.
+    pub max: u32,
+    /// Least time between scale-ups. Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_up_cooldown: Option<Duration>,
+    /// Least time between scale-downs. Default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_cooldown: Option<Duration>,
+    /// Most instances added or removed at once. Default 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_step: Option<u32>,
+    /// Metrics are averaged over this window. Default 60s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Duration>,
+    /// Decide and report, but never change Marathon. Default false.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Rejects a key written twice in one mapping; serde's map would keep the last silently.
+fn unique_keys<'de, D, K, V>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    K: Deserialize<'de> + Ord + std::fmt::Display,
+    V: Deserialize<'de>,
+{
+    struct Unique<K, V>(std::marker::PhantomData<(K, V)>);
+    impl<'de, K, V> serde::de::Visitor<'de> for Unique<K, V>
+    where
+        K: Deserialize<'de> + Ord + std::fmt::Display,
+        V: Deserialize<'de>,
+    {
+        type Value = BTreeMap<K, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a mapping of app ids to settings")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<K>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "duplicate entry for `{key}`; merge the two into one"
+                    )));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique(std::marker::PhantomData))
+}

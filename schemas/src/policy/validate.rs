@@ -1,0 +1,292 @@
+//! Policy files -> one `PolicySet`: strict parse of each file, checks inside
+//! each file, then the merge, where one app defined twice names both files.
+
+use super::{AppPolicy, Defaults, Policy, Rule};
+use crate::ids::{AppId, AppPattern};
+use crate::span::{from_yaml_error, locate, ConfigError, Location, Seg};
+use std::collections::BTreeMap;
+
+/// Where a policy entry was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The file as the caller named it.
+    pub file: String,
+    /// The entry's key in that file.
+    pub location: Location,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}",
+            self.file, self.location.line, self.location.col
+        )
+    }
+}
+
+/// Every policy file of a directory, merged and checked.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PolicySet {
+    /// The cluster defaults (deny, enforce when no file sets them).
+    pub defaults: Defaults,
+    /// Every app and group entry.
+    pub apps: BTreeMap<AppPattern, AppPolicy>,
+    /// Where each entry of `apps` came from.
+    pub origins: BTreeMap<AppPattern, Origin>,
+}
+
+/// Parses one policy file strictly and checks what serde cannot.
+pub fn parse_policy_file(file: &str, source: &str) -> Result<Policy, Vec<ConfigError>> {
+    let policy: Policy =
+        yaml_serde::from_str(source).map_err(|e| vec![from_yaml_error(file, &e)])?;
+    let mut errors = Vec::new();
+    for (pattern, app) in &policy.apps {
+        let key = pattern.as_str();
+        for (list, rules) in [("allow", &app.allow), ("deny", &app.deny)] {
+            for (i, rule) in rules.iter().enumerate() {
+                if let Some(msg) = rule_problem(rule) {
+                    let at = locate(
+                        source,
+                        &[
+                            Seg::Key("apps"),
+                            Seg::Key(key),
+                            Seg::Key(list),
+                            Seg::Index(i),
+                        ],
+                    );
+                    errors.push(at.error(file, format!("apps.{key}.{list}[{i}]: {msg}")));
+                }
+            }
+        }
+        if let Some(a) = &app.autoscale {
+            let at = || {
+                locate(
+                    source,
+                    &[Seg::Key("apps"), Seg::Key(key), Seg::Key("autoscale")],
+                )
+            };
+            if a.min > a.max {
+                errors.push(at().error(
+                    file,
+                    format!(
+                        "apps.{key}.autoscale: min ({}) is greater than max ({})",
+                        a.min, a.max
+                    ),
+                ));
+            }
+            if !(a.target.is_finite() && a.target > 0.0) {
+                errors.push(at().error(
+                    file,
+                    format!(
+                        "apps.{key}.autoscale: target must be a positive number, got {}",
+                        a.target
+                    ),
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(policy)
+    } else {
+        Err(errors)
+    }
+}
+
+fn rule_problem(rule: &Rule) -> Option<&'static str> {
+    match (&rule.from, &rule.from_cidr) {
+        (Some(_), Some(_)) => {
+            Some("a rule names either `from` (an app) or `from_cidr` (an address range), not both; split it in two")
+        }
+        (None, None) => Some("a rule needs `from` (an app id or /group/*) or `from_cidr` (e.g. 10.0.0.0/8)"),
+        _ => None,
+    }
+}
+
+impl PolicySet {
+    /// Parses and merges `(file name, contents)` pairs; returns every problem found.
+    pub fn from_files<'a>(
+        files: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<PolicySet, Vec<ConfigError>> {
+        let mut set = PolicySet::default();
+        let mut defaults_origin: Option<Origin> = None;
+        let mut errors = Vec::new();
+        for (file, source) in files {
+            let policy = match parse_policy_file(file, source) {
+                Ok(p) => p,
+                Err(mut e) => {
+                    errors.append(&mut e);
+                    continue;
+                }
+            };
+            if let Some(defaults) = policy.defaults {
+                let here = Origin {
+                    file: file.to_owned(),
+                    location: locate(source, &[Seg::Key("defaults")]),
+                };
+                match &defaults_origin {
+                    Some(first) => errors.push(here.location.error(
+                        file,
+                        format!("defaults are already set at {first}; only one file may set them"),
+                    )),
+                    None => {
+                        set.defaults = defaults;
+                        defaults_origin = Some(here);
+                    }
+                }
+            }
+            for (pattern, app) in policy.apps {
+                let here = Origin {
+                    file: file.to_owned(),
+                    location: locate(source, &[Seg::Key("apps"), Seg::Key(pattern.as_str())]),
+                };
+                if let Some(first) = set.origins.get(&pattern) {
+                    errors.push(here.location.error(
+                        file,
+                        format!("app {pattern} is defined in both {first} and {here}; keep one"),
+                    ));
+                    continue;
+                }
+                set.origins.insert(pattern.clone(), here);
+                set.apps.insert(pattern, app);
+            }
+        }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The entry that governs `app`: its exact id, else the deepest group
+    /// pattern that names it, else none (the defaults decide).
+    pub fn entry_for(&self, app: &AppId) -> Option<(&AppPattern, &AppPolicy)> {
+        self.apps
+            .iter()
+            .filter(|(p, _)| p.matches(app))
+            .max_by_key(|(p, _)| p.specificity())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Action, Balance};
+
+    fn errors(files: &[(&str, &str)]) -> Vec<String> {
+        match PolicySet::from_files(files.iter().copied()) {
+            Ok(_) => vec![],
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const GOOD: &str = "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\napps:\n  /prod/web:\n    protocol: http\n    balance: p2c_ewma\n    allow:\n      - from: /prod/edge\n      - from_cidr: 10.0.0.0/8\n    deny:\n      - from: /dev/*\n  /prod/*:\n    allow:\n      - from: /prod/*\n";
+
+    #[test]
+    fn good_policy_merges_and_resolves_most_specific_entry() {
+        let set = PolicySet::from_files([("a.yaml", GOOD)]).unwrap();
+        assert_eq!(set.defaults.action, Action::Deny);
+        let web: AppId = "/prod/web".parse().unwrap();
+        let (p, e) = set.entry_for(&web).unwrap();
+        assert_eq!(p.as_str(), "/prod/web");
+        assert_eq!(e.balance, Some(Balance::P2cEwma));
+        let (p, _) = set.entry_for(&"/prod/db".parse().unwrap()).unwrap();
+        assert_eq!(p.as_str(), "/prod/*");
+        assert!(set.entry_for(&"/dev/x".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_column() {
+        let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    protocl: http\n";
+        let e = errors(&[("p.yaml", src)]);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("p.yaml:5:"), "{}", e[0]);
+        assert!(e[0].contains("unknown field `protocl`"), "{}", e[0]);
+    }
+
+    #[test]
+    fn unknown_protocol_and_balance_list_the_allowed_values() {
+        let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    protocol: udp\n";
+        let e = errors(&[("p.yaml", src)]);
+        assert!(e[0].starts_with("p.yaml:5:"), "{}", e[0]);
+        assert!(
+            e[0].contains("`tcp`") && e[0].contains("`http`"),
+            "{}",
+            e[0]
+        );
+        let src =
+            "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    balance: random\n";
+        let e = errors(&[("p.yaml", src)]);
+        assert!(
+            e[0].contains("round_robin") && e[0].contains("source_hash"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn bad_app_id_and_bad_cidr_are_located() {
+        let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /Prod/Web:\n    protocol: tcp\n";
+        let e = errors(&[("p.yaml", src)]);
+        assert!(e[0].starts_with("p.yaml:4:"), "{}", e[0]);
+        assert!(e[0].contains("/Prod/Web"), "{}", e[0]);
+        let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    allow:\n      - from_cidr: 10.0.0.300/8\n";
+        let e = errors(&[("p.yaml", src)]);
+        assert!(e[0].starts_with("p.yaml:6:"), "{}", e[0]);
+        assert!(e[0].contains("10.0.0.300/8"), "{}", e[0]);
+    }
+
+    #[test]
+    fn rule_with_both_or_neither_source_is_located() {
+        let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    allow:\n      - from: /a\n      - from: /b\n        from_cidr: 10.0.0.0/8\n";
+        let e = errors(&[("p.yaml", src)]);
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with("p.yaml:7:7: apps./prod/web.allow[1]"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn app_defined_in_two_files_names_both() {
+        let a = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    protocol: tcp\n";
+        let b = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /x:\n    protocol: tcp\n  /prod/web:\n    protocol: http\n";
+        let e = errors(&[("a.yaml", a), ("b.yaml", b)]);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("b.yaml:6:3:"), "{}", e[0]);
+        assert!(
+            e[0].contains("a.yaml:4:3") && e[0].contains("b.yaml:6:3"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn two_files_with_defaults_is_an_error() {
+        let a = "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: allow\n";
+        let e = errors(&[("a.yaml", a), ("b.yaml", a)]);
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with("b.yaml:3:1:") && e[0].contains("a.yaml:3:1"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn wrong_api_version_or_kind_is_rejected() {
+        let e = errors(&[("a.yaml", "apiVersion: palisade/v2\nkind: Policy\n")]);
+        assert!(e[0].starts_with("a.yaml:1:"), "{}", e[0]);
+        let e = errors(&[("a.yaml", "apiVersion: palisade/v1\nkind: NodeConfig\n")]);
+        assert!(e[0].starts_with("a.yaml:2:"), "{}", e[0]);
+    }
+
+    #[test]
+    fn duplicate_key_in_one_file_is_rejected() {
+        let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /a:\n    protocol: tcp\n  /a:\n    protocol: http\n";
+        let e = errors(&[("a.yaml", src)]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("duplicate"), "{}", e[0]);
+    }
+}

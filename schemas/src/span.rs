@@ -1,0 +1,214 @@
+//! Where in a file a problem is: `ConfigError` prints `file:line:col: message`,
+//! and `locate` finds the line of a key path in block-style YAML for the
+//! checks that run after serde has finished.
+
+use std::fmt;
+
+/// One problem in one file, printed as `file:line:col: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file as the caller named it.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+    /// What is wrong, and where possible how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
+    }
+}
+
+/// A position in a file, 1-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Location {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+}
+
+impl Location {
+    /// The start of a file, for problems that belong to no line.
+    pub const START: Location = Location { line: 1, col: 1 };
+
+    /// An error at this location in `file`.
+    pub fn error(self, file: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: file.to_owned(),
+            line: self.line,
+            col: self.col,
+            message: message.into(),
+        }
+    }
+}
+
+/// One step of a path into a YAML document.
+#[derive(Debug, Clone, Copy)]
+pub enum Seg<'a> {
+    /// A mapping key.
+    Key(&'a str),
+    /// A sequence item, 0-based.
+    Index(usize),
+}
+
+/// Turns a serde error from yaml_serde into a located `ConfigError`.
+pub fn from_yaml_error(file: &str, err: &yaml_serde::Error) -> ConfigError {
+    let text = err.to_string();
+    // yaml_serde appends " at line L column C"; we print the location first instead.
+    let message = match text.rfind(" at line ") {
+        Some(i) if err.location().is_some() => text[..i].to_owned(),
+        _ => text,
+    };
+    let loc = err
+        .location()
+        .map(|l| Location {
+            line: l.line(),
+            col: l.column(),
+        })
+        .unwrap_or(Location::START);
+    loc.error(file, message)
+}
+
+struct Line<'a> {
+    number: usize,
+    indent: usize,
+    text: &'a str,
+}
+
+/// Non-blank, non-comment lines; `- key: v` becomes a dash line plus a
+/// virtual line `key: v` two columns right, so sequence items nest like maps.
+fn content_lines(source: &str) -> Vec<Line<'_>> {
+    let mut out = Vec::new();
+    for (i, raw) in source.lines().enumerate() {
+        let mut text = raw.trim_start();
+        if text.is_empty() || text.starts_with('#') || text == "---" {
+            continue;
+        }
+        let mut indent = raw.len() - text.len();
+        while let Some(rest) = text
+            .strip_prefix('-')
+            .filter(|r| r.is_empty() || r.starts_with(' '))
+        {
+            out.push(Line {
+                number: i + 1,
+                indent,
+                text: "-",
+            });
+            let item = rest.trim_start();
+            if item.is_empty() {
+                break;
+            }
+            indent += text.len() - item.len();
+            text = item;
+        }
+        if text != "-" {
+            out.push(Line {
+                number: i + 1,
+                indent,
+                text,
+            });
+        }
+    }
+    out
+}
+
+fn key_matches(text: &str, key: &str) -> bool {
+    [format!("\"{key}\""), format!("'{key}'"), key.to_owned()]
+        .iter()
+        .any(|k| {
+            text.strip_prefix(k.as_str())
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+}
+
+/// Finds the line and column of `path` in block-style YAML. Flow style
+/// (`{a: 1}`) and anything unexpected fall back to the deepest step found, so
+/// an error always points somewhere useful.
+pub fn locate(source: &str, path: &[Seg<'_>]) -> Location {
+    let lines = content_lines(source);
+    let mut best = Location::START;
+    // The block searched for the next step: lines from `start` deeper than `parent`.
+    let mut start = 0usize;
+    let mut parent: Option<usize> = None;
+    for seg in path {
+        let block_end = lines[start..]
+            .iter()
+            .position(|l| parent.is_some_and(|p| l.indent <= p))
+            .map_or(lines.len(), |p| start + p);
+        let block = &lines[start..block_end];
+        let Some(child_indent) = block.iter().map(|l| l.indent).min() else {
+            return best;
+        };
+        let at_level = block
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.indent == child_indent);
+        let found = match *seg {
+            Seg::Key(key) => at_level.clone().find(|(_, l)| key_matches(l.text, key)),
+            Seg::Index(n) => at_level.filter(|(_, l)| l.text == "-").nth(n),
+        };
+        let Some((i, line)) = found else { return best };
+        best = Location {
+            line: line.number,
+            col: line.indent + 1,
+        };
+        parent = Some(line.indent);
+        start += i + 1;
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    protocol: http\n    allow:\n      - from: /prod/edge\n      - from_cidr: 10.0.0.0/8\n        from: /x\n  \"/prod/api\":\n    balance: round_robin\n";
+
+    #[test]
+    fn finds_nested_keys_and_items() {
+        let at = |p: &[Seg<'_>]| {
+            let l = locate(DOC, p);
+            (l.line, l.col)
+        };
+        assert_eq!(at(&[Seg::Key("apps")]), (3, 1));
+        assert_eq!(at(&[Seg::Key("apps"), Seg::Key("/prod/web")]), (4, 3));
+        assert_eq!(
+            at(&[Seg::Key("apps"), Seg::Key("/prod/web"), Seg::Key("allow")]),
+            (6, 5)
+        );
+        assert_eq!(
+            at(&[
+                Seg::Key("apps"),
+                Seg::Key("/prod/web"),
+                Seg::Key("allow"),
+                Seg::Index(1)
+            ]),
+            (8, 7)
+        );
+        assert_eq!(
+            at(&[
+                Seg::Key("apps"),
+                Seg::Key("/prod/web"),
+                Seg::Key("allow"),
+                Seg::Index(1),
+                Seg::Key("from")
+            ]),
+            (9, 9)
+        );
+        assert_eq!(
+            at(&[Seg::Key("apps"), Seg::Key("/prod/api"), Seg::Key("balance")]),
+            (11, 5)
+        );
+        // Missing keys fall back to the deepest step found.
+        assert_eq!(at(&[Seg::Key("apps"), Seg::Key("/nope")]), (3, 1));
+    }
+}
