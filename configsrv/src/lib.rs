@@ -1,1 +1,13 @@
+//! configsrv: turns Marathon's and Mesos' view of the cluster plus the policy
+//! files into one NodeConfig per node.
+//!
+//! Flow, one way: `sources` (Marathon, Mesos, policy dir, offline snapshots)
+//! -> `state` (ClusterState) -> `render` (pure) -> `publish` (number, write).
+//! `cli` and `main` sit at the edge; `error` holds the typed errors.
 
+pub mod cli;
+pub mod error;
+pub mod publish;
+pub mod render;
+pub mod sources;
+pub mod state;

@@ -1,1 +1,111 @@
-fn main() {}
+//! configsrv's entry point: parse flags, set up logs, run, map errors to exit codes.
+
+use anyhow::Context;
+use clap::Parser;
+use configsrv::cli::{Cli, Command, LogFormat};
+use configsrv::sources::{offline, policy_dir};
+use configsrv::{publish, render};
+use std::path::Path;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let result = match cli.command {
+        Command::Validate { dir } => validate(&dir),
+        Command::Render {
+            marathon_snapshot,
+            mesos_snapshot,
+            policies,
+            out,
+        } => render_once(
+            &marathon_snapshot,
+            mesos_snapshot.as_deref(),
+            &policies,
+            &out,
+        ),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("configsrv: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load_policies(
+    dir: &Path,
+) -> anyhow::Result<Result<schemas::PolicySet, Vec<schemas::ConfigError>>> {
+    let files = policy_dir::read_policy_dir(dir)
+        .with_context(|| format!("reading policy directory {}", dir.display()))?;
+    Ok(policy_dir::load_policies(&files))
+}
+
+fn validate(dir: &Path) -> anyhow::Result<ExitCode> {
+    match load_policies(dir)? {
+        Ok(set) => {
+            println!(
+                "{}: {} app entries, no problems",
+                dir.display(),
+                set.apps.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            eprintln!("{} problem(s) in {}", errors.len(), dir.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn render_once(
+    marathon: &Path,
+    mesos: Option<&Path>,
+    policies: &Path,
+    out: &Path,
+) -> anyhow::Result<ExitCode> {
+    let policies = match load_policies(policies)? {
+        Ok(set) => set,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            anyhow::bail!(
+                "{} problem(s) in policy directory {}; nothing written",
+                errors.len(),
+                policies.display()
+            );
+        }
+    };
+    let (state, app_errors) = offline::load_snapshot(marathon, mesos).context("nothing written")?;
+    for e in &app_errors {
+        tracing::warn!(file = %marathon.display(), "{e}; app left out");
+    }
+    let rendered = render::render(&state, &policies);
+    for e in &rendered.errors {
+        tracing::warn!("{e}");
+    }
+    let published = publish::files::publish_dir(out, rendered.nodes)
+        .with_context(|| format!("publishing to {}", out.display()))?;
+    for p in &published {
+        let what = if p.changed { "written" } else { "unchanged" };
+        println!("{} generation {} {what}", p.path.display(), p.generation.0);
+    }
+    Ok(ExitCode::SUCCESS)
+}

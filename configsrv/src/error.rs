@@ -1,0 +1,108 @@
+//! configsrv's typed errors: what went wrong with a source, one app, or a write.
+
+use std::path::PathBuf;
+
+/// A source could not be read as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A file or directory could not be read.
+    #[error("{path}: {error}")]
+    Io {
+        /// What we tried to read.
+        path: PathBuf,
+        /// Why it failed.
+        error: std::io::Error,
+    },
+    /// A body was not the JSON we expect.
+    #[error("{origin}:{line}:{col}: not a valid response: {message}")]
+    Json {
+        /// The file or URL.
+        origin: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        col: usize,
+        /// serde's explanation.
+        message: String,
+    },
+    /// A file is not UTF-8 text.
+    #[error("{path}: not UTF-8 text")]
+    NotText {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// One Marathon app that cannot be used; the others go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("app {app}: {message}")]
+pub struct AppError {
+    /// The app id as Marathon wrote it.
+    pub app: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl AppError {
+    /// An error for the app written `app`.
+    pub fn new(app: &str, message: impl Into<String>) -> AppError {
+        AppError {
+            app: app.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A problem found while rendering one app or node; never fatal to the others.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// Two apps claim one service port; the first by app id keeps it.
+    #[error("app {app}: service port {port} is already used by {owner}; this port is not served")]
+    PortConflict {
+        /// The app that loses the port.
+        app: String,
+        /// The port.
+        port: u16,
+        /// The app that keeps it.
+        owner: String,
+    },
+    /// A task cannot be a backend for one port.
+    #[error("app {app}: task {task} has no address for service port {port}: {why}")]
+    TaskWithoutAddress {
+        /// The app.
+        app: String,
+        /// The task.
+        task: String,
+        /// The service port.
+        port: u16,
+        /// Why.
+        why: &'static str,
+    },
+    /// A host cannot be named as a node.
+    #[error("host `{host}` cannot be used as a node name")]
+    BadHost {
+        /// The host as reported.
+        host: String,
+    },
+}
+
+/// A node file could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Writing, syncing or renaming failed.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// A rendered config failed its own validation: a renderer bug, so nothing is written.
+    #[error("rendered config for node {node} does not validate: {message}")]
+    Invalid {
+        /// The node.
+        node: String,
+        /// The validation errors.
+        message: String,
+    },
+}

@@ -1,0 +1,109 @@
+//! The directory sink: `<out>/<node>.yaml`, written atomically (temp file in
+//! the same directory, fsync, rename, fsync the directory) and only when the
+//! content changed, so meshd sees whole files and only real changes.
+
+use super::{assign_generation, Previous};
+use crate::error::PublishError;
+use schemas::{Generation, NodeConfig, NodeName, Revision};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// One node's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The node.
+    pub node: NodeName,
+    /// Its file.
+    pub path: PathBuf,
+    /// The generation the file now carries.
+    pub generation: Generation,
+    /// Whether the file was (re)written.
+    pub changed: bool,
+}
+
+/// Reads what an earlier run wrote, leniently: a damaged file still tells its
+/// generation, so the next one is higher and meshd accepts it.
+pub fn read_previous(path: &Path) -> Option<Previous> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: yaml_serde::Value = yaml_serde::from_str(&text).ok()?;
+    let generation = Generation(value.get("generation")?.as_u64()?);
+    let revision = Revision(
+        value
+            .get("revision")
+            .and_then(|r| r.as_str())
+            .unwrap_or("")
+            .to_owned(),
+    );
+    Some(Previous {
+        generation,
+        revision,
+    })
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the new one, never half.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
+    let io = |error| PublishError::Io {
+        path: path.to_owned(),
+        error,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+/// Numbers and writes every node's config into `dir`. Every config is checked
+/// against the NodeConfig rules first, so a renderer bug writes nothing.
+pub fn publish_dir(
+    dir: &Path,
+    nodes: BTreeMap<NodeName, NodeConfig>,
+) -> Result<Vec<Published>, PublishError> {
+    std::fs::create_dir_all(dir).map_err(|error| PublishError::Io {
+        path: dir.to_owned(),
+        error,
+    })?;
+    let mut ready = Vec::new();
+    for (node, mut config) in nodes {
+        let path = dir.join(node.file_name());
+        let changed = assign_generation(read_previous(&path).as_ref(), &mut config);
+        let text = config.to_yaml();
+        schemas::parse_node_config(&node.file_name(), &text).map_err(|errors| {
+            PublishError::Invalid {
+                node: node.to_string(),
+                message: errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
+        })?;
+        ready.push((node, path, config.generation, changed, text));
+    }
+    let mut published = Vec::new();
+    for (node, path, generation, changed, text) in ready {
+        if changed {
+            write_atomic(&path, text.as_bytes())?;
+        }
+        published.push(Published {
+            node,
+            path,
+            generation,
+            changed,
+        });
+    }
+    Ok(published)
+}

@@ -1,0 +1,149 @@
+//! The renderer: `render(&ClusterState, &PolicySet)` -> one NodeConfig per
+//! node. A pure function: same input, same output, whatever the input order.
+//! Per-app problems become `RenderError`s and never stop the other apps.
+
+mod allow;
+mod backends;
+mod identity;
+
+use crate::error::RenderError;
+use crate::state::ClusterState;
+use schemas::node_config::NodeConfigKind;
+use schemas::policy::ApiVersion;
+use schemas::{Generation, NodeConfig, NodeName, PolicySet, Revision, Service};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// What a render produced: every node's config (generation 0; the publisher
+/// numbers them) and the problems met on the way.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    /// Node configs by node.
+    pub nodes: BTreeMap<NodeName, NodeConfig>,
+    /// Per-app and per-node problems.
+    pub errors: Vec<RenderError>,
+}
+
+/// Renders every node's config from the cluster and the policies.
+pub fn render(state: &ClusterState, policies: &PolicySet) -> Rendered {
+    let mut errors = Vec::new();
+    let services = services(state, policies, &mut errors);
+    let mut nodes = BTreeMap::new();
+    for (name, hosts) in node_hosts(state, &mut errors) {
+        let address = node_address(state, &hosts);
+        let mut config = NodeConfig {
+            api_version: ApiVersion::V1,
+            kind: NodeConfigKind::NodeConfig,
+            node: name.clone(),
+            address,
+            generation: Generation(0),
+            revision: Revision::default(),
+            policy_commit: None,
+            services: services.clone(),
+            identities: identity::identities(state, &hosts),
+        };
+        config.revision = config.content_revision();
+        nodes.insert(name, config);
+    }
+    Rendered { nodes, errors }
+}
+
+/// Every app's service ports, the same on every node; a port claimed twice
+/// stays with the first app by id.
+fn services(
+    state: &ClusterState,
+    policies: &PolicySet,
+    errors: &mut Vec<RenderError>,
+) -> Vec<Service> {
+    let mut owners = BTreeMap::new();
+    let mut services = Vec::new();
+    for app in &state.apps {
+        let (protocol, balance) = allow::settings(app, policies);
+        let access = allow::access(&app.id, policies);
+        for spec in &app.service_ports {
+            if let Some(owner) = owners.get(&spec.service_port) {
+                errors.push(RenderError::PortConflict {
+                    app: app.id.to_string(),
+                    port: spec.service_port.0,
+                    owner: format!("{owner}"),
+                });
+                continue;
+            }
+            owners.insert(spec.service_port, app.id.clone());
+            services.push(Service {
+                app: app.id.clone(),
+                port: spec.service_port,
+                protocol,
+                balance,
+                access: access.clone(),
+                backends: backends::backends(app, spec, errors),
+            });
+        }
+    }
+    services.sort_by_key(|s| s.port);
+    services
+}
+
+/// Every node and the hosts it stands for: task hosts, plus every active
+/// Mesos agent, which gets a file even with no tasks on it.
+fn node_hosts(
+    state: &ClusterState,
+    errors: &mut Vec<RenderError>,
+) -> BTreeMap<NodeName, BTreeSet<String>> {
+    let task_hosts = state
+        .apps
+        .iter()
+        .flat_map(|a| a.tasks.iter().map(|t| t.host.as_str()));
+    let agent_hosts = state
+        .agents
+        .iter()
+        .filter(|a| a.active)
+        .map(|a| a.hostname.as_str());
+    let mut nodes: BTreeMap<NodeName, BTreeSet<String>> = BTreeMap::new();
+    for host in task_hosts.chain(agent_hosts) {
+        match NodeName::sanitise(host) {
+            Some(name) => {
+                nodes.entry(name).or_default().insert(host.to_owned());
+            }
+            None => {
+                let e = RenderError::BadHost {
+                    host: host.to_owned(),
+                };
+                if !errors.contains(&e) {
+                    errors.push(e);
+                }
+            }
+        }
+    }
+    nodes
+}
+
+/// The address a node's services listen on: the host itself when it is an
+/// address, else its Mesos agent's, else every address (`meshd --bind` narrows it).
+fn node_address(state: &ClusterState, hosts: &BTreeSet<String>) -> IpAddr {
+    hosts
+        .iter()
+        .find_map(|h| h.parse().ok())
+        .or_else(|| {
+            state
+                .agents
+                .iter()
+                .filter(|a| hosts.contains(&a.hostname))
+                .find_map(|a| a.address)
+        })
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// The address a task's host stands for: itself, or its agent's address.
+pub(crate) fn host_address(state: &ClusterState, host: &str) -> Option<IpAddr> {
+    host.parse().ok().or_else(|| {
+        state
+            .agents
+            .iter()
+            .find(|a| a.hostname == host)
+            .and_then(|a| a.address)
+    })
+}
+
+#[cfg(test)]
+mod tests;

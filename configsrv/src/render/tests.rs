@@ -1,0 +1,229 @@
+//! Renderer rules, on hand-built clusters.
+
+use super::*;
+use crate::state::{Agent, App, Networking, PortSpec, Task, TaskPhase};
+use schemas::{Action, Health, ServicePort};
+
+fn task(id: &str, host: &str, addr: Option<&str>, phase: TaskPhase, healthy: bool) -> Task {
+    Task {
+        id: id.parse().unwrap(),
+        host: host.into(),
+        ports: vec![31000],
+        addresses: addr.map(|a| a.parse().unwrap()).into_iter().collect(),
+        phase,
+        healthy,
+    }
+}
+
+fn app(id: &str, port: u16, networking: Networking, tasks: Vec<Task>) -> App {
+    App {
+        id: id.parse().unwrap(),
+        networking,
+        service_ports: vec![PortSpec {
+            index: 0,
+            service_port: ServicePort(port),
+            container_port: Some(8080),
+        }],
+        protocol: None,
+        balance: None,
+        tasks,
+    }
+}
+
+fn cluster() -> ClusterState {
+    use TaskPhase::*;
+    ClusterState::new(
+        vec![
+            app(
+                "/prod/web",
+                10000,
+                Networking::Container,
+                vec![
+                    task("web.1", "127.0.0.2", Some("127.0.1.1"), Running, true),
+                    task("web.2", "127.0.0.3", Some("127.0.1.2"), Running, false),
+                    task("web.3", "127.0.0.2", Some("127.0.1.3"), Killing, true),
+                    task("web.4", "127.0.0.2", Some("127.0.1.4"), NotRunning, true),
+                ],
+            ),
+            app(
+                "/prod/edge",
+                10001,
+                Networking::Container,
+                vec![task(
+                    "edge.1",
+                    "127.0.0.2",
+                    Some("127.0.2.1"),
+                    Running,
+                    true,
+                )],
+            ),
+            app(
+                "/a/host",
+                10002,
+                Networking::Host,
+                vec![task("host.1", "127.0.0.3", None, Running, true)],
+            ),
+        ],
+        vec![Agent {
+            hostname: "idle-agent".into(),
+            address: Some("127.0.0.9".parse().unwrap()),
+            active: true,
+        }],
+    )
+}
+
+fn policies(text: &str) -> PolicySet {
+    PolicySet::from_files([("p.yaml", text)]).unwrap()
+}
+
+#[test]
+fn render_ignores_input_order() {
+    let state = cluster();
+    let mut reversed = state.clone();
+    reversed.apps.reverse();
+    for a in &mut reversed.apps {
+        a.tasks.reverse();
+    }
+    let reversed = ClusterState::new(reversed.apps, reversed.agents);
+    let p = PolicySet::default();
+    let a = render(&state, &p).nodes;
+    let b = render(&reversed, &p).nodes;
+    assert_eq!(a, b);
+    let texts = |n: &BTreeMap<NodeName, NodeConfig>| {
+        n.values().map(NodeConfig::to_yaml).collect::<Vec<_>>()
+    };
+    assert_eq!(texts(&a), texts(&b));
+}
+
+#[test]
+fn every_task_host_and_active_agent_gets_a_node_with_every_service() {
+    let r = render(&cluster(), &PolicySet::default());
+    let names: Vec<&str> = r.nodes.keys().map(NodeName::as_str).collect();
+    assert_eq!(names, ["127.0.0.2", "127.0.0.3", "idle-agent"]);
+    for config in r.nodes.values() {
+        let ports: Vec<u16> = config.services.iter().map(|s| s.port.0).collect();
+        assert_eq!(ports, [10000, 10001, 10002]);
+    }
+    assert_eq!(
+        r.nodes[&"idle-agent".parse().unwrap()].address,
+        "127.0.0.9".parse::<IpAddr>().unwrap()
+    );
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+}
+
+#[test]
+fn backends_carry_health_and_draining_and_skip_tasks_not_running() {
+    let r = render(&cluster(), &PolicySet::default());
+    let web = &r.nodes.values().next().unwrap().services[0];
+    let got: Vec<(String, Health)> = web
+        .backends
+        .iter()
+        .map(|b| (b.address.to_string(), b.health))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("127.0.1.1:8080".to_owned(), Health::Healthy),
+            ("127.0.1.2:8080".to_owned(), Health::Unhealthy),
+            ("127.0.1.3:8080".to_owned(), Health::Draining),
+        ]
+    );
+}
+
+#[test]
+fn identities_are_per_node_and_host_networking_uses_the_host_address() {
+    let r = render(&cluster(), &PolicySet::default());
+    let ids = |n: &str| -> Vec<(String, String)> {
+        r.nodes[&n.parse().unwrap()]
+            .identities
+            .iter()
+            .map(|i| (i.address.to_string(), i.app.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        ids("127.0.0.2"),
+        [
+            ("127.0.1.1".into(), "/prod/web".into()),
+            ("127.0.1.3".into(), "/prod/web".into()),
+            ("127.0.2.1".into(), "/prod/edge".into())
+        ]
+    );
+    assert_eq!(
+        ids("127.0.0.3"),
+        [
+            ("127.0.0.3".into(), "/a/host".into()),
+            ("127.0.1.2".into(), "/prod/web".into())
+        ]
+    );
+}
+
+#[test]
+fn an_address_shared_by_two_apps_identifies_neither() {
+    let mut state = cluster();
+    state.apps.push(app(
+        "/b/host",
+        10003,
+        Networking::Host,
+        vec![task("b.1", "127.0.0.3", None, TaskPhase::Running, true)],
+    ));
+    let state = ClusterState::new(state.apps, state.agents);
+    let r = render(&state, &PolicySet::default());
+    let node = &r.nodes[&"127.0.0.3".parse().unwrap()];
+    assert!(
+        node.identities
+            .iter()
+            .all(|i| i.address.to_string() != "127.0.0.3"),
+        "{:?}",
+        node.identities
+    );
+}
+
+#[test]
+fn a_port_claimed_twice_stays_with_the_first_app() {
+    let mut state = cluster();
+    state
+        .apps
+        .push(app("/z/late", 10000, Networking::Container, vec![]));
+    let state = ClusterState::new(state.apps, state.agents);
+    let r = render(&state, &PolicySet::default());
+    let node = r.nodes.values().next().unwrap();
+    assert_eq!(
+        node.services.iter().filter(|s| s.port.0 == 10000).count(),
+        1
+    );
+    assert_eq!(node.services[0].app.as_str(), "/prod/web");
+    assert!(
+        matches!(&r.errors[..], [RenderError::PortConflict { app, port: 10000, .. }] if app == "/z/late")
+    );
+}
+
+#[test]
+fn access_comes_from_the_most_specific_entry() {
+    let p = policies(
+        "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\napps:\n  /prod/*:\n    allow:\n      - from: /prod/*\n  /prod/web:\n    protocol: http\n    allow:\n      - from: /prod/edge\n    deny:\n      - from_cidr: 127.0.9.0/24\n",
+    );
+    let r = render(&cluster(), &p);
+    let node = r.nodes.values().next().unwrap();
+    let web = &node.services[0];
+    assert_eq!(web.access.policy.as_ref().unwrap().as_str(), "/prod/web");
+    assert_eq!(web.protocol, schemas::Protocol::Http);
+    assert_eq!(web.access.allow.len(), 1);
+    assert_eq!(web.access.deny.len(), 1);
+    let edge = &node.services[1];
+    assert_eq!(edge.access.policy.as_ref().unwrap().as_str(), "/prod/*");
+    let host = &node.services[2];
+    assert_eq!(host.access.policy, None);
+    assert_eq!(host.access.default_action, Action::Deny);
+}
+
+#[test]
+fn revision_changes_with_content_only() {
+    let p = PolicySet::default();
+    let a = render(&cluster(), &p);
+    let b = render(&cluster(), &p);
+    let first = |r: &Rendered| r.nodes.values().next().unwrap().revision.clone();
+    assert_eq!(first(&a), first(&b));
+    let mut changed = cluster();
+    changed.apps[0].tasks.pop();
+    assert_ne!(first(&a), first(&render(&changed, &p)));
+}

@@ -1,0 +1,68 @@
+//! The policy directory: every `*.yaml`/`*.yml` below it (hidden entries such
+//! as `.git` skipped), read in a stable order.
+
+use crate::error::SourceError;
+use std::path::{Path, PathBuf};
+
+/// One policy file: its path (as shown in errors) and its text.
+#[derive(Debug, Clone)]
+pub struct PolicyFile {
+    /// The path, under the directory the operator named.
+    pub path: PathBuf,
+    /// The contents.
+    pub text: String,
+}
+
+/// Reads every policy file under `dir`, sorted by path.
+pub fn read_policy_dir(dir: &Path) -> Result<Vec<PolicyFile>, SourceError> {
+    let mut paths = Vec::new();
+    collect(dir, &mut paths)?;
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).map_err(|error| SourceError::Io {
+                path: path.clone(),
+                error,
+            })?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| SourceError::NotText { path: path.clone() })?;
+            Ok(PolicyFile { path, text })
+        })
+        .collect()
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
+    let io = |error| SourceError::Io {
+        path: dir.to_owned(),
+        error,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let kind = entry.file_type().map_err(io)?;
+        if kind.is_dir() {
+            collect(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Parses and merges the files; every problem is a `file:line:col: message` line.
+pub fn load_policies(
+    files: &[PolicyFile],
+) -> Result<schemas::PolicySet, Vec<schemas::ConfigError>> {
+    let names: Vec<String> = files.iter().map(|f| f.path.display().to_string()).collect();
+    schemas::PolicySet::from_files(
+        names
+            .iter()
+            .map(String::as_str)
+            .zip(files.iter().map(|f| f.text.as_str())),
+    )
+}
