@@ -1,6 +1,8 @@
 //! Every real Marathon payload in `../shared/fixtures/marathon/` renders, and
 //! the backends found match the tasks in the payload.
 
+#![allow(clippy::unwrap_used)] // a test fails loudly on bad fixtures; that is its job
+
 use configsrv::render::render;
 use configsrv::sources::offline::load_snapshot;
 use schemas::{Health, PolicySet};

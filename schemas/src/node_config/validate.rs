@@ -5,6 +5,9 @@ use super::NodeConfig;
 use crate::span::{from_yaml_error, locate, ConfigError, Seg};
 use std::collections::HashMap;
 
+/// The largest backend weight; meshd expands weights into a pick order.
+pub const MAX_WEIGHT: u32 = 1000;
+
 /// Parses a node config strictly and checks it; returns every problem found.
 pub fn parse_node_config(file: &str, source: &str) -> Result<NodeConfig, Vec<ConfigError>> {
     let config: NodeConfig =
@@ -43,11 +46,11 @@ pub fn parse_node_config(file: &str, source: &str) -> Result<NodeConfig, Vec<Con
             }
         }
         for (j, b) in svc.backends.iter().enumerate() {
-            if b.weight == 0 {
+            if !(1..=MAX_WEIGHT).contains(&b.weight) {
                 errors.push(
                     at(&[Seg::Key("backends"), Seg::Index(j), Seg::Key("weight")]).error(
                         file,
-                        format!("services[{i}].backends[{j}]: weight must be at least 1"),
+                        format!("services[{i}].backends[{j}]: weight must be between 1 and {MAX_WEIGHT}"),
                     ),
                 );
             }

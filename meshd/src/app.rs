@@ -1,0 +1,117 @@
+//! `meshd run`, read as the startup order: metrics, admin endpoint, config
+//! watch, then the reload loop (watch -> load -> swap -> listeners) until
+//! SIGTERM or Ctrl-C, then a graceful drain.
+
+use crate::admin;
+use crate::cli::RunArgs;
+use crate::config::file::FileWatch;
+use crate::config::load::{load, Loaded};
+use crate::error::ReloadError;
+use crate::listen::Listeners;
+use crate::swap::Runtime;
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use std::sync::Arc;
+
+/// Runs meshd until it is told to stop.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let prometheus = recorder.handle();
+    metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+
+    let runtime = Arc::new(Runtime::new(args.node.clone(), args.bind));
+    let admin_addr = admin::spawn(args.admin, Arc::clone(&runtime), prometheus)
+        .await
+        .with_context(|| format!("binding the admin endpoint on {}", args.admin))?;
+    tracing::info!(node = %args.node, admin = %admin_addr, config_dir = %args.config_dir.display(), "meshd started");
+
+    anyhow::ensure!(
+        args.config_dir.is_dir(),
+        "config directory {} does not exist (configsrv writes <node>.yaml there)",
+        args.config_dir.display()
+    );
+    let file_name = args.node.file_name();
+    let mut watch = FileWatch::start(&args.config_dir, &file_name)
+        .with_context(|| format!("watching {}", args.config_dir.display()))?;
+    let mut listeners = Listeners::new(Arc::clone(&runtime), args.drain_deadline.0);
+    let mut last_text: Option<String> = None;
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        reload(&runtime, &mut listeners, &watch, &mut last_text);
+        tokio::select! {
+            () = watch.changed() => {}
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("stopping: no new connections");
+    listeners.shutdown(args.drain_deadline.0).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// One pass of the reload loop: read the file; if its text changed, load and
+/// swap it; then make the listeners match (retrying ports that failed to bind).
+fn reload(
+    runtime: &Runtime,
+    listeners: &mut Listeners,
+    watch: &FileWatch,
+    last_text: &mut Option<String>,
+) {
+    let path = &watch.path;
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && last_text.is_none() => {
+            tracing::debug!(path = %path.display(), "waiting for the config file");
+            return;
+        }
+        Err(error) => {
+            if last_text.take().is_some() {
+                runtime.refuse(&ReloadError::Read {
+                    path: path.clone(),
+                    error,
+                });
+            }
+            return;
+        }
+    };
+    if last_text.as_deref() != Some(text.as_str()) {
+        let current = runtime.load();
+        let running = current.as_ref().map(|s| (s.generation(), s.revision()));
+        match load(&runtime.node, &path.display().to_string(), &text, running) {
+            Ok(Loaded::Apply(config)) => {
+                runtime.apply(*config);
+            }
+            Ok(Loaded::Same) => {}
+            Err(e) => runtime.refuse(&e),
+        }
+        *last_text = Some(text);
+    }
+    if let Some(snapshot) = runtime.load() {
+        listeners.reconcile(&snapshot);
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

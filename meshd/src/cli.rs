@@ -1,0 +1,71 @@
+//! meshd's command line: `run` and `check`, typed at once.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use schemas::duration::Duration;
+use schemas::NodeName;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// palisade's node proxy: serves every app's service ports on this node, with allow-lists.
+#[derive(Debug, Parser)]
+#[command(name = "meshd", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// meshd's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve this node: watch DIR/<node>.yaml, hot-reload it, proxy every service port.
+    ///
+    /// A file that is invalid, for another node, or not newer than the running
+    /// one changes nothing; the error shows in the logs, /status and
+    /// palisade_meshd_reload_failures_total. meshd starts serving once a valid
+    /// file appears.
+    Run(RunArgs),
+    /// Validate a node config file; print `file:line:col: message` per problem.
+    ///
+    /// Exit 0 when valid, 1 when not.
+    Check {
+        /// The node config file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// Flags of `meshd run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// This node's name: the host Marathon reports for its tasks.
+    #[arg(long, value_name = "NAME")]
+    pub node: NodeName,
+    /// Directory holding <node>.yaml, as configsrv writes it.
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: PathBuf,
+    /// Admin endpoint: /metrics, /status, /healthz, /ready.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
+    pub admin: SocketAddr,
+    /// Listen on this address instead of the node address in the config.
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<IpAddr>,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// How long connections of a removed service, or of a stopping meshd, may finish.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub drain_deadline: Duration,
+}

@@ -1,0 +1,5 @@
+//! Where node configs come from: the watched directory (`file`), and the
+//! pure step that turns bytes into a config to apply (`load`).
+
+pub mod file;
+pub mod load;

@@ -1,0 +1,166 @@
+//! Service listeners follow the snapshot: bind new services, keep unchanged
+//! ones (their open connections never notice a reload), stop accepting on
+//! removed ones and close their connections after the drain deadline.
+
+use crate::metrics;
+use crate::serve;
+use crate::snapshot::Snapshot;
+use crate::swap::Runtime;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+struct Bound {
+    accept: JoinHandle<()>,
+    /// Fires when this listener's connections must close.
+    stop: CancellationToken,
+}
+
+/// Every service listener of this node.
+pub struct Listeners {
+    runtime: Arc<Runtime>,
+    bound: HashMap<SocketAddr, Bound>,
+    connections: TaskTracker,
+    drain: Duration,
+}
+
+impl std::fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listeners")
+            .field("bound", &self.bound.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Listeners {
+    /// No listeners yet; removed ones drain for `drain`.
+    pub fn new(runtime: Arc<Runtime>, drain: Duration) -> Listeners {
+        Listeners {
+            runtime,
+            bound: HashMap::new(),
+            connections: TaskTracker::new(),
+            drain,
+        }
+    }
+
+    /// Makes the bound listeners match `snapshot`. A port that cannot be bound
+    /// is reported and tried again at the next call.
+    pub fn reconcile(&mut self, snapshot: &Snapshot) {
+        let removed: Vec<SocketAddr> = self
+            .bound
+            .keys()
+            .filter(|a| !snapshot.routes.contains_key(a))
+            .copied()
+            .collect();
+        for addr in removed {
+            if let Some(b) = self.bound.remove(&addr) {
+                b.accept.abort();
+                let (stop, drain) = (b.stop, self.drain);
+                tracing::info!(%addr, drain_secs = drain.as_secs(), "service removed; listener closed, connections draining");
+                tokio::spawn(async move {
+                    tokio::time::sleep(drain).await;
+                    stop.cancel();
+                });
+            }
+        }
+        let mut errors = HashMap::new();
+        for addr in snapshot.routes.keys() {
+            if self.bound.contains_key(addr) {
+                continue;
+            }
+            match bind(*addr) {
+                Ok(listener) => {
+                    let stop = CancellationToken::new();
+                    let accept = tokio::spawn(accept_loop(
+                        listener,
+                        *addr,
+                        Arc::clone(&self.runtime),
+                        self.connections.clone(),
+                        stop.clone(),
+                    ));
+                    tracing::info!(%addr, "listening");
+                    self.bound.insert(*addr, Bound { accept, stop });
+                }
+                Err(e) => {
+                    ::metrics::counter!(metrics::LISTENER_ERRORS).increment(1);
+                    tracing::error!(%addr, error = %e, "cannot listen; will retry");
+                    errors.insert(*addr, e.to_string());
+                }
+            }
+        }
+        self.runtime
+            .with_report(|r| r.listener_errors = errors.into_iter().collect());
+    }
+
+    /// Graceful shutdown: stop accepting everywhere, let open connections
+    /// finish within `deadline`, then close what is left.
+    pub async fn shutdown(self, deadline: Duration) {
+        for b in self.bound.values() {
+            b.accept.abort();
+        }
+        self.connections.close();
+        let open = self.connections.len();
+        tracing::info!(
+            open,
+            deadline_secs = deadline.as_secs(),
+            "draining connections"
+        );
+        if tokio::time::timeout(deadline, self.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.connections.len(),
+                "drain deadline passed; closing the rest"
+            );
+            for b in self.bound.values() {
+                b.stop.cancel();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.connections.wait()).await;
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // A restarted meshd must rebind at once, whatever TIME_WAIT is left.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    local: SocketAddr,
+    runtime: Arc<Runtime>,
+    connections: TaskTracker,
+    stop: CancellationToken,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                connections.spawn(serve::connection(
+                    stream,
+                    peer,
+                    local,
+                    Arc::clone(&runtime),
+                    stop.clone(),
+                ));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%local, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
