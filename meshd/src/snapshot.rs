@@ -3,7 +3,7 @@
 //! needs is computed here: verdicts per known source, pick orders, metric
 //! handles. No I/O.
 
-use crate::authz::{decide, Decision};
+use crate::authz::{decide, Decision, Verdict};
 use crate::balance::PickOrder;
 use crate::identity::IdentityTable;
 use crate::metrics::{verdict_counter, ServiceMetrics, UNKNOWN_SOURCE};
@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
+use std::sync::OnceLock;
 
 /// The routing table of one generation.
 #[derive(Debug)]
@@ -47,10 +48,13 @@ pub struct Route {
     pub picks: PickOrder,
     /// Survives reloads.
     pub carried: Arc<Carried>,
-    /// Verdict and its counter, per identity index: precomputed for every known source.
-    pub known: Vec<(Decision, Counter)>,
+    /// Verdict per identity index, precomputed for every known source.
+    pub known: Vec<Decision>,
+    /// The verdict counter per identity index, registered at first use so
+    /// that pairs that never talk add no series to /metrics.
+    known_counters: Vec<OnceLock<Counter>>,
     /// Counters for unknown sources, by verdict: allow, deny, would_deny.
-    pub unknown: [Counter; 3],
+    unknown_counters: [OnceLock<Counter>; 3],
     /// Per-destination handles.
     pub metrics: ServiceMetrics,
 }
@@ -118,13 +122,8 @@ impl Snapshot {
             let known = config
                 .identities
                 .iter()
-                .map(|id| {
-                    let d = decide(&svc.access, Some(&id.app), id.address);
-                    (d, verdict_counter(id.app.as_str(), dst, d.verdict.as_str()))
-                })
+                .map(|id| decide(&svc.access, Some(&id.app), id.address))
                 .collect();
-            let unknown =
-                ["allow", "deny", "would_deny"].map(|v| verdict_counter(UNKNOWN_SOURCE, dst, v));
             let carried = carried_before
                 .get(&(dst, svc.port.0))
                 .map_or_else(|| Arc::new(Carried::default()), |c| Arc::clone(c));
@@ -137,7 +136,8 @@ impl Snapshot {
                     picks: PickOrder::weighted(&eligible),
                     carried,
                     known,
-                    unknown,
+                    known_counters: config.identities.iter().map(|_| OnceLock::new()).collect(),
+                    unknown_counters: Default::default(),
                     metrics: ServiceMetrics::new(dst),
                 }),
             );
@@ -155,19 +155,27 @@ impl Route {
     /// The verdict for a peer, and the counter to bump: a table lookup for
     /// known sources, the CIDR rules for the rest.
     pub fn authorize(&self, snapshot: &Snapshot, peer: IpAddr) -> (Decision, &Counter) {
+        let dst = self.app.as_str();
         match snapshot.identities.lookup(peer) {
             Some(i) => {
-                let (d, c) = &self.known[i];
-                (*d, c)
+                let d = self.known[i];
+                let src = snapshot.config.identities[i].app.as_str();
+                (
+                    d,
+                    self.known_counters[i]
+                        .get_or_init(|| verdict_counter(src, dst, d.verdict.as_str())),
+                )
             }
             None => {
                 let d = decide(&snapshot.config.services[self.service].access, None, peer);
-                let c = match d.verdict {
-                    crate::authz::Verdict::Allow => &self.unknown[0],
-                    crate::authz::Verdict::Deny => &self.unknown[1],
-                    crate::authz::Verdict::WouldDeny => &self.unknown[2],
+                let slot = match d.verdict {
+                    Verdict::Allow => 0,
+                    Verdict::Deny => 1,
+                    Verdict::WouldDeny => 2,
                 };
-                (d, c)
+                let counter = self.unknown_counters[slot]
+                    .get_or_init(|| verdict_counter(UNKNOWN_SOURCE, dst, d.verdict.as_str()));
+                (d, counter)
             }
         }
     }
@@ -176,7 +184,6 @@ impl Route {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::Verdict;
 
     const CONFIG: &str = "apiVersion: palisade/v1
 kind: NodeConfig
