@@ -7,7 +7,7 @@
 use super::body::{DownBody, Settle, UpBody};
 use super::connect::connect;
 use super::headers;
-use super::tunnel::copy_with_idle;
+use super::tunnel::{copy_with_idle, Watched};
 use crate::access_log::{AccessLog, Entry};
 use crate::authz::Decision;
 use crate::backend::InFlight;
@@ -19,6 +19,7 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -28,8 +29,6 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Concurrent HTTP/2 streams per client connection.
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
-/// How long a draining HTTP connection may finish its requests.
-const GRACE: Duration = Duration::from_secs(30);
 
 /// What every request of one client connection shares.
 pub struct Conn {
@@ -54,6 +53,7 @@ type Reply = Response<DownBody<Exchange>>;
 /// Serves one client connection until it closes, or drains when `draining` fires.
 pub async fn serve(stream: TcpStream, conn: Conn, draining: CancellationToken) {
     let timeouts = conn.route.timeouts;
+    let stop = conn.stop.clone();
     let conn = Arc::new(conn);
     let service = hyper::service::service_fn(move |req| {
         let conn = Arc::clone(&conn);
@@ -63,28 +63,43 @@ pub async fn serve(stream: TcpStream, conn: Conn, draining: CancellationToken) {
     builder
         .http1()
         .timer(TokioTimer::new())
-        // hyper starts this timer whenever the connection waits for a request
-        // head, so it bounds both slow clients and idle keep-alive.
+        // hyper also starts this timer while a keep-alive connection waits
+        // for its next request, so HTTP/1.1 idle is at most this long too.
         .header_read_timeout(timeouts.request_header.min(timeouts.idle))
         .max_buf_size(MAX_HEADER_BYTES.max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .max_header_list_size(MAX_HEADER_BYTES as u32)
-        .keep_alive_interval(Some(timeouts.idle))
-        .keep_alive_timeout(timeouts.request_header);
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    // Idle is judged by bytes read from the client: graceful shutdown lets
+    // any request still in flight finish, so only truly quiet connections close.
+    let seen = Arc::new(AtomicBool::new(true));
+    let io = TokioIo::new(Watched::new(stream, Arc::clone(&seen)));
+    let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
-    tokio::select! {
-        r = connection.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "client connection ended with an error");
+    let mut idle = tokio::time::interval(timeouts.idle);
+    idle.reset();
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = connection.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "client connection ended with an error");
+                }
+                return;
             }
-        }
-        () = draining.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(GRACE, connection).await;
+            () = draining.cancelled(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = idle.tick(), if !closing => {
+                if !seen.swap(false, Ordering::Relaxed) {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            () = stop.cancelled() => return,
         }
     }
 }

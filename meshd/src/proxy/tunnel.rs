@@ -12,9 +12,16 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
 /// A stream that notes when bytes arrive.
-struct Watched<S> {
+pub struct Watched<S> {
     inner: S,
     seen: Arc<AtomicBool>,
+}
+
+impl<S> Watched<S> {
+    /// Wraps `inner`; `seen` becomes true whenever bytes are read.
+    pub fn new(inner: S, seen: Arc<AtomicBool>) -> Watched<S> {
+        Watched { inner, seen }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
