@@ -36,6 +36,8 @@ impl FileWatch {
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                 let relevant = match res {
+                    // Our own reads raise access events; reacting to them would loop.
+                    Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => false,
                     Ok(ev) => ev
                         .paths
                         .iter()
