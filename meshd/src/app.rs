@@ -23,6 +23,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("configuring histogram buckets")?
         .build_recorder();
     let prometheus = recorder.handle();
+    // Histograms keep raw samples until upkeep folds them into buckets;
+    // without it memory grows with every request between scrapes.
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
 
     let access_log = match &args.access_log {
