@@ -58,7 +58,7 @@ fn services(
     let mut owners = BTreeMap::new();
     let mut services = Vec::new();
     for app in &state.apps {
-        let (protocol, balance) = allow::settings(app, policies);
+        let settings = allow::settings(app, policies);
         let access = allow::access(&app.id, policies);
         for spec in &app.service_ports {
             if let Some(owner) = owners.get(&spec.service_port) {
@@ -73,10 +73,12 @@ fn services(
             services.push(Service {
                 app: app.id.clone(),
                 port: spec.service_port,
-                protocol,
-                balance,
+                protocol: settings.protocol,
+                balance: settings.balance,
                 access: access.clone(),
                 backends: backends::backends(app, spec, errors),
+                timeouts: settings.timeouts,
+                max_connections: settings.max_connections,
             });
         }
     }

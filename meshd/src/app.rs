@@ -10,16 +10,39 @@ use crate::error::ReloadError;
 use crate::listen::Listeners;
 use crate::swap::Runtime;
 use anyhow::Context;
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use std::sync::Arc;
 
 /// Runs meshd until it is told to stop.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let recorder = PrometheusBuilder::new().build_recorder();
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".into()),
+            crate::metrics::SECONDS_BUCKETS,
+        )
+        .context("configuring histogram buckets")?
+        .build_recorder();
     let prometheus = recorder.handle();
+    // Histograms keep raw samples until upkeep folds them into buckets;
+    // without it memory grows with every request between scrapes.
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
 
-    let runtime = Arc::new(Runtime::new(args.node.clone(), args.bind));
+    let access_log = match &args.access_log {
+        Some(path) => Some(
+            crate::access_log::AccessLog::open(path)
+                .with_context(|| format!("opening the access log {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let runtime = Arc::new(Runtime::new(args.node.clone(), args.bind, access_log));
     let admin_addr = admin::spawn(args.admin, Arc::clone(&runtime), prometheus)
         .await
         .with_context(|| format!("binding the admin endpoint on {}", args.admin))?;

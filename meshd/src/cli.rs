@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Write a JSON line per HTTP request here (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
     /// How long connections of a removed service, or of a stopping meshd, may finish.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub drain_deadline: Duration,

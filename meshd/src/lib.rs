@@ -3,19 +3,25 @@
 //! Reload path: `config::file` (watch) -> `config::load` (validate, newer?)
 //! -> `swap` (Snapshot::compile, atomic store) -> `listen` (bind new, drain
 //! removed). Connection path: `listen` -> `serve` -> `identity` -> `authz`
-//! -> `balance` -> `proxy`. `admin` and `metrics` report; `app` wires it all.
+//! -> `select` (`balance`, `health`) -> `proxy` (`tcp`, `http`). `admin` and `metrics` report; `app` wires it all.
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod authz;
+pub mod backend;
 pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod identity;
 pub mod listen;
 pub mod metrics;
 pub mod proxy;
+pub mod retry;
+pub mod select;
 pub mod serve;
 pub mod snapshot;
 pub mod swap;
+pub mod timeouts;

@@ -3,7 +3,7 @@
 //! removed ones and close their connections after the drain deadline.
 
 use crate::metrics;
-use crate::serve;
+use crate::serve::{self, Signals};
 use crate::snapshot::Snapshot;
 use crate::swap::Runtime;
 use std::collections::HashMap;
@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 struct Bound {
     accept: JoinHandle<()>,
-    /// Fires when this listener's connections must close.
-    stop: CancellationToken,
+    /// Tells this listener's connections to finish, then to close.
+    signals: Signals,
 }
 
 /// Every service listener of this node.
@@ -60,7 +59,8 @@ impl Listeners {
         for addr in removed {
             if let Some(b) = self.bound.remove(&addr) {
                 b.accept.abort();
-                let (stop, drain) = (b.stop, self.drain);
+                b.signals.draining.cancel();
+                let (stop, drain) = (b.signals.stop, self.drain);
                 tracing::info!(%addr, drain_secs = drain.as_secs(), "service removed; listener closed, connections draining");
                 tokio::spawn(async move {
                     tokio::time::sleep(drain).await;
@@ -75,16 +75,16 @@ impl Listeners {
             }
             match bind(*addr) {
                 Ok(listener) => {
-                    let stop = CancellationToken::new();
+                    let signals = Signals::default();
                     let accept = tokio::spawn(accept_loop(
                         listener,
                         *addr,
                         Arc::clone(&self.runtime),
                         self.connections.clone(),
-                        stop.clone(),
+                        signals.clone(),
                     ));
                     tracing::info!(%addr, "listening");
-                    self.bound.insert(*addr, Bound { accept, stop });
+                    self.bound.insert(*addr, Bound { accept, signals });
                 }
                 Err(e) => {
                     ::metrics::counter!(metrics::LISTENER_ERRORS).increment(1);
@@ -102,6 +102,7 @@ impl Listeners {
     pub async fn shutdown(self, deadline: Duration) {
         for b in self.bound.values() {
             b.accept.abort();
+            b.signals.draining.cancel();
         }
         self.connections.close();
         let open = self.connections.len();
@@ -119,7 +120,7 @@ impl Listeners {
                 "drain deadline passed; closing the rest"
             );
             for b in self.bound.values() {
-                b.stop.cancel();
+                b.signals.stop.cancel();
             }
             let _ = tokio::time::timeout(Duration::from_secs(1), self.connections.wait()).await;
         }
@@ -143,7 +144,7 @@ async fn accept_loop(
     local: SocketAddr,
     runtime: Arc<Runtime>,
     connections: TaskTracker,
-    stop: CancellationToken,
+    signals: Signals,
 ) {
     loop {
         match listener.accept().await {
@@ -153,7 +154,7 @@ async fn accept_loop(
                     peer,
                     local,
                     Arc::clone(&runtime),
-                    stop.clone(),
+                    signals.clone(),
                 ));
             }
             Err(e) => {

@@ -10,11 +10,18 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { file } => check(&file),
         Command::Run(args) => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            // One thread: a current-thread runtime skips the work-stealing
+            // machinery and cross-thread wakeups that one worker cannot use.
+            let mut builder = match args.threads {
+                Some(1) => tokio::runtime::Builder::new_current_thread(),
+                Some(n) => {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    b.worker_threads(n.max(1));
+                    b
+                }
+                None => tokio::runtime::Builder::new_multi_thread(),
+            };
             builder.enable_all();
-            if let Some(n) = args.threads {
-                builder.worker_threads(n.max(1));
-            }
             let runtime = match builder.build() {
                 Ok(rt) => rt,
                 Err(e) => {

@@ -1,3 +1,9 @@
-//! Carrying traffic once a connection is allowed: `tcp` copies bytes.
+//! Carrying traffic once a connection is allowed: `tcp` copies bytes, `http`
+//! proxies requests; `connect`, `tunnel`, `headers` and `body` serve both.
 
+pub mod body;
+pub mod connect;
+pub mod headers;
+pub mod http;
 pub mod tcp;
+pub mod tunnel;

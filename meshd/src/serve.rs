@@ -1,14 +1,26 @@
 //! One downstream connection: load the snapshot once -> identify the source
-//! -> authorize -> pick a backend -> proxy. A denied connection is closed
-//! before any byte is read or forwarded.
+//! -> authorize -> hand over to the TCP or HTTP proxy. A denied TCP
+//! connection is closed before any byte is read or forwarded; a denied HTTP
+//! connection gets 403 on each request.
 
 use crate::authz::Verdict;
 use crate::proxy;
 use crate::swap::Runtime;
+use hyper::header::HeaderValue;
+use schemas::Protocol;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+
+/// The two signals of a listener's connections.
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    /// Finish what is in flight and close (HTTP: no new requests).
+    pub draining: CancellationToken,
+    /// Close now: the drain deadline has passed.
+    pub stop: CancellationToken,
+}
 
 /// Serves one accepted connection on the listener bound at `local`.
 pub async fn connection(
@@ -16,7 +28,7 @@ pub async fn connection(
     peer: SocketAddr,
     local: SocketAddr,
     runtime: Arc<Runtime>,
-    stop: CancellationToken,
+    signals: Signals,
 ) {
     let Some(snapshot) = runtime.load() else {
         return;
@@ -27,28 +39,51 @@ pub async fn connection(
     };
     let (decision, counter) = route.authorize(&snapshot, peer.ip());
     counter.increment(1);
-    let src = snapshot
+    let src: Arc<str> = snapshot
         .identities
         .lookup(peer.ip())
-        .map_or("unknown", |i| snapshot.config.identities[i].app.as_str());
+        .map_or("unknown", |i| snapshot.config.identities[i].app.as_str())
+        .into();
+    drop(snapshot);
     match decision.verdict {
         Verdict::Deny => {
-            tracing::info!(%peer, src_app = src, dst_app = %route.app, rule = %decision.decider, "connection denied");
-            return;
+            tracing::info!(%peer, src_app = &*src, dst_app = %route.app, rule = %decision.decider, "connection denied");
+            if route.protocol == Protocol::Tcp {
+                return;
+            }
         }
         Verdict::WouldDeny => {
-            tracing::info!(%peer, src_app = src, dst_app = %route.app, rule = %decision.decider, "audit: connection would be denied");
+            tracing::info!(%peer, src_app = &*src, dst_app = %route.app, rule = %decision.decider, "audit: connection would be denied");
         }
         Verdict::Allow => {}
     }
-    drop(snapshot);
+    let _permit = match &route.carried.limit {
+        Some((limit, sem)) => match Arc::clone(sem).try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                tracing::warn!(%peer, dst_app = %route.app, limit, "max_connections reached; connection closed");
+                return;
+            }
+        },
+        None => None,
+    };
     let _ = stream.set_nodelay(true);
     route.metrics.active.increment(1.0);
-    match proxy::tcp::connect(&route).await {
-        Some(upstream) => proxy::tcp::pipe(stream, upstream, stop).await,
-        None => {
-            route.metrics.no_backend.increment(1);
-            tracing::warn!(%peer, dst_app = %route.app, "no healthy backend could be reached; connection closed");
+    match route.protocol {
+        Protocol::Tcp => proxy::tcp::serve(stream, peer, &route, signals.stop).await,
+        Protocol::Http => {
+            let peer_header = HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown"));
+            let conn = proxy::http::Conn {
+                route: Arc::clone(&route),
+                peer,
+                decision,
+                src_app: src,
+                peer_header,
+                access_log: runtime.access_log.clone(),
+                stop: signals.stop,
+            };
+            proxy::http::serve(stream, conn, signals.draining).await;
         }
     }
     route.metrics.active.decrement(1.0);

@@ -4,16 +4,19 @@
 //! handles. No I/O.
 
 use crate::authz::{decide, Decision, Verdict};
-use crate::balance::PickOrder;
+use crate::backend::BackendState;
+use crate::balance::{hash_bytes, PickOrder, Pickable};
 use crate::identity::IdentityTable;
-use crate::metrics::{verdict_counter, ServiceMetrics, UNKNOWN_SOURCE};
+use crate::metrics::{verdict_counter, BackendMetrics, ServiceMetrics, UNKNOWN_SOURCE};
+use crate::retry::RetryBudget;
+use crate::timeouts::Resolved;
 use metrics::Counter;
-use schemas::{Endpoint, Generation, Health, NodeConfig, Revision};
+use schemas::{Balance, Endpoint, Generation, Health, NodeConfig, Protocol, Revision, TaskId};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::Semaphore;
 
 /// The routing table of one generation.
 #[derive(Debug)]
@@ -28,11 +31,15 @@ pub struct Snapshot {
     pub identities: IdentityTable,
 }
 
-/// State that outlives a swap, keyed by (app, port): the round-robin cursor.
-#[derive(Debug, Default)]
+/// Per-service state that outlives a swap, keyed by (app, port).
+#[derive(Debug)]
 pub struct Carried {
-    /// Next pick.
+    /// Next round-robin pick.
     pub cursor: AtomicUsize,
+    /// Retries allowed as a share of requests.
+    pub retry_budget: RetryBudget,
+    /// Open connections allowed (`max_connections`), with the limit it was made for.
+    pub limit: Option<(u32, Arc<Semaphore>)>,
 }
 
 /// One service as the connection path sees it.
@@ -42,9 +49,15 @@ pub struct Route {
     pub service: usize,
     /// Destination app, for logs.
     pub app: schemas::AppId,
-    /// Where each backend is reached.
-    pub backends: Vec<Upstream>,
-    /// Healthy backends in pick order.
+    /// tcp or http.
+    pub protocol: Protocol,
+    /// Backend selection policy.
+    pub balance: Balance,
+    /// Timeouts with defaults applied.
+    pub timeouts: Resolved,
+    /// Every backend, healthy or not (indices match the config).
+    pub backends: Vec<RouteBackend>,
+    /// Healthy backends in weighted pick order.
     pub picks: PickOrder,
     /// Survives reloads.
     pub carried: Arc<Carried>,
@@ -59,6 +72,40 @@ pub struct Route {
     pub metrics: ServiceMetrics,
 }
 
+/// One backend of one service.
+#[derive(Debug)]
+pub struct RouteBackend {
+    /// Where to connect.
+    pub upstream: Upstream,
+    /// `host:port`, for logs and labels.
+    pub label: String,
+    /// The Mesos task.
+    pub task: TaskId,
+    /// Relative share.
+    pub weight: u32,
+    /// Load, health and idle connections; survives reloads.
+    pub state: Arc<BackendState>,
+    /// Hash of task and address, for `source_hash`.
+    pub key_hash: u64,
+    /// Per-backend counters.
+    pub metrics: BackendMetrics,
+}
+
+impl Pickable for RouteBackend {
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+    fn in_flight(&self) -> u32 {
+        self.state.in_flight()
+    }
+    fn latency_ns(&self) -> u64 {
+        self.state.latency_ns()
+    }
+    fn key_hash(&self) -> u64 {
+        self.key_hash
+    }
+}
+
 /// One backend address, resolved as far as it can be at reload.
 #[derive(Debug, Clone)]
 pub enum Upstream {
@@ -67,6 +114,8 @@ pub enum Upstream {
     /// A hostname: resolved when connecting.
     Name(Endpoint),
 }
+
+type BackendKey = (TaskId, Endpoint);
 
 impl Snapshot {
     /// The generation served.
@@ -87,29 +136,43 @@ impl Snapshot {
     ) -> Snapshot {
         let bind = bind.unwrap_or(config.address);
         let identities = IdentityTable::new(&config.identities);
-        let carried_before: HashMap<(&str, u16), &Arc<Carried>> = previous
-            .into_iter()
-            .flat_map(|p| {
-                p.routes.values().map(move |r| {
-                    (
-                        (
-                            p.config.services[r.service].app.as_str(),
-                            p.config.services[r.service].port.0,
-                        ),
-                        &r.carried,
-                    )
-                })
-            })
-            .collect();
+        let mut carried_before: HashMap<(&str, u16), &Arc<Carried>> = HashMap::new();
+        let mut states_before: HashMap<BackendKey, &Arc<BackendState>> = HashMap::new();
+        for p in previous.into_iter() {
+            for r in p.routes.values() {
+                let svc = &p.config.services[r.service];
+                carried_before.insert((svc.app.as_str(), svc.port.0), &r.carried);
+                for (b, rb) in svc.backends.iter().zip(&r.backends) {
+                    states_before.insert((b.task.clone(), b.address.clone()), &rb.state);
+                }
+            }
+        }
         let mut routes = HashMap::new();
         for (i, svc) in config.services.iter().enumerate() {
             let dst = svc.app.as_str();
-            let backends: Vec<Upstream> = svc
+            let backends: Vec<RouteBackend> = svc
                 .backends
                 .iter()
-                .map(|b| match b.address.host.parse::<IpAddr>() {
-                    Ok(ip) => Upstream::Addr(SocketAddr::new(ip, b.address.port)),
-                    Err(_) => Upstream::Name(b.address.clone()),
+                .map(|b| {
+                    let label = b.address.to_string();
+                    let upstream = match b.address.host.parse::<IpAddr>() {
+                        Ok(ip) => Upstream::Addr(SocketAddr::new(ip, b.address.port)),
+                        Err(_) => Upstream::Name(b.address.clone()),
+                    };
+                    let state = states_before
+                        .get(&(b.task.clone(), b.address.clone()))
+                        .map_or_else(|| Arc::new(BackendState::default()), |s| Arc::clone(s));
+                    let key_hash = hash_bytes(format!("{}|{label}", b.task).as_bytes());
+                    let metrics = BackendMetrics::new(dst, &label);
+                    RouteBackend {
+                        upstream,
+                        label,
+                        task: b.task.clone(),
+                        weight: b.weight,
+                        state,
+                        key_hash,
+                        metrics,
+                    }
                 })
                 .collect();
             let eligible: Vec<(usize, u32)> = svc
@@ -124,14 +187,33 @@ impl Snapshot {
                 .iter()
                 .map(|id| decide(&svc.access, Some(&id.app), id.address))
                 .collect();
-            let carried = carried_before
-                .get(&(dst, svc.port.0))
-                .map_or_else(|| Arc::new(Carried::default()), |c| Arc::clone(c));
+            let carried = match carried_before.get(&(dst, svc.port.0)) {
+                Some(c) if c.limit.as_ref().map(|(n, _)| *n) == svc.max_connections => {
+                    Arc::clone(c)
+                }
+                Some(c) => Arc::new(Carried {
+                    cursor: AtomicUsize::new(c.cursor.load(std::sync::atomic::Ordering::Relaxed)),
+                    retry_budget: RetryBudget::default(),
+                    limit: svc
+                        .max_connections
+                        .map(|n| (n, Arc::new(Semaphore::new(n as usize)))),
+                }),
+                None => Arc::new(Carried {
+                    cursor: AtomicUsize::new(0),
+                    retry_budget: RetryBudget::default(),
+                    limit: svc
+                        .max_connections
+                        .map(|n| (n, Arc::new(Semaphore::new(n as usize)))),
+                }),
+            };
             routes.insert(
                 SocketAddr::new(bind, svc.port.0),
                 Arc::new(Route {
                     service: i,
                     app: svc.app.clone(),
+                    protocol: svc.protocol,
+                    balance: svc.balance,
+                    timeouts: Resolved::from(&svc.timeouts),
                     backends,
                     picks: PickOrder::weighted(&eligible),
                     carried,
@@ -234,18 +316,24 @@ identities:
     fn only_healthy_backends_are_picked_and_names_wait_for_connect() {
         let s = snapshot(Some("127.0.0.5".parse().unwrap()), None);
         let route = &s.routes[&"127.0.0.5:10000".parse().unwrap()];
-        let picks: Vec<usize> = route.picks.attempts(&route.carried.cursor).collect();
-        assert_eq!(picks.len(), 2);
-        assert!(!picks.contains(&1), "the unhealthy backend is never picked");
-        assert!(matches!(route.backends[2], Upstream::Name(_)));
+        assert_eq!(
+            route.picks.healthy(),
+            &[0, 2],
+            "the unhealthy backend is never picked"
+        );
+        assert!(matches!(route.backends[2].upstream, Upstream::Name(_)));
     }
 
     #[test]
-    fn round_robin_cursor_survives_a_swap() {
+    fn cursor_and_backend_state_survive_a_swap() {
         let a = snapshot(None, None);
-        let ra = Arc::clone(&a.routes[&"127.0.0.2:10000".parse().unwrap()].carried);
+        let key = "127.0.0.2:10000".parse().unwrap();
+        let ra = &a.routes[&key];
         let b = snapshot(None, Some(&a));
-        let rb = &b.routes[&"127.0.0.2:10000".parse().unwrap()].carried;
-        assert!(Arc::ptr_eq(&ra, rb));
+        let rb = &b.routes[&key];
+        assert!(Arc::ptr_eq(&ra.carried, &rb.carried));
+        for (x, y) in ra.backends.iter().zip(&rb.backends) {
+            assert!(Arc::ptr_eq(&x.state, &y.state), "{}", x.label);
+        }
     }
 }

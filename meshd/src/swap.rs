@@ -41,16 +41,23 @@ pub struct Runtime {
     pub node: NodeName,
     /// `--bind`, overriding the config's address.
     pub bind: Option<IpAddr>,
+    /// `--access-log`, when given.
+    pub access_log: Option<crate::access_log::AccessLog>,
     current: ArcSwapOption<Snapshot>,
     report: Mutex<Report>,
 }
 
 impl Runtime {
     /// A runtime with nothing to serve yet.
-    pub fn new(node: NodeName, bind: Option<IpAddr>) -> Runtime {
+    pub fn new(
+        node: NodeName,
+        bind: Option<IpAddr>,
+        access_log: Option<crate::access_log::AccessLog>,
+    ) -> Runtime {
         Runtime {
             node,
             bind,
+            access_log,
             current: ArcSwapOption::empty(),
             report: Mutex::new(Report::default()),
         }

@@ -17,5 +17,7 @@ pub use ids::{
     AppId, AppPattern, Cidr, Endpoint, Generation, NodeName, Revision, ServicePort, TaskId,
 };
 pub use node_config::{parse_node_config, Access, Backend, Health, Identity, NodeConfig, Service};
-pub use policy::{parse_policy_file, Action, Balance, Mode, Policy, PolicySet, Protocol, Rule};
+pub use policy::{
+    parse_policy_file, Action, Balance, Mode, Policy, PolicySet, Protocol, Rule, Timeouts,
+};
 pub use span::ConfigError;

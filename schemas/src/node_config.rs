@@ -6,7 +6,7 @@ pub mod validate;
 use crate::ids::{
     AppId, AppPattern, Endpoint, Generation, NodeName, Revision, ServicePort, TaskId,
 };
-use crate::policy::{Action, ApiVersion, Balance, Mode, Protocol, Rule};
+use crate::policy::{Action, ApiVersion, Balance, Mode, Protocol, Rule, Timeouts};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -69,6 +69,12 @@ pub struct Service {
     /// The app's running tasks at this port.
     #[serde(default)]
     pub backends: Vec<Backend>,
+    /// Timeouts; each one left out keeps meshd's default.
+    #[serde(default, skip_serializing_if = "Timeouts::is_empty")]
+    pub timeouts: Timeouts,
+    /// Most connections open at once to this service. Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
 }
 
 /// The resolved allow-list of one destination app.

@@ -123,6 +123,40 @@ pub struct AppPolicy {
     /// Scale the Marathon app from measured traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscale: Option<Autoscale>,
+    /// Timeouts; each one left out keeps meshd's default.
+    #[serde(default, skip_serializing_if = "Timeouts::is_empty")]
+    pub timeouts: Timeouts,
+    /// Most connections open at once to this app through one meshd. Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+}
+
+/// Per-app timeouts; meshd's defaults in brackets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Connecting to one backend [2s]; a failed connect moves on to the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<Duration>,
+    /// A client's request header must arrive within this [10s].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_header: Option<Duration>,
+    /// An idle keep-alive client connection is closed after this [60s].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<Duration>,
+    /// The backend's response header must arrive within this [30s]; else 504.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Duration>,
+    /// A TCP connection or upgraded tunnel with no bytes either way is closed after this [1h].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_idle: Option<Duration>,
+}
+
+impl Timeouts {
+    /// Whether no timeout is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Timeouts::default()
+    }
 }
 
 /// A source that a rule names: exactly one of `from` and `from_cidr`.

@@ -1,1 +1,13 @@
+//! End-to-end test support: real meshd and configsrv processes on
+//! 127.0.0.x, real backends and clients bound to task addresses.
+//!
+//! `harness` spawns the binaries behind kill-on-drop guards; `backends`
+//! serves TCP and HTTP on task addresses; `client` poses as an app's task;
+//! `cluster` writes Marathon snapshots, policies and node configs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support fails loudly by design
+
+pub mod backends;
+pub mod client;
+pub mod cluster;
+pub mod harness;

@@ -2,7 +2,7 @@
 //! (exact id, else deepest group, else the defaults) becomes its `Access`.
 
 use crate::state::App;
-use schemas::{Access, AppId, Balance, PolicySet, Protocol};
+use schemas::{Access, AppId, Balance, PolicySet, Protocol, Timeouts};
 
 /// The resolved allow-list of `app`.
 pub fn access(app: &AppId, policies: &PolicySet) -> Access {
@@ -16,17 +16,33 @@ pub fn access(app: &AppId, policies: &PolicySet) -> Access {
     }
 }
 
-/// Protocol and balancing: the policy entry wins over the app's labels,
-/// which win over the defaults (tcp, round robin).
-pub fn settings(app: &App, policies: &PolicySet) -> (Protocol, Balance) {
+/// How meshd carries one app's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// tcp or http.
+    pub protocol: Protocol,
+    /// Backend selection.
+    pub balance: Balance,
+    /// Timeouts set by policy.
+    pub timeouts: Timeouts,
+    /// Connection limit set by policy.
+    pub max_connections: Option<u32>,
+}
+
+/// Per-app settings: the policy entry wins over the app's labels, which win
+/// over the defaults (tcp, round robin).
+pub fn settings(app: &App, policies: &PolicySet) -> Settings {
     let entry = policies.entry_for(&app.id).map(|(_, e)| e);
-    let protocol = entry
-        .and_then(|e| e.protocol)
-        .or(app.protocol)
-        .unwrap_or_default();
-    let balance = entry
-        .and_then(|e| e.balance)
-        .or(app.balance)
-        .unwrap_or_default();
-    (protocol, balance)
+    Settings {
+        protocol: entry
+            .and_then(|e| e.protocol)
+            .or(app.protocol)
+            .unwrap_or_default(),
+        balance: entry
+            .and_then(|e| e.balance)
+            .or(app.balance)
+            .unwrap_or_default(),
+        timeouts: entry.map(|e| e.timeouts).unwrap_or_default(),
+        max_connections: entry.and_then(|e| e.max_connections),
+    }
 }

@@ -1,60 +1,43 @@
 //! TCP mode: connect to a backend (moving on to the next after a failed
-//! connect), then copy bytes both ways until either side closes or the
-//! connection's drain deadline passes.
+//! connect), then copy bytes both ways until either side closes, the tunnel
+//! stays quiet for `tunnel_idle`, or the connection's drain deadline passes.
 
-use crate::snapshot::{Route, Upstream};
-use std::time::Duration;
+use super::connect::connect;
+use super::tunnel::copy_with_idle;
+use crate::select::Tried;
+use crate::snapshot::Route;
+use std::net::SocketAddr;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-/// How long one backend connect may take before the next backend is tried.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-async fn connect_one(upstream: &Upstream) -> std::io::Result<TcpStream> {
-    let attempt = async {
-        match upstream {
-            Upstream::Addr(addr) => TcpStream::connect(addr).await,
-            Upstream::Name(ep) => TcpStream::connect((ep.host.as_str(), ep.port)).await,
+/// Carries one allowed downstream connection to a backend of `route`.
+pub async fn serve(
+    downstream: TcpStream,
+    peer: SocketAddr,
+    route: &Route,
+    stop: CancellationToken,
+) {
+    let mut tried = Tried::default();
+    while let Some(i) = route.choose(peer.ip(), &tried) {
+        if !tried.push(i) {
+            break;
         }
-    };
-    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
-        .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connect timed out",
-            ))
-        })
-}
-
-/// Connects to the next healthy backend in turn, trying each at most once.
-pub async fn connect(route: &Route) -> Option<TcpStream> {
-    for i in route.picks.attempts(&route.carried.cursor) {
-        let upstream = &route.backends[i];
-        match connect_one(upstream).await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                return Some(stream);
+        let b = &route.backends[i];
+        b.metrics.requests.increment(1);
+        match connect(&b.upstream, route.timeouts.connect).await {
+            Ok(upstream) => {
+                route.success(i);
+                let _in_flight = b.state.begin();
+                copy_with_idle(downstream, upstream, route.timeouts.tunnel_idle, stop).await;
+                return;
             }
             Err(e) => {
                 route.metrics.connect_failures.increment(1);
-                tracing::warn!(app = %route.app, backend = ?upstream, error = %e, "backend connect failed; trying the next");
+                route.failure(i);
+                tracing::warn!(app = %route.app, backend = %b.label, error = %e, "backend connect failed; trying the next");
             }
         }
     }
-    None
-}
-
-/// Copies both ways until done, or until `stop` fires (drain deadline or shutdown).
-pub async fn pipe(mut downstream: TcpStream, mut upstream: TcpStream, stop: CancellationToken) {
-    tokio::select! {
-        result = tokio::io::copy_bidirectional(&mut downstream, &mut upstream) => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        }
-        () = stop.cancelled() => {
-            tracing::debug!("connection closed at the drain deadline");
-        }
-    }
+    route.metrics.no_backend.increment(1);
+    tracing::warn!(%peer, dst_app = %route.app, "no healthy backend could be reached; connection closed");
 }

@@ -1,0 +1,156 @@
+//! Bodies on both sides of the HTTP proxy. `UpBody` carries a client's body
+//! to a backend (or nothing, when a request is rebuilt for a retry);
+//! `DownBody` carries a backend's body, or one meshd wrote, to the client,
+//! and settles the request when it ends: the connection goes back to the
+//! pool only after a clean end, and timing and byte counts are recorded.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+/// A request body on its way to a backend.
+#[derive(Debug)]
+pub enum UpBody {
+    /// The client's body, streamed.
+    Stream(Incoming),
+    /// No body.
+    Empty,
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpBody::Stream(b) => Pin::new(b).poll_frame(cx),
+            UpBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Stream(b) => b.is_end_stream(),
+            UpBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpBody::Stream(b) => b.size_hint(),
+            UpBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// What to do when a response body ends or is dropped.
+pub trait Settle: Send + Unpin + 'static {
+    /// `clean`: the body was read to its end; `bytes`: data bytes passed.
+    fn settle(self, clean: bool, bytes: u64);
+}
+
+/// A response body on its way to the client.
+pub enum DownBody<S: Settle> {
+    /// A backend's body; `settle` runs once at its end or drop.
+    Upstream {
+        /// The backend's body.
+        inner: Incoming,
+        /// Runs once.
+        settle: Option<S>,
+        /// Data bytes so far.
+        bytes: u64,
+    },
+    /// A body meshd wrote itself.
+    Local(Option<Bytes>),
+}
+
+impl<S: Settle> std::fmt::Debug for DownBody<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownBody::Upstream { bytes, .. } => write!(f, "DownBody::Upstream({bytes} bytes)"),
+            DownBody::Local(b) => write!(f, "DownBody::Local({:?})", b.as_ref().map(Bytes::len)),
+        }
+    }
+}
+
+impl<S: Settle> DownBody<S> {
+    /// A local body with this text.
+    pub fn text(text: impl Into<Bytes>) -> Self {
+        DownBody::Local(Some(text.into()))
+    }
+}
+
+impl<S: Settle> Body for DownBody<S> {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        // Every field is Unpin, so the body can be handled by reference.
+        match self.get_mut() {
+            DownBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            DownBody::Upstream {
+                inner,
+                settle,
+                bytes,
+            } => {
+                let frame = ready!(Pin::new(inner).poll_frame(cx));
+                match &frame {
+                    Some(Ok(f)) => {
+                        if let Some(d) = f.data_ref() {
+                            *bytes += d.len() as u64;
+                        }
+                    }
+                    Some(Err(_)) => {
+                        if let Some(s) = settle.take() {
+                            s.settle(false, *bytes);
+                        }
+                    }
+                    None => {
+                        if let Some(s) = settle.take() {
+                            s.settle(true, *bytes);
+                        }
+                    }
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            DownBody::Local(b) => b.is_none(),
+            DownBody::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            DownBody::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            DownBody::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+impl<S: Settle> Drop for DownBody<S> {
+    fn drop(&mut self) {
+        if let DownBody::Upstream {
+            settle,
+            bytes,
+            inner,
+        } = self
+        {
+            if let Some(s) = settle.take() {
+                // Dropped at its end (e.g. HEAD, 204) still counts as clean.
+                s.settle(inner.is_end_stream(), *bytes);
+            }
+        }
+    }
+}
