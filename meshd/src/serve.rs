@@ -76,6 +76,8 @@ pub async fn connection(
                 .unwrap_or(HeaderValue::from_static("unknown"));
             let conn = proxy::http::Conn {
                 route: Arc::clone(&route),
+                runtime: Arc::clone(&runtime),
+                local,
                 peer,
                 decision,
                 src_app: src,

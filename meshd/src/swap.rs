@@ -68,6 +68,15 @@ impl Runtime {
         self.current.load_full()
     }
 
+    /// The current route of the service listening at `local`, without
+    /// touching the snapshot's reference count (the HTTP request path).
+    pub fn route(&self, local: &SocketAddr) -> Option<Arc<crate::snapshot::Route>> {
+        self.current
+            .load()
+            .as_ref()
+            .and_then(|s| s.routes.get(local).cloned())
+    }
+
     /// Compiles and swaps in a validated config; returns the new snapshot.
     pub fn apply(&self, config: NodeConfig) -> Arc<Snapshot> {
         let previous = self.load();

@@ -83,7 +83,8 @@ pub async fn tcp(addr: &str, name: &str) -> Backend {
 
 /// An HTTP/1.1 backend. Paths: `/` answers `name\n`; `/headers` answers the
 /// request headers as JSON; `/status/N` answers status N; `/slow/MS` waits
-/// first; `/reset` drops the connection without an answer; `/ws` with
+/// first; `/reset` drops the connection without an answer, and so does
+/// `/flaky` on a backend whose name contains `bad`; `/ws` with
 /// `Upgrade` switches protocols and echoes bytes.
 pub async fn http(addr: &str, name: &str) -> Backend {
     let listener = bind(addr).await;
@@ -124,7 +125,7 @@ async fn answer(
     mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let path = req.uri().path().to_owned();
-    if path == "/reset" {
+    if path == "/reset" || (path == "/flaky" && name.contains("bad")) {
         return Err(std::io::Error::other("reset on purpose"));
     }
     if let Some(ms) = path.strip_prefix("/slow/").and_then(|m| m.parse().ok()) {

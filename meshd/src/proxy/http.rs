@@ -32,8 +32,12 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 
 /// What every request of one client connection shares.
 pub struct Conn {
-    /// The service.
+    /// The service as it was at accept; used once the service is removed.
     pub route: Arc<Route>,
+    /// Where the current route of this listener is looked up per request.
+    pub runtime: Arc<crate::swap::Runtime>,
+    /// The listener's address.
+    pub local: SocketAddr,
     /// The client.
     pub peer: SocketAddr,
     /// The verdict taken at accept.
@@ -122,7 +126,10 @@ fn idempotent(m: &Method) -> bool {
 }
 
 async fn handle(conn: &Conn, mut req: Request<Incoming>) -> Reply {
-    let route = &conn.route;
+    // Backends and balancing come from the newest snapshot on every request,
+    // so keep-alive clients follow reloads; the verdict stays the one taken at accept.
+    let current = conn.runtime.route(&conn.local);
+    let route = current.as_ref().unwrap_or(&conn.route);
     let start = Instant::now();
     if !conn.decision.verdict.lets_through() {
         route.metrics.status(403).increment(1);
