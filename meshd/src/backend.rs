@@ -4,8 +4,7 @@
 
 use crate::balance::p2c_ewma::update_ewma;
 use crate::health::Outlier;
-use crate::proxy::body::UpBody;
-use hyper::client::conn::http1::SendRequest;
+use crate::proxy::upstream::Conn;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -22,7 +21,7 @@ pub struct BackendState {
     latency_at_ms: AtomicU64,
     /// Passive health.
     pub outlier: Outlier,
-    idle: Mutex<Vec<SendRequest<UpBody>>>,
+    idle: Mutex<Vec<Conn>>,
 }
 
 impl BackendState {
@@ -51,24 +50,24 @@ impl BackendState {
     }
 
     /// An idle connection, most recently used first; closed ones are dropped.
-    pub fn take_idle(&self) -> Option<SendRequest<UpBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(sender) = idle.pop() {
-            if !sender.is_closed() {
-                return Some(sender);
+    pub fn take_idle(&self) -> Option<Conn> {
+        loop {
+            let conn = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop()?;
+            if conn.is_usable() {
+                return Some(conn);
             }
         }
-        None
     }
 
     /// Returns a connection whose last response was read to the end.
-    pub fn put_idle(&self, sender: SendRequest<UpBody>) {
-        if sender.is_closed() {
-            return;
-        }
+    pub fn put_idle(&self, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
-            idle.push(sender);
+            idle.push(conn);
         }
     }
 

@@ -7,3 +7,4 @@ pub mod headers;
 pub mod http;
 pub mod tcp;
 pub mod tunnel;
+pub mod upstream;

@@ -37,6 +37,14 @@ impl Tried {
         self.len += 1;
         true
     }
+    /// Takes `i` off the list, so it may be tried again.
+    pub fn forget(&mut self, i: usize) {
+        if let Some(pos) = self.list[..self.len].iter().position(|&x| x == i) {
+            self.list.copy_within(pos + 1..self.len, pos);
+            self.len -= 1;
+        }
+    }
+
     /// How many were tried.
     pub fn len(&self) -> usize {
         self.len

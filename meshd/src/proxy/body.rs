@@ -4,6 +4,7 @@
 //! and settles the request when it ends: the connection goes back to the
 //! pool only after a clean end, and timing and byte counts are recorded.
 
+use super::upstream::{BodyReader, Conn};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -50,16 +51,18 @@ impl Body for UpBody {
 
 /// What to do when a response body ends or is dropped.
 pub trait Settle: Send + Unpin + 'static {
-    /// `clean`: the body was read to its end; `bytes`: data bytes passed.
-    fn settle(self, clean: bool, bytes: u64);
+    /// `conn`: the backend connection when it may be reused (the body was
+    /// read to its end); `clean`: the body was read to its end; `bytes`:
+    /// data bytes passed.
+    fn settle(self, conn: Option<Conn>, clean: bool, bytes: u64);
 }
 
 /// A response body on its way to the client.
 pub enum DownBody<S: Settle> {
     /// A backend's body; `settle` runs once at its end or drop.
     Upstream {
-        /// The backend's body.
-        inner: Incoming,
+        /// Reads the body off the backend connection.
+        reader: BodyReader,
         /// Runs once.
         settle: Option<S>,
         /// Data bytes so far.
@@ -83,58 +86,81 @@ impl<S: Settle> DownBody<S> {
     pub fn text(text: impl Into<Bytes>) -> Self {
         DownBody::Local(Some(text.into()))
     }
+
+    /// A backend's body; settles at once when there is none.
+    pub fn upstream(reader: BodyReader, settle: S) -> Self {
+        let mut body = DownBody::Upstream {
+            reader,
+            settle: Some(settle),
+            bytes: 0,
+        };
+        body.settle_if_done();
+        body
+    }
+
+    fn settle_if_done(&mut self) {
+        if let DownBody::Upstream {
+            reader,
+            settle,
+            bytes,
+        } = self
+        {
+            if reader.is_done() {
+                if let Some(s) = settle.take() {
+                    s.settle(reader.take_reusable(), true, *bytes);
+                }
+            }
+        }
+    }
 }
 
 impl<S: Settle> Body for DownBody<S> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         // Every field is Unpin, so the body can be handled by reference.
-        match self.get_mut() {
+        let this = self.get_mut();
+        match this {
             DownBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             DownBody::Upstream {
-                inner,
+                reader,
                 settle,
                 bytes,
-            } => {
-                let frame = ready!(Pin::new(inner).poll_frame(cx));
-                match &frame {
-                    Some(Ok(f)) => {
-                        if let Some(d) = f.data_ref() {
-                            *bytes += d.len() as u64;
-                        }
-                    }
-                    Some(Err(_)) => {
-                        if let Some(s) = settle.take() {
-                            s.settle(false, *bytes);
-                        }
-                    }
-                    None => {
-                        if let Some(s) = settle.take() {
-                            s.settle(true, *bytes);
-                        }
-                    }
+            } => match ready!(reader.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    *bytes += data.len() as u64;
+                    this.settle_if_done();
+                    Poll::Ready(Some(Ok(Frame::data(data))))
                 }
-                Poll::Ready(frame)
-            }
+                Some(Err(e)) => {
+                    if let Some(s) = settle.take() {
+                        s.settle(None, false, *bytes);
+                    }
+                    Poll::Ready(Some(Err(e)))
+                }
+                None => {
+                    this.settle_if_done();
+                    Poll::Ready(None)
+                }
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             DownBody::Local(b) => b.is_none(),
-            DownBody::Upstream { inner, .. } => inner.is_end_stream(),
+            DownBody::Upstream { reader, .. } => reader.is_done(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             DownBody::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            DownBody::Upstream { inner, .. } => inner.size_hint(),
+            DownBody::Upstream { reader, .. } => reader.size_hint(),
         }
     }
 }
@@ -142,14 +168,14 @@ impl<S: Settle> Body for DownBody<S> {
 impl<S: Settle> Drop for DownBody<S> {
     fn drop(&mut self) {
         if let DownBody::Upstream {
+            reader,
             settle,
             bytes,
-            inner,
         } = self
         {
             if let Some(s) = settle.take() {
-                // Dropped at its end (e.g. HEAD, 204) still counts as clean.
-                s.settle(inner.is_end_stream(), *bytes);
+                let clean = reader.is_done();
+                s.settle(reader.take_reusable(), clean, *bytes);
             }
         }
     }

@@ -8,13 +8,13 @@ use super::body::{DownBody, Settle, UpBody};
 use super::connect::connect;
 use super::headers;
 use super::tunnel::{copy_with_idle, Watched};
+use super::upstream::{self, BodyReader, ExchangeError};
 use crate::access_log::{AccessLog, Entry};
 use crate::authz::Decision;
 use crate::backend::InFlight;
 use crate::select::{now_ms, Tried};
 use crate::snapshot::Route;
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -142,42 +143,45 @@ async fn handle(conn: &Conn, mut req: Request<Incoming>) -> Reply {
         );
     }
     route.carried.retry_budget.deposit();
-    let upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+    let mut upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let client_version = parts.version;
     headers::prepare_request(&mut parts, &conn.peer_header, upgrade.is_some());
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
     let empty = hyper::body::Body::is_end_stream(&body);
-    let retryable = empty && idempotent(&parts.method) && route.picks.healthy().len() > 1;
-    // Kept only when a retry could use it: most requests never pay for the copy.
-    let spare = retryable.then(|| clone_parts(&parts));
-    let mut request = Some(Request::from_parts(
-        parts,
-        if empty {
-            UpBody::Empty
-        } else {
-            UpBody::Stream(body)
-        },
-    ));
+    // The head stays here and is lent to each attempt, so a body-less
+    // request can be sent again without copying anything.
+    let retryable = empty && idempotent(&parts.method);
+    let mut body = Some(if empty {
+        UpBody::Empty
+    } else {
+        UpBody::Stream(body)
+    });
     let mut tried = Tried::default();
     let mut retried = false;
+    let mut stale_retries = 0;
     let mut status_for_none = StatusCode::SERVICE_UNAVAILABLE;
     while let Some(i) = route.choose(conn.peer.ip(), &tried) {
         if !tried.push(i) {
             break;
         }
-        let Some(req) = request.take().or_else(|| spare.as_ref().map(rebuild)) else {
+        let Some(this_body) = body.take().or_else(|| empty.then_some(UpBody::Empty)) else {
             break;
         };
         let b = &route.backends[i];
         b.metrics.requests.increment(1);
-        let (mut sender, connect_time) = match checkout(route, i).await {
-            Ok(s) => s,
+        let (mut upstream, connect_time) = match checkout(route, i).await {
+            Ok(c) => c,
             Err(e) => {
                 route.metrics.connect_failures.increment(1);
                 route.failure(i);
                 tracing::warn!(app = %route.app, backend = %b.label, error = %e, "backend connect failed; trying the next");
                 // Nothing was sent: any request may go to the next backend.
-                request = Some(req);
+                body = Some(this_body);
                 status_for_none = StatusCode::BAD_GATEWAY;
                 continue;
             }
@@ -187,20 +191,28 @@ async fn handle(conn: &Conn, mut req: Request<Incoming>) -> Reply {
         }
         let in_flight = b.state.begin();
         let sent_at = Instant::now();
-        let outcome =
-            tokio::time::timeout(route.timeouts.response, sender.try_send_request(req)).await;
-        let mut resp = match outcome {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(mut e)) => {
+        let reused = connect_time.is_none();
+        let exchange = upstream.exchange(
+            &parts.method,
+            target.as_bytes(),
+            &parts.headers,
+            this_body,
+            reused,
+        );
+        let head = match tokio::time::timeout(route.timeouts.response, exchange).await {
+            Ok(Ok(head)) => head,
+            Ok(Err(ExchangeError::NotSent(e))) if empty && stale_retries < 3 => {
+                // A pooled connection the backend had closed: not the backend's fault.
+                tracing::debug!(app = %route.app, backend = %b.label, error = %e, "stale backend connection; sending again");
+                stale_retries += 1;
+                tried.forget(i);
+                continue;
+            }
+            Ok(Err(e)) => {
                 route.failure(i);
-                if let Some(unsent) = e.take_message() {
-                    // The connection closed before the request went out.
-                    request = Some(unsent);
-                    continue;
-                }
-                tracing::warn!(app = %route.app, backend = %b.label, error = %e.error(), "backend failed mid-request");
+                tracing::warn!(app = %route.app, backend = %b.label, error = %e, "backend failed mid-request");
                 status_for_none = StatusCode::BAD_GATEWAY;
-                if spare.is_some() && !retried && route.carried.retry_budget.withdraw() {
+                if retryable && !retried && route.carried.retry_budget.withdraw() {
                     retried = true;
                     route.metrics.retries.increment(1);
                     continue;
@@ -217,13 +229,17 @@ async fn handle(conn: &Conn, mut req: Request<Incoming>) -> Reply {
         let ttfb = sent_at.elapsed();
         route.metrics.ttfb.record(ttfb.as_secs_f64());
         b.state.observe_latency(ttfb.as_nanos() as u64, now_ms());
-        let status = resp.status();
+        let upstream::Head {
+            status,
+            headers: resp_headers,
+            framing,
+            reusable,
+        } = head;
         if status.is_server_error() {
             route.failure(i);
             let retry_status =
                 status == StatusCode::BAD_GATEWAY || status == StatusCode::SERVICE_UNAVAILABLE;
-            if retry_status && spare.is_some() && !retried && route.carried.retry_budget.withdraw()
-            {
+            if retry_status && retryable && !retried && route.carried.retry_budget.withdraw() {
                 retried = true;
                 route.metrics.retries.increment(1);
                 continue;
@@ -232,26 +248,32 @@ async fn handle(conn: &Conn, mut req: Request<Incoming>) -> Reply {
             route.success(i);
         }
         route.metrics.status(status.as_u16()).increment(1);
+        let mut resp = Response::new(DownBody::Local(None));
+        *resp.status_mut() = status;
+        *resp.headers_mut() = resp_headers;
         if status == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_side) = upgrade {
-                let backend_side = hyper::upgrade::on(&mut resp);
+            if let Some(client_side) = upgrade.take() {
+                let (backend_io, early) = upstream.into_parts();
                 let (idle, stop) = (route.timeouts.tunnel_idle, conn.stop.clone());
                 tokio::spawn(async move {
-                    if let (Ok(c), Ok(u)) = (client_side.await, backend_side.await) {
-                        copy_with_idle(TokioIo::new(c), TokioIo::new(u), idle, stop).await;
+                    if let Ok(client) = client_side.await {
+                        let mut client = TokioIo::new(client);
+                        // Bytes the backend sent right after its 101 go first.
+                        if early.is_empty() || client.write_all(&early).await.is_ok() {
+                            copy_with_idle(client, backend_io, idle, stop).await;
+                        }
                     }
                     drop(in_flight);
                 });
-                let (parts, _) = resp.into_parts();
-                return Response::from_parts(parts, DownBody::Local(None));
+                return resp;
             }
         }
-        let (mut parts, inner) = resp.into_parts();
-        headers::prepare_response(&mut parts);
+        let (mut resp_parts, _) = resp.into_parts();
+        headers::prepare_response(&mut resp_parts);
+        let reader = BodyReader::new(upstream, framing, reusable);
         let exchange = Exchange {
             route: Arc::clone(route),
             backend: i,
-            sender: Some(sender),
             _in_flight: in_flight,
             start,
             connect_time,
@@ -262,14 +284,7 @@ async fn handle(conn: &Conn, mut req: Request<Incoming>) -> Reply {
                 .as_ref()
                 .map(|l| (l.clone(), conn.src_app.clone(), conn.peer, client_version)),
         };
-        return Response::from_parts(
-            parts,
-            DownBody::Upstream {
-                inner,
-                settle: Some(exchange),
-                bytes: 0,
-            },
-        );
+        return Response::from_parts(resp_parts, DownBody::upstream(reader, exchange));
     }
     if tried.is_empty() {
         route.metrics.no_backend.increment(1);
@@ -284,55 +299,14 @@ async fn handle(conn: &Conn, mut req: Request<Incoming>) -> Reply {
 }
 
 /// An idle pooled connection to backend `i`, or a new one (with its connect time).
-async fn checkout(
-    route: &Route,
-    i: usize,
-) -> std::io::Result<(SendRequest<UpBody>, Option<Duration>)> {
+async fn checkout(route: &Route, i: usize) -> std::io::Result<(upstream::Conn, Option<Duration>)> {
     let b = &route.backends[i];
-    while let Some(mut sender) = b.state.take_idle() {
-        // A connection returned at its body's end may not have caught up yet.
-        if sender.is_ready() || sender.ready().await.is_ok() {
-            return Ok((sender, None));
-        }
+    if let Some(conn) = b.state.take_idle() {
+        return Ok((conn, None));
     }
     let started = Instant::now();
     let stream = connect(&b.upstream, route.timeouts.connect).await?;
-    let (sender, connection) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(std::io::Error::other)?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.with_upgrades().await {
-            tracing::debug!(error = %e, "backend connection ended with an error");
-        }
-    });
-    Ok((sender, Some(started.elapsed())))
-}
-
-/// What a retry needs to send the request again (body-less requests only).
-struct Spare {
-    method: Method,
-    uri: hyper::Uri,
-    version: Version,
-    headers: hyper::HeaderMap,
-}
-
-fn clone_parts(p: &http::request::Parts) -> Spare {
-    Spare {
-        method: p.method.clone(),
-        uri: p.uri.clone(),
-        version: p.version,
-        headers: p.headers.clone(),
-    }
-}
-
-fn rebuild(s: &Spare) -> Request<UpBody> {
-    let mut r = Request::new(UpBody::Empty);
-    *r.method_mut() = s.method.clone();
-    *r.uri_mut() = s.uri.clone();
-    *r.version_mut() = s.version;
-    *r.headers_mut() = s.headers.clone();
-    r
+    Ok((upstream::Conn::new(stream), Some(started.elapsed())))
 }
 
 /// Settles one request when its response body ends: the connection back to
@@ -340,7 +314,6 @@ fn rebuild(s: &Spare) -> Request<UpBody> {
 pub struct Exchange {
     route: Arc<Route>,
     backend: usize,
-    sender: Option<SendRequest<UpBody>>,
     _in_flight: InFlight,
     start: Instant,
     connect_time: Option<Duration>,
@@ -350,12 +323,10 @@ pub struct Exchange {
 }
 
 impl Settle for Exchange {
-    fn settle(mut self, clean: bool, bytes: u64) {
+    fn settle(mut self, conn: Option<upstream::Conn>, clean: bool, bytes: u64) {
         let b = &self.route.backends[self.backend];
-        if clean {
-            if let Some(s) = self.sender.take() {
-                b.state.put_idle(s);
-            }
+        if let Some(c) = conn {
+            b.state.put_idle(c);
         }
         let total = self.start.elapsed();
         self.route.metrics.duration.record(total.as_secs_f64());
