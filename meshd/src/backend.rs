@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 /// Idle upstream connections kept per backend; more are closed when returned.
-pub const MAX_IDLE: usize = 128;
+pub const MAX_IDLE: usize = 1024;
 /// Time constant of the latency average, in milliseconds.
 pub const EWMA_TAU_MS: u64 = 10_000;
 
