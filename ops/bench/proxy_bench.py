@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""meshd against HAProxy (and a direct baseline) on loopback, in one run.
+
+The same origin (nginx, one worker) and the same clients (wrk for HTTP/1.1
+and TCP, h2load for HTTP/2) hit the origin directly, through meshd and
+through HAProxy. Each proxy runs one worker thread. The load generator is
+pinned to core 0; origin and proxy share core 1, so a proxy's CPU per
+request is read from /proc rather than inferred from throughput. Contenders
+alternate round by round and medians are reported, because this machine's
+noise is 10-15% between runs.
+
+Environment: MODES (http1,h2,tcp,latency), DURATION (seconds, default 10),
+ROUNDS (default 3), MESHD (path to a release meshd binary).
+"""
+
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ORIGIN = "127.0.0.1:18080"
+MESHD_HTTP, MESHD_TCP = "127.0.0.2:18100", "127.0.0.2:18101"
+HAPROXY_HTTP, HAPROXY_TCP, HAPROXY_H2 = "127.0.0.3:18100", "127.0.0.3:18101", "127.0.0.3:18102"
+MESHD_ADMIN = "127.0.0.1:19901"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server {{ listen {origin}; location / {{ return 200 "ok\\n"; }} }}
+}}
+"""
+
+# Every meshd feature stays on: allow-list with a CIDR rule and a deny rule,
+# health-aware balancing, retries budget, timing histograms, metrics.
+NODE_CONFIG = """apiVersion: palisade/v1
+kind: NodeConfig
+node: bench
+address: 127.0.0.2
+generation: 1
+revision: bench-1
+services:
+  - app: /bench/http
+    port: 18100
+    protocol: http
+    balance: round_robin
+    access:
+      default_action: deny
+      allow:
+        - from_cidr: 127.0.0.0/8
+      deny:
+        - from_cidr: 127.0.99.0/24
+    backends:
+      - {{address: {origin}, task: bench_http.1}}
+  - app: /bench/tcp
+    port: 18101
+    protocol: tcp
+    access:
+      default_action: deny
+      allow:
+        - from_cidr: 127.0.0.0/8
+    backends:
+      - {{address: {origin}, task: bench_tcp.1}}
+identities: []
+"""
+
+HAPROXY_CFG = """
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+frontend http_in
+  mode http
+  bind {http}
+  bind {h2} proto h2
+  default_backend http_origin
+backend http_origin
+  mode http
+  http-reuse always
+  server origin {origin}
+frontend tcp_in
+  mode tcp
+  bind {tcp}
+  default_backend tcp_origin
+backend tcp_origin
+  mode tcp
+  server origin {origin}
+"""
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            # The command name may hold spaces: split after its closing paren.
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
+
+
+def children(pid):
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+    except OSError:
+        return []
+
+
+def parse_duration_us(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    v, unit = float(m.group(1)), m.group(2)
+    return v * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
+
+
+def run_wrk(url, conns, duration):
+    out = subprocess.run(
+        ["taskset", "-c", "0", "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url],
+        capture_output=True, text=True, check=False,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    failed = (int(errors.group(1)) if errors else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    p50 = parse_duration_us(re.search(r"\s50%\s+(\S+)", out).group(1))
+    p99 = parse_duration_us(re.search(r"\s99%\s+(\S+)", out).group(1))
+    return {"rps": rps, "reqs": reqs, "p50": p50, "p99": p99, "failed": failed}
+
+
+def run_h2load(url, duration):
+    out = subprocess.run(
+        ["taskset", "-c", "0", "h2load", "-c32", "-m10", "-t1", "-D", str(duration), url],
+        capture_output=True, text=True, check=False,
+    ).stdout
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    if not m:
+        raise RuntimeError(f"h2load failed: {out[-400:]}")
+    reqs = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    # h2load reports per-request latency as min/max/mean/sd; it has no
+    # percentiles, so p50 is the mean and p99 is mean + 2.33 sd (normal approx).
+    lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    mean, sd = parse_duration_us(lat.group(3)), parse_duration_us(lat.group(4))
+    return {
+        "rps": float(m.group(1)),
+        "reqs": int(reqs.group(2)),
+        "p50": mean,
+        "p99": mean + 2.33 * sd,
+        "failed": int(reqs.group(3)) + int(reqs.group(4)),
+    }
+
+
+class Bench:
+    def __init__(self, meshd):
+        self.dir = tempfile.mkdtemp(prefix="palisade-bench-")
+        self.procs = []
+        self.meshd_bin = meshd
+
+    def spawn(self, name, cmd):
+        logf = open(os.path.join(self.dir, f"{name}.log"), "w")
+        p = subprocess.Popen(["taskset", "-c", "1"] + cmd, stdout=logf, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        return p
+
+    def start(self):
+        for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi", "nodes"]:
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
+            f.write(NGINX_CONF.format(dir=self.dir, origin=ORIGIN))
+        with open(os.path.join(self.dir, "nodes", "bench.yaml"), "w") as f:
+            f.write(NODE_CONFIG.format(origin=ORIGIN))
+        with open(os.path.join(self.dir, "haproxy.cfg"), "w") as f:
+            f.write(HAPROXY_CFG.format(http=HAPROXY_HTTP, h2=HAPROXY_H2, tcp=HAPROXY_TCP, origin=ORIGIN))
+        self.nginx = self.spawn("nginx", ["nginx", "-c", os.path.join(self.dir, "nginx.conf"), "-p", self.dir])
+        self.meshd = self.spawn("meshd", [self.meshd_bin, "run", "--node", "bench", "--config-dir",
+                                          os.path.join(self.dir, "nodes"), "--admin", MESHD_ADMIN, "--threads", "1"])
+        self.haproxy = self.spawn("haproxy", ["haproxy", "-db", "-f", os.path.join(self.dir, "haproxy.cfg")])
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://{MESHD_ADMIN}/ready", timeout=1)
+                urllib.request.urlopen(f"http://{ORIGIN}/", timeout=1)
+                urllib.request.urlopen(f"http://{HAPROXY_HTTP}/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"contenders did not start; logs in {self.dir}")
+
+    def pids(self, who):
+        if who == "meshd":
+            return [self.meshd.pid] + children(self.meshd.pid)
+        if who == "haproxy":
+            return [self.haproxy.pid] + children(self.haproxy.pid)
+        # nginx: taskset execs nginx, whose master forks the worker.
+        return [self.nginx.pid] + children(self.nginx.pid)
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+MODES = {
+    # mode: [(contender, url, runner-kind)]
+    "http1": [("direct", f"http://{ORIGIN}/", "wrk32"), ("meshd", f"http://{MESHD_HTTP}/", "wrk32"),
+              ("haproxy", f"http://{HAPROXY_HTTP}/", "wrk32")],
+    "h2": [("meshd", f"http://{MESHD_HTTP}/", "h2load"), ("haproxy", f"http://{HAPROXY_H2}/", "h2load")],
+    "tcp": [("direct", f"http://{ORIGIN}/", "wrk32"), ("meshd", f"http://{MESHD_TCP}/", "wrk32"),
+            ("haproxy", f"http://{HAPROXY_TCP}/", "wrk32")],
+    "latency": [("direct", f"http://{ORIGIN}/", "wrk1"), ("meshd", f"http://{MESHD_HTTP}/", "wrk1"),
+                ("haproxy", f"http://{HAPROXY_HTTP}/", "wrk1")],
+}
+
+
+def measure(bench, who, url, kind, duration):
+    cpu_of = "origin" if who == "direct" else who
+    pids = bench.pids(cpu_of)
+    before = cpu_ticks(pids)
+    if kind == "h2load":
+        r = run_h2load(url, duration)
+    else:
+        r = run_wrk(url, 32 if kind == "wrk32" else 1, duration)
+    used_us = (cpu_ticks(pids) - before) * 1e6 / CLK_TCK
+    r["cpu_us"] = used_us / max(r["reqs"], 1)
+    return r
+
+
+def main():
+    modes = [m for m in os.environ.get("MODES", "http1,h2,tcp,latency").split(",") if m]
+    duration = int(os.environ.get("DURATION", "10"))
+    rounds = int(os.environ.get("ROUNDS", "3"))
+    bench = Bench(os.environ["MESHD"])
+    results = {}
+    try:
+        bench.start()
+        for rnd in range(rounds):
+            for mode in modes:
+                order = MODES[mode] if rnd % 2 == 0 else list(reversed(MODES[mode]))
+                for who, url, kind in order:
+                    r = measure(bench, who, url, kind, duration)
+                    log(f"round {rnd + 1} {mode:8} {who:8} {r['rps']:>10.0f} req/s  p50 {r['p50']:>7.0f}us  "
+                        f"p99 {r['p99']:>7.0f}us  cpu {r['cpu_us']:.2f}us/req  failed {r['failed']}")
+                    results.setdefault((mode, who), []).append(r)
+    finally:
+        bench.stop()
+
+    med = {k: {f: statistics.median(x[f] for x in v) for f in ["rps", "p50", "p99", "cpu_us", "failed"]}
+           for k, v in results.items()}
+    print(f"\nMedians of {rounds} alternated rounds, {duration}s each; proxies pinned with the origin "
+          f"on core 1, clients on core 0; one worker thread per proxy.\n")
+    for mode in modes:
+        client = "h2load -c32 -m10" if mode == "h2" else ("wrk -c1" if mode == "latency" else "wrk -c32")
+        print(f"### {mode} ({client})\n")
+        print("| contender | req/s | p50 | p99 | CPU per request | failed |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for who, _, _ in MODES[mode]:
+            m = med[(mode, who)]
+            cpu_label = "origin " if who == "direct" else ""
+            print(f"| {who} | {m['rps']:.0f} | {m['p50']:.0f} us | {m['p99']:.0f} us | "
+                  f"{cpu_label}{m['cpu_us']:.2f} us | {m['failed']:.0f} |")
+        ms, hp = med[(mode, "meshd")], med[(mode, "haproxy")]
+        print(f"\n- meshd/HAProxy req/s: **{ms['rps'] / hp['rps']:.3f}**; p99 meshd/HAProxy: "
+              f"{ms['p99'] / hp['p99']:.3f}; CPU per request meshd/HAProxy: {ms['cpu_us'] / hp['cpu_us']:.3f}")
+        if (mode, "direct") in med:
+            d = med[(mode, "direct")]
+            print(f"- meshd/direct req/s: {ms['rps'] / d['rps']:.3f}")
+            if mode == "latency":
+                print(f"- latency meshd adds on one connection: p50 +{ms['p50'] - d['p50']:.0f} us, "
+                      f"p99 +{ms['p99'] - d['p99']:.0f} us (HAProxy: p50 +{hp['p50'] - d['p50']:.0f} us, "
+                      f"p99 +{hp['p99'] - d['p99']:.0f} us)")
+        print()
+
+
+if __name__ == "__main__":
+    main()
