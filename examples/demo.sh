@@ -79,8 +79,11 @@ palisade demo is up: meshd on nodes 127.0.0.2 (admin 127.0.0.1:9901) and
 Allowed: /shop/edge (task address 127.0.2.1) calls /shop/web at its service port:
   curl --interface 127.0.2.1 http://127.0.0.2:10000/
 
-Denied: /dev/tool (127.0.3.1) is not on /shop/web's allow-list; meshd closes the connection:
-  curl --interface 127.0.3.1 http://127.0.0.2:10000/
+Denied: /dev/tool (127.0.3.1) is not on /shop/web's allow-list; meshd answers 403 with the reason:
+  curl -i --interface 127.0.3.1 http://127.0.0.2:10000/
+
+HTTP/2 on the same port:
+  curl --http2-prior-knowledge --interface 127.0.2.1 http://127.0.0.2:10000/
 
 Allowed by CIDR: the load balancer (127.0.9.0/24) reaches /shop/edge:
   curl --interface 127.0.9.1 http://127.0.0.2:10001/
