@@ -167,6 +167,13 @@ async fn h1_and_h2_share_a_port_balance_and_forward_headers() {
     for field in ["ttfb_ms", "total_ms", "bytes_out", "backend", "peer"] {
         assert!(!entry[field].is_null(), "{field} in {entry}");
     }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let denied = text
+        .lines()
+        .find(|l| l.contains("\"verdict\":\"deny\""))
+        .expect("denied requests are logged");
+    let denied: serde_json::Value = serde_json::from_str(denied).unwrap();
+    assert_eq!(denied["status"], 403);
     let _ = std::fs::remove_file(&log);
     drop(mesh);
 }

@@ -134,6 +134,22 @@ async fn handle(conn: &Conn, mut req: Request<Incoming>) -> Reply {
     let start = Instant::now();
     if !conn.decision.verdict.lets_through() {
         route.metrics.status(403).increment(1);
+        if let Some(log) = &conn.access_log {
+            log.write(Entry {
+                src_app: &conn.src_app,
+                dst_app: route.app.as_str(),
+                peer: conn.peer,
+                backend: "",
+                version: req.version(),
+                status: 403,
+                verdict: conn.decision.verdict.as_str(),
+                connect_ms: None,
+                ttfb_ms: 0.0,
+                total_ms: start.elapsed().as_secs_f64() * 1e3,
+                bytes_out: 0,
+                complete: true,
+            });
+        }
         return local(
             StatusCode::FORBIDDEN,
             format!(
@@ -279,6 +295,7 @@ async fn handle(conn: &Conn, mut req: Request<Incoming>) -> Reply {
             connect_time,
             ttfb,
             status: status.as_u16(),
+            verdict: conn.decision.verdict.as_str(),
             log: conn
                 .access_log
                 .as_ref()
@@ -319,6 +336,7 @@ pub struct Exchange {
     connect_time: Option<Duration>,
     ttfb: Duration,
     status: u16,
+    verdict: &'static str,
     log: Option<(AccessLog, Arc<str>, SocketAddr, Version)>,
 }
 
@@ -339,7 +357,7 @@ impl Settle for Exchange {
                 backend: &b.label,
                 version,
                 status: self.status,
-                verdict: "allow",
+                verdict: self.verdict,
                 connect_ms: self.connect_time.map(|d| d.as_secs_f64() * 1e3),
                 ttfb_ms: self.ttfb.as_secs_f64() * 1e3,
                 total_ms: total.as_secs_f64() * 1e3,
