@@ -1,5 +1,6 @@
 //! Marathon as a source: the tolerant model of its JSON (`model`).
 
+pub mod events;
 pub mod model;
 
 use crate::error::{AppError, SourceError};

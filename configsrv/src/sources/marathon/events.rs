@@ -1,0 +1,267 @@
+//! Marathon's `/v2/events` stream: server-sent-event framing (CRLF or LF,
+//! blank lines between fields tolerated, heartbeats skipped) and the event
+//! payloads palisade acts on. Pure: bytes in, events out.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The event types configsrv subscribes to (`?event_type=` filters), so
+/// Marathon sends nothing else down the stream.
+pub const SUBSCRIBED: &[&str] = &[
+    "status_update_event",
+    "health_status_changed_event",
+    "instance_health_changed_event",
+    "api_post_event",
+    "deployment_success",
+    "deployment_failed",
+    "deployment_step_success",
+    "group_change_success",
+    "app_terminated_event",
+];
+
+/// One event, as far as routing cares.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A task changed state: the fast path for kills and starts.
+    TaskStatus(TaskStatus),
+    /// A task's or instance's Marathon health checks now pass or fail.
+    Health {
+        /// The app.
+        app: String,
+        /// A task id (Marathon 1.3 and earlier) or an instance id.
+        instance: String,
+        /// Whether it is healthy now.
+        alive: bool,
+    },
+    /// App definitions changed (deploy, scale, delete): read the apps again.
+    AppsChanged {
+        /// The event type that said so.
+        cause: String,
+    },
+    /// The stream is attached; nothing to do.
+    Attached,
+    /// Anything else (subscribed to by mistake, or newer than this code).
+    Other(String),
+}
+
+/// A `status_update_event`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStatus {
+    /// The app (or pod) id.
+    pub app_id: String,
+    /// The task id.
+    pub task_id: String,
+    /// `TASK_RUNNING`, `TASK_KILLING`, `TASK_KILLED`, ...
+    pub task_status: String,
+    /// The agent.
+    #[serde(default)]
+    pub host: String,
+    /// Host ports.
+    #[serde(default)]
+    pub ports: Vec<u32>,
+    /// The task's own addresses.
+    #[serde(default)]
+    pub ip_addresses: Vec<Address>,
+}
+
+/// One of a task's addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Address {
+    /// The address.
+    pub ip_address: String,
+}
+
+/// Why an event's payload could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event {event}: {message}")]
+pub struct EventError {
+    /// The event type, or `?`.
+    pub event: String,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// Reads one event's `data:` payload.
+pub fn parse_event(data: &str) -> Result<Event, EventError> {
+    let value: Value = serde_json::from_str(data)
+        .map_err(|e| EventError { event: "?".into(), message: format!("not JSON: {e}") })?;
+    let kind = value.get("eventType").and_then(Value::as_str).unwrap_or("").to_owned();
+    let err = |e: serde_json::Error| EventError { event: kind.clone(), message: e.to_string() };
+    Ok(match kind.as_str() {
+        "status_update_event" => Event::TaskStatus(serde_json::from_value(value).map_err(err)?),
+        "health_status_changed_event" => {
+            let instance = ["instanceId", "taskId"]
+                .iter()
+                .find_map(|k| value.get(*k).and_then(Value::as_str))
+                .unwrap_or("")
+                .to_owned();
+            Event::Health {
+                app: value.get("appId").and_then(Value::as_str).unwrap_or("").to_owned(),
+                instance,
+                alive: value.get("alive").and_then(Value::as_bool).unwrap_or(false),
+            }
+        }
+        "instance_health_changed_event" => Event::Health {
+            app: value.get("runSpecId").and_then(Value::as_str).unwrap_or("").to_owned(),
+            instance: value.get("instanceId").and_then(Value::as_str).unwrap_or("").to_owned(),
+            alive: value.get("healthy").and_then(Value::as_bool).unwrap_or(false),
+        },
+        "event_stream_attached" => Event::Attached,
+        "api_post_event" | "deployment_success" | "deployment_failed" | "deployment_step_success"
+        | "deployment_info" | "group_change_success" | "app_terminated_event" => Event::AppsChanged { cause: kind },
+        _ => Event::Other(kind),
+    })
+}
+
+/// Whether `task` belongs to `instance`: Marathon 1.4+ task ids extend their
+/// instance id (`app.instance-<uuid>._app.1`); older ones drop the
+/// `marathon-` prefix of a legacy instance id (`app.marathon-<uuid>`).
+pub fn task_of_instance(task: &str, instance: &str) -> bool {
+    task == instance
+        || task.strip_prefix(instance).is_some_and(|rest| rest.starts_with('.'))
+        || instance.replacen(".marathon-", ".", 1) == task
+}
+
+/// Incremental framing of a `text/event-stream` body.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    pending: Vec<u8>,
+    event: Option<String>,
+    data: Vec<String>,
+}
+
+/// One framed event: its `event:` name (if any) and its joined `data:` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The `event:` field.
+    pub event: Option<String>,
+    /// The `data:` lines joined with `\n`.
+    pub data: String,
+}
+
+impl SseParser {
+    /// Feeds bytes; returns every event completed by them.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Frame> {
+        self.pending.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
+            let mut line: Vec<u8> = self.pending.drain(..=nl).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            let line = String::from_utf8_lossy(&line);
+            if line.is_empty() {
+                // A blank line ends an event, but only one that has data:
+                // heartbeats and the extra blank lines some relays add are skipped.
+                if !self.data.is_empty() {
+                    out.push(Frame { event: self.event.take(), data: self.data.join("\n") });
+                    self.data.clear();
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((&line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "event" => self.event = Some(value.to_owned()),
+                "data" => self.data.push(value.to_owned()),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> String {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/marathon/events").join(name);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn frames(text: &str, chunk: usize) -> Vec<Frame> {
+        let mut p = SseParser::default();
+        text.as_bytes().chunks(chunk).flat_map(|c| p.push(c)).collect()
+    }
+
+    #[test]
+    fn every_stream_fixture_frames_the_same_in_any_chunking() {
+        for (file, expected) in [
+            ("events-stream.txt", 5),
+            ("events-stream-filtered.txt", 2),
+            ("events-stream-deployment-light.txt", 3),
+            ("events-stream-blank-lines.txt", 0),
+            ("events-stream-doc-example.txt", 0),
+        ] {
+            let text = fixture(file);
+            let whole = frames(&text, usize::MAX);
+            if expected > 0 {
+                assert_eq!(whole.len(), expected, "{file}");
+            } else {
+                assert!(!whole.is_empty(), "{file}");
+            }
+            for chunk in [1, 7, 64] {
+                assert_eq!(frames(&text, chunk), whole, "{file} in chunks of {chunk}");
+            }
+            for f in &whole {
+                let e = parse_event(&f.data).unwrap_or_else(|e| panic!("{file}: {e}"));
+                if let Some(name) = &f.event {
+                    let kind = serde_json::from_str::<Value>(&f.data).unwrap()["eventType"].clone();
+                    assert_eq!(kind.as_str(), Some(name.as_str()), "{file}: {e:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn task_status_events_carry_what_the_fast_path_needs() {
+        for (file, status) in [
+            ("status_update_event-TASK_KILLING.json", "TASK_KILLING"),
+            ("status_update_event-TASK_KILLED.json", "TASK_KILLED"),
+            ("status_update_event-TASK_FAILED.json", "TASK_FAILED"),
+            ("status_update_event-TASK_RUNNING.json", "TASK_RUNNING"),
+        ] {
+            match parse_event(&fixture(file)).unwrap() {
+                Event::TaskStatus(t) => {
+                    assert_eq!(t.task_status, status, "{file}");
+                    assert!(!t.task_id.is_empty() && t.app_id.starts_with('/'), "{file}: {t:?}");
+                }
+                other => panic!("{file}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn health_and_definition_events_are_recognised() {
+        assert_eq!(
+            parse_event(&fixture("health_status_changed_event.json")).unwrap(),
+            Event::Health {
+                app: "/my-app".into(),
+                instance: "my-app.instance-c7c311a4-b669-11e6-a48f-0ea4f4b1778c".into(),
+                alive: true
+            }
+        );
+        assert!(matches!(parse_event(&fixture("instance_health_changed_event.json")).unwrap(), Event::Health { alive: true, .. }));
+        for f in ["api_post_event.json", "deployment_success.json", "deployment_step_success.json", "group_change_success.json", "deployment_success-heavy.json"] {
+            assert!(matches!(parse_event(&fixture(f)).unwrap(), Event::AppsChanged { .. }), "{f}");
+        }
+        assert_eq!(parse_event(&fixture("event_stream_attached.json")).unwrap(), Event::Attached);
+        assert!(parse_event("{not json").is_err());
+    }
+
+    #[test]
+    fn instance_ids_match_their_tasks_across_marathon_versions() {
+        assert!(task_of_instance("app.instance-c7c3._app.1", "app.instance-c7c3"));
+        assert!(task_of_instance("some_app.49d976d3", "some_app.marathon-49d976d3"));
+        assert!(task_of_instance("app.49d9", "app.49d9"));
+        assert!(!task_of_instance("app.instance-c7c31", "app.instance-c7c3"));
+    }
+}
