@@ -1,6 +1,7 @@
 //! The cluster as configsrv knows it: apps with their tasks, and agents. Pure
-//! values; sources build it, the renderer reads it.
+//! values; sources build it, events update it (`apply`), the renderer reads it.
 
+use crate::sources::marathon::events::{task_of_instance, Event, TaskStatus};
 use schemas::{AppId, Balance, Protocol, ServicePort, TaskId};
 use std::net::IpAddr;
 
@@ -67,6 +68,9 @@ pub struct App {
     pub protocol: Option<Protocol>,
     /// Balancing from the app's labels.
     pub balance: Option<Balance>,
+    /// How many Marathon health checks the app has; a new task with any is
+    /// unhealthy until Marathon says otherwise.
+    pub health_checks: usize,
     /// Its tasks.
     pub tasks: Vec<Task>,
 }
@@ -100,5 +104,195 @@ impl ClusterState {
         }
         agents.sort_by(|a, b| a.hostname.cmp(&b.hostname));
         ClusterState { apps, agents }
+    }
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The state changed: render again.
+    Changed,
+    /// Nothing routing-relevant changed.
+    Unchanged,
+    /// App definitions changed: only a full read of the apps can tell how.
+    NeedsResync,
+}
+
+impl ClusterState {
+    /// Applies one Marathon event: task kills drain or remove the task at
+    /// once, new running tasks join, health changes gate tasks in or out.
+    pub fn apply(&mut self, event: &Event) -> Applied {
+        match event {
+            Event::TaskStatus(t) => self.apply_status(t),
+            Event::Health {
+                app,
+                instance,
+                alive,
+            } => {
+                let Some(app) = self.apps.iter_mut().find(|a| a.id.as_str() == app) else {
+                    return Applied::Unchanged;
+                };
+                let mut changed = false;
+                for task in app
+                    .tasks
+                    .iter_mut()
+                    .filter(|t| task_of_instance(t.id.as_str(), instance))
+                {
+                    changed |= task.healthy != *alive;
+                    task.healthy = *alive;
+                }
+                if changed {
+                    Applied::Changed
+                } else {
+                    Applied::Unchanged
+                }
+            }
+            Event::AppsChanged { .. } => Applied::NeedsResync,
+            Event::Attached | Event::Other(_) => Applied::Unchanged,
+        }
+    }
+
+    fn apply_status(&mut self, t: &TaskStatus) -> Applied {
+        let Some(app) = self.apps.iter_mut().find(|a| a.id.as_str() == t.app_id) else {
+            // A task of an app we have not read yet: the next full read brings it.
+            return if t.task_status == "TASK_RUNNING" {
+                Applied::NeedsResync
+            } else {
+                Applied::Unchanged
+            };
+        };
+        let existing = app.tasks.iter().position(|x| x.id.as_str() == t.task_id);
+        match (t.task_status.as_str(), existing) {
+            ("TASK_RUNNING", Some(i)) => {
+                let task = &mut app.tasks[i];
+                let was = task.phase;
+                task.phase = TaskPhase::Running;
+                if was == TaskPhase::Running {
+                    Applied::Unchanged
+                } else {
+                    Applied::Changed
+                }
+            }
+            ("TASK_RUNNING", None) => {
+                let Ok(id) = t.task_id.parse() else {
+                    return Applied::Unchanged;
+                };
+                app.tasks.push(Task {
+                    id,
+                    host: t.host.clone(),
+                    ports: t
+                        .ports
+                        .iter()
+                        .map(|p| u16::try_from(*p).unwrap_or(0))
+                        .collect(),
+                    addresses: t
+                        .ip_addresses
+                        .iter()
+                        .filter_map(|a| a.ip_address.parse().ok())
+                        .collect(),
+                    phase: TaskPhase::Running,
+                    // Ready before routed: with health checks, wait for Marathon's word.
+                    healthy: app.health_checks == 0,
+                });
+                app.tasks.sort_by(|a, b| a.id.cmp(&b.id));
+                Applied::Changed
+            }
+            ("TASK_KILLING", Some(i)) => {
+                let changed = app.tasks[i].phase != TaskPhase::Killing;
+                app.tasks[i].phase = TaskPhase::Killing;
+                if changed {
+                    Applied::Changed
+                } else {
+                    Applied::Unchanged
+                }
+            }
+            (
+                "TASK_KILLED"
+                | "TASK_FAILED"
+                | "TASK_LOST"
+                | "TASK_FINISHED"
+                | "TASK_ERROR"
+                | "TASK_GONE"
+                | "TASK_DROPPED"
+                | "TASK_UNREACHABLE"
+                | "TASK_GONE_BY_OPERATOR"
+                | "TASK_UNKNOWN",
+                Some(i),
+            ) => {
+                app.tasks.remove(i);
+                Applied::Changed
+            }
+            _ => Applied::Unchanged,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::marathon::events::parse_event;
+
+    fn state(health_checks: usize) -> ClusterState {
+        ClusterState::new(
+            vec![App {
+                id: "/web".parse().unwrap(),
+                networking: Networking::Container,
+                service_ports: vec![],
+                protocol: None,
+                balance: None,
+                health_checks,
+                tasks: vec![Task {
+                    id: "web.1".parse().unwrap(),
+                    host: "127.0.0.2".into(),
+                    ports: vec![],
+                    addresses: vec!["127.0.1.1".parse().unwrap()],
+                    phase: TaskPhase::Running,
+                    healthy: true,
+                }],
+            }],
+            vec![],
+        )
+    }
+
+    fn status(task: &str, status: &str) -> Event {
+        parse_event(&format!(
+            r#"{{"eventType":"status_update_event","appId":"/web","taskId":"{task}","taskStatus":"{status}","host":"127.0.0.2","ports":[],"ipAddresses":[{{"ipAddress":"127.0.1.2","protocol":"IPv4"}}]}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_kill_drains_then_removes_the_task_without_a_resync() {
+        let mut s = state(0);
+        assert_eq!(s.apply(&status("web.1", "TASK_KILLING")), Applied::Changed);
+        assert_eq!(s.apps[0].tasks[0].phase, TaskPhase::Killing);
+        assert_eq!(
+            s.apply(&status("web.1", "TASK_KILLING")),
+            Applied::Unchanged
+        );
+        assert_eq!(s.apply(&status("web.1", "TASK_KILLED")), Applied::Changed);
+        assert!(s.apps[0].tasks.is_empty());
+    }
+
+    #[test]
+    fn a_new_task_joins_healthy_only_when_the_app_has_no_health_checks() {
+        let mut s = state(0);
+        assert_eq!(s.apply(&status("web.2", "TASK_RUNNING")), Applied::Changed);
+        assert!(s.apps[0].tasks[1].healthy);
+        let mut s = state(1);
+        s.apply(&status("web.2", "TASK_RUNNING"));
+        assert!(!s.apps[0].tasks[1].healthy, "ready before routed");
+        let health = parse_event(r#"{"eventType":"health_status_changed_event","appId":"/web","taskId":"web.2","alive":true}"#).unwrap();
+        assert_eq!(s.apply(&health), Applied::Changed);
+        assert!(s.apps[0].tasks[1].healthy);
+    }
+
+    #[test]
+    fn definition_changes_and_unknown_apps_ask_for_a_full_read() {
+        let mut s = state(0);
+        let deploy = parse_event(r#"{"eventType":"deployment_success","id":"d1"}"#).unwrap();
+        assert_eq!(s.apply(&deploy), Applied::NeedsResync);
+        let other = parse_event(r#"{"eventType":"status_update_event","appId":"/new","taskId":"new.1","taskStatus":"TASK_RUNNING"}"#).unwrap();
+        assert_eq!(s.apply(&other), Applied::NeedsResync);
     }
 }

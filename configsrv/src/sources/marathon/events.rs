@@ -85,10 +85,19 @@ pub struct EventError {
 
 /// Reads one event's `data:` payload.
 pub fn parse_event(data: &str) -> Result<Event, EventError> {
-    let value: Value = serde_json::from_str(data)
-        .map_err(|e| EventError { event: "?".into(), message: format!("not JSON: {e}") })?;
-    let kind = value.get("eventType").and_then(Value::as_str).unwrap_or("").to_owned();
-    let err = |e: serde_json::Error| EventError { event: kind.clone(), message: e.to_string() };
+    let value: Value = serde_json::from_str(data).map_err(|e| EventError {
+        event: "?".into(),
+        message: format!("not JSON: {e}"),
+    })?;
+    let kind = value
+        .get("eventType")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let err = |e: serde_json::Error| EventError {
+        event: kind.clone(),
+        message: e.to_string(),
+    };
     Ok(match kind.as_str() {
         "status_update_event" => Event::TaskStatus(serde_json::from_value(value).map_err(err)?),
         "health_status_changed_event" => {
@@ -98,19 +107,39 @@ pub fn parse_event(data: &str) -> Result<Event, EventError> {
                 .unwrap_or("")
                 .to_owned();
             Event::Health {
-                app: value.get("appId").and_then(Value::as_str).unwrap_or("").to_owned(),
+                app: value
+                    .get("appId")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
                 instance,
                 alive: value.get("alive").and_then(Value::as_bool).unwrap_or(false),
             }
         }
         "instance_health_changed_event" => Event::Health {
-            app: value.get("runSpecId").and_then(Value::as_str).unwrap_or("").to_owned(),
-            instance: value.get("instanceId").and_then(Value::as_str).unwrap_or("").to_owned(),
-            alive: value.get("healthy").and_then(Value::as_bool).unwrap_or(false),
+            app: value
+                .get("runSpecId")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            instance: value
+                .get("instanceId")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            alive: value
+                .get("healthy")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         },
         "event_stream_attached" => Event::Attached,
-        "api_post_event" | "deployment_success" | "deployment_failed" | "deployment_step_success"
-        | "deployment_info" | "group_change_success" | "app_terminated_event" => Event::AppsChanged { cause: kind },
+        "api_post_event"
+        | "deployment_success"
+        | "deployment_failed"
+        | "deployment_step_success"
+        | "deployment_info"
+        | "group_change_success"
+        | "app_terminated_event" => Event::AppsChanged { cause: kind },
         _ => Event::Other(kind),
     })
 }
@@ -120,7 +149,9 @@ pub fn parse_event(data: &str) -> Result<Event, EventError> {
 /// `marathon-` prefix of a legacy instance id (`app.marathon-<uuid>`).
 pub fn task_of_instance(task: &str, instance: &str) -> bool {
     task == instance
-        || task.strip_prefix(instance).is_some_and(|rest| rest.starts_with('.'))
+        || task
+            .strip_prefix(instance)
+            .is_some_and(|rest| rest.starts_with('.'))
         || instance.replacen(".marathon-", ".", 1) == task
 }
 
@@ -157,7 +188,10 @@ impl SseParser {
                 // A blank line ends an event, but only one that has data:
                 // heartbeats and the extra blank lines some relays add are skipped.
                 if !self.data.is_empty() {
-                    out.push(Frame { event: self.event.take(), data: self.data.join("\n") });
+                    out.push(Frame {
+                        event: self.event.take(),
+                        data: self.data.join("\n"),
+                    });
                     self.data.clear();
                 }
                 continue;
@@ -183,13 +217,18 @@ mod tests {
     use std::path::PathBuf;
 
     fn fixture(name: &str) -> String {
-        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/marathon/events").join(name);
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/marathon/events")
+            .join(name);
         std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }
 
     fn frames(text: &str, chunk: usize) -> Vec<Frame> {
         let mut p = SseParser::default();
-        text.as_bytes().chunks(chunk).flat_map(|c| p.push(c)).collect()
+        text.as_bytes()
+            .chunks(chunk)
+            .flat_map(|c| p.push(c))
+            .collect()
     }
 
     #[test]
@@ -232,7 +271,10 @@ mod tests {
             match parse_event(&fixture(file)).unwrap() {
                 Event::TaskStatus(t) => {
                     assert_eq!(t.task_status, status, "{file}");
-                    assert!(!t.task_id.is_empty() && t.app_id.starts_with('/'), "{file}: {t:?}");
+                    assert!(
+                        !t.task_id.is_empty() && t.app_id.starts_with('/'),
+                        "{file}: {t:?}"
+                    );
                 }
                 other => panic!("{file}: {other:?}"),
             }
@@ -249,18 +291,39 @@ mod tests {
                 alive: true
             }
         );
-        assert!(matches!(parse_event(&fixture("instance_health_changed_event.json")).unwrap(), Event::Health { alive: true, .. }));
-        for f in ["api_post_event.json", "deployment_success.json", "deployment_step_success.json", "group_change_success.json", "deployment_success-heavy.json"] {
-            assert!(matches!(parse_event(&fixture(f)).unwrap(), Event::AppsChanged { .. }), "{f}");
+        assert!(matches!(
+            parse_event(&fixture("instance_health_changed_event.json")).unwrap(),
+            Event::Health { alive: true, .. }
+        ));
+        for f in [
+            "api_post_event.json",
+            "deployment_success.json",
+            "deployment_step_success.json",
+            "group_change_success.json",
+            "deployment_success-heavy.json",
+        ] {
+            assert!(
+                matches!(parse_event(&fixture(f)).unwrap(), Event::AppsChanged { .. }),
+                "{f}"
+            );
         }
-        assert_eq!(parse_event(&fixture("event_stream_attached.json")).unwrap(), Event::Attached);
+        assert_eq!(
+            parse_event(&fixture("event_stream_attached.json")).unwrap(),
+            Event::Attached
+        );
         assert!(parse_event("{not json").is_err());
     }
 
     #[test]
     fn instance_ids_match_their_tasks_across_marathon_versions() {
-        assert!(task_of_instance("app.instance-c7c3._app.1", "app.instance-c7c3"));
-        assert!(task_of_instance("some_app.49d976d3", "some_app.marathon-49d976d3"));
+        assert!(task_of_instance(
+            "app.instance-c7c3._app.1",
+            "app.instance-c7c3"
+        ));
+        assert!(task_of_instance(
+            "some_app.49d976d3",
+            "some_app.marathon-49d976d3"
+        ));
         assert!(task_of_instance("app.49d9", "app.49d9"));
         assert!(!task_of_instance("app.instance-c7c31", "app.instance-c7c3"));
     }

@@ -168,6 +168,7 @@ impl MarathonApp {
             service_ports,
             protocol,
             balance,
+            health_checks,
             tasks,
         })
     }
