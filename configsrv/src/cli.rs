@@ -48,6 +48,16 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Follow a live cluster: Marathon (REST and /v2/events), optionally
+    /// Mesos, and the policy directory; publish node configs to --out and to
+    /// GET /v1/nodes/<node>/config.
+    ///
+    /// A failed, partial or suspicious Marathon read (an error, a timeout, an
+    /// empty app list after a full one) never empties a node config: the
+    /// last good state stays, marked stale in /v1/status and in
+    /// palisade_source_stale. The policy directory must be valid to start;
+    /// later invalid edits keep the last good policy.
+    Serve(ServeArgs),
     /// Check every policy file in DIR; print `file:line:col: message` per problem.
     ///
     /// Exit 0 when clean, 1 when not: made for CI on the policy repository.
@@ -56,4 +66,47 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+}
+
+/// Flags of `configsrv serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Marathon base URLs, comma-separated, tried in order (basic auth as `http://user:pass@host:8080`).
+    #[arg(
+        long,
+        value_name = "URL[,URL...]",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub marathon: Vec<String>,
+    /// Mesos master base URL; every active agent then gets a node config.
+    #[arg(long, value_name = "URL")]
+    pub mesos: Option<String>,
+    /// Policy directory (watched).
+    #[arg(long, value_name = "DIR")]
+    pub policies: PathBuf,
+    /// Also write OUT/<node>.yaml (atomically, changed files only).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// API address: /v1/nodes/<node>/config, /v1/nodes, /v1/status, /metrics.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9900")]
+    pub listen: std::net::SocketAddr,
+    /// Full resync with Marathon even when events say nothing changed.
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub resync_interval: schemas::duration::Duration,
+    /// An event stream with no bytes, not even heartbeats, this long is reopened.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub stream_silence: schemas::duration::Duration,
+    /// Timeout of one Marathon REST read.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub marathon_timeout: schemas::duration::Duration,
+    /// PEM bundle of CAs to trust for an HTTPS Marathon.
+    #[arg(long, value_name = "FILE")]
+    pub marathon_ca: Option<PathBuf>,
+    /// File holding a DC/OS authentication token for Marathon.
+    #[arg(long, value_name = "FILE")]
+    pub marathon_token_file: Option<PathBuf>,
+    /// How long a burst of changes gathers before one render.
+    #[arg(long, value_name = "DURATION", default_value = "50ms")]
+    pub coalesce: schemas::duration::Duration,
 }

@@ -25,6 +25,20 @@ pub enum SourceError {
         /// serde's explanation.
         message: String,
     },
+    /// An HTTP request to a source failed.
+    #[error("{origin}: {message}")]
+    Http {
+        /// The URL.
+        origin: String,
+        /// What failed.
+        message: String,
+    },
+    /// A source is configured wrongly (bad URL, CA file, token).
+    #[error("{0}")]
+    Config(String),
+    /// A read looked wrong, so the last good state was kept.
+    #[error("{0}; keeping the last good state")]
+    Suspicious(String),
     /// A file is not UTF-8 text.
     #[error("{path}: not UTF-8 text")]
     NotText {

@@ -3,8 +3,11 @@
 //!
 //! Flow, one way: `sources` (Marathon, Mesos, policy dir, offline snapshots)
 //! -> `state` (ClusterState) -> `render` (pure) -> `publish` (number, write).
-//! `cli` and `main` sit at the edge; `error` holds the typed errors.
+//! `serve` wiring lives in `app`, its HTTP API in `api`; `cli` and `main`
+//! sit at the edge; `error` holds the typed errors.
 
+pub mod api;
+pub mod app;
 pub mod cli;
 pub mod error;
 pub mod publish;

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     init_logs(cli.log_format);
     let result = match cli.command {
         Command::Validate { dir } => validate(&dir),
+        Command::Serve(args) => serve(args),
         Command::Render {
             marathon_snapshot,
             mesos_snapshot,
@@ -32,6 +33,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve(args: configsrv::cli::ServeArgs) -> anyhow::Result<ExitCode> {
+    // One TLS crypto provider for the whole process, chosen here, before any client exists.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let opts = configsrv::app::ServeOptions {
+        marathon: configsrv::sources::marathon::rest::ClientOptions {
+            urls: args.marathon,
+            timeout: Some(args.marathon_timeout.0),
+            ca_file: args.marathon_ca,
+            token_file: args.marathon_token_file,
+        },
+        mesos: args.mesos,
+        policies: args.policies,
+        out: args.out,
+        listen: args.listen,
+        follow: configsrv::sources::marathon::follow::FollowOptions {
+            resync: args.resync_interval.0,
+            silence: args.stream_silence.0,
+            coalesce: args.coalesce.0,
+        },
+        coalesce: args.coalesce.0,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(configsrv::app::serve(opts))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logs(format: LogFormat) {
@@ -101,9 +131,9 @@ fn render_once(
     for e in &rendered.errors {
         tracing::warn!("{e}");
     }
-    let published = publish::files::publish_dir(out, rendered.nodes)
+    let published = publish::files::publish_dir(out, rendered.nodes, schemas::Generation(1))
         .with_context(|| format!("publishing to {}", out.display()))?;
-    for p in &published {
+    for (p, _) in &published {
         let what = if p.changed { "written" } else { "unchanged" };
         println!("{} generation {} {what}", p.path.display(), p.generation.0);
     }

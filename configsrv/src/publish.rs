@@ -3,6 +3,7 @@
 //! Changed: the next generation. The sinks (`publish::files`) do the I/O.
 
 pub mod files;
+pub mod http;
 
 use schemas::{Generation, NodeConfig, Revision};
 
@@ -15,19 +16,27 @@ pub struct Previous {
     pub revision: Revision,
 }
 
-/// Sets `config.generation` from `previous`; returns whether the content changed.
-pub fn assign_generation(previous: Option<&Previous>, config: &mut NodeConfig) -> bool {
+/// Sets `config.generation` from `previous`; returns whether the content
+/// changed. A changed config gets the next generation, and at least `floor`:
+/// `render` passes 1 (deterministic output), `serve` passes the clock in
+/// milliseconds, so generations keep rising across restarts even when the
+/// files are gone.
+pub fn assign_generation(
+    previous: Option<&Previous>,
+    config: &mut NodeConfig,
+    floor: Generation,
+) -> bool {
     match previous {
         Some(p) if p.revision == config.revision => {
             config.generation = p.generation;
             false
         }
         Some(p) => {
-            config.generation = p.generation.next();
+            config.generation = p.generation.next().max(floor);
             true
         }
         None => {
-            config.generation = Generation(1);
+            config.generation = Generation(1).max(floor);
             true
         }
     }

@@ -5,3 +5,21 @@ pub mod marathon;
 pub mod mesos;
 pub mod offline;
 pub mod policy_dir;
+
+use crate::error::{AppError, SourceError};
+use crate::state::{Agent, App};
+
+/// Everything the sources tell the state loop.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// A full read of Marathon's apps, or why it failed.
+    MarathonApps(Result<(Vec<App>, Vec<AppError>), SourceError>),
+    /// One event from Marathon's stream.
+    MarathonEvent(marathon::events::Event),
+    /// The event stream opened (its URL) or broke.
+    MarathonStream(Result<String, SourceError>),
+    /// A read of Mesos' agents.
+    MesosAgents(Result<Vec<Agent>, SourceError>),
+    /// The policy directory, read again.
+    Policies(Result<schemas::PolicySet, Vec<schemas::ConfigError>>),
+}

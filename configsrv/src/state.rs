@@ -296,3 +296,39 @@ mod tests {
         assert_eq!(s.apply(&other), Applied::NeedsResync);
     }
 }
+
+/// The staleness guard of invariant 1: whether a full read of Marathon may
+/// replace the state. An empty app list after a non-empty one is suspicious
+/// until `CONFIRM_EMPTY` reads in a row agree.
+pub fn accept_full_read(
+    previous_apps: usize,
+    new_apps: usize,
+    empty_reads_in_a_row: u32,
+) -> Result<(), String> {
+    if new_apps == 0 && previous_apps > 0 && empty_reads_in_a_row < CONFIRM_EMPTY {
+        return Err(format!(
+            "Marathon returned no apps after {previous_apps}; read {empty_reads_in_a_row} of {CONFIRM_EMPTY} needed to believe it"
+        ));
+    }
+    Ok(())
+}
+
+/// Empty full reads in a row that confirm a cluster really has no apps.
+pub const CONFIRM_EMPTY: u32 = 3;
+
+/// Keeps the last good version of every app that could not be read this
+/// time, so one bad app never loses its routes.
+pub fn keep_last_good(
+    previous: &ClusterState,
+    mut apps: Vec<App>,
+    broken: &[crate::error::AppError],
+) -> Vec<App> {
+    for e in broken {
+        if let Some(old) = previous.apps.iter().find(|a| a.id.as_str() == e.app) {
+            if !apps.iter().any(|a| a.id == old.id) {
+                apps.push(old.clone());
+            }
+        }
+    }
+    apps
+}

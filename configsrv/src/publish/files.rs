@@ -71,7 +71,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
 pub fn publish_dir(
     dir: &Path,
     nodes: BTreeMap<NodeName, NodeConfig>,
-) -> Result<Vec<Published>, PublishError> {
+    floor: Generation,
+) -> Result<Vec<(Published, NodeConfig)>, PublishError> {
     std::fs::create_dir_all(dir).map_err(|error| PublishError::Io {
         path: dir.to_owned(),
         error,
@@ -79,7 +80,7 @@ pub fn publish_dir(
     let mut ready = Vec::new();
     for (node, mut config) in nodes {
         let path = dir.join(node.file_name());
-        let changed = assign_generation(read_previous(&path).as_ref(), &mut config);
+        let changed = assign_generation(read_previous(&path).as_ref(), &mut config, floor);
         let text = config.to_yaml();
         schemas::parse_node_config(&node.file_name(), &text).map_err(|errors| {
             PublishError::Invalid {
@@ -91,19 +92,22 @@ pub fn publish_dir(
                     .join("; "),
             }
         })?;
-        ready.push((node, path, config.generation, changed, text));
+        ready.push((node, path, config.generation, changed, text, config));
     }
     let mut published = Vec::new();
-    for (node, path, generation, changed, text) in ready {
+    for (node, path, generation, changed, text, config) in ready {
         if changed {
             write_atomic(&path, text.as_bytes())?;
         }
-        published.push(Published {
-            node,
-            path,
-            generation,
-            changed,
-        });
+        published.push((
+            Published {
+                node,
+                path,
+                generation,
+                changed,
+            },
+            config,
+        ));
     }
     Ok(published)
 }

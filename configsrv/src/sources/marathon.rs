@@ -1,7 +1,11 @@
-//! Marathon as a source: the tolerant model of its JSON (`model`).
+//! Marathon as a source: the tolerant model of its JSON (`model`), its
+//! event stream (`events`), the HTTP client (`rest`) and the follower that
+//! keeps configsrv current (`follow`).
 
 pub mod events;
+pub mod follow;
 pub mod model;
+pub mod rest;
 
 use crate::error::{AppError, SourceError};
 use crate::state::App;

@@ -52,3 +52,37 @@ pub fn parse_agents(origin: &str, body: &[u8]) -> Result<Vec<Agent>, SourceError
         })
         .collect())
 }
+
+/// Reads Mesos' agents from `{url}/master/state` every `every`, and sends each result.
+pub async fn poll(
+    url: String,
+    every: std::time::Duration,
+    tx: tokio::sync::mpsc::Sender<crate::sources::SourceEvent>,
+) {
+    let client = reqwest::Client::new();
+    let origin = format!("{}/master/state", url.trim_end_matches('/'));
+    loop {
+        let result = async {
+            let resp = client
+                .get(&origin)
+                .timeout(std::time::Duration::from_secs(10))
+                .send()
+                .await?;
+            resp.error_for_status()?.bytes().await
+        }
+        .await
+        .map_err(|e| SourceError::Http {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })
+        .and_then(|body| parse_agents(&origin, &body));
+        if tx
+            .send(crate::sources::SourceEvent::MesosAgents(result))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tokio::time::sleep(every).await;
+    }
+}

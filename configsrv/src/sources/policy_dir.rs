@@ -66,3 +66,43 @@ pub fn load_policies(
             .zip(files.iter().map(|f| f.text.as_str())),
     )
 }
+
+/// Watches the policy directory; after each burst of changes (debounced) the
+/// whole directory is read and validated again and sent as one event, so an
+/// invalid file never half-applies.
+pub fn watch(
+    dir: PathBuf,
+    tx: tokio::sync::mpsc::Sender<crate::sources::SourceEvent>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let (kick, mut kicked) = tokio::sync::mpsc::channel::<()>(1);
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Our own reads raise access events; reacting to them would loop.
+        if !matches!(res, Ok(ref ev) if matches!(ev.kind, notify::EventKind::Access(_))) {
+            let _ = kick.try_send(());
+        }
+    })?;
+    watcher.watch(&dir, notify::RecursiveMode::Recursive)?;
+    tokio::spawn(async move {
+        while kicked.recv().await.is_some() {
+            while tokio::time::timeout(std::time::Duration::from_millis(100), kicked.recv())
+                .await
+                .is_ok()
+            {}
+            let result =
+                match read_policy_dir(&dir) {
+                    Ok(files) => load_policies(&files),
+                    Err(e) => Err(vec![schemas::span::Location::START
+                        .error(&dir.display().to_string(), e.to_string())]),
+                };
+            if tx
+                .send(crate::sources::SourceEvent::Policies(result))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    Ok(watcher)
+}

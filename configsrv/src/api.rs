@@ -1,0 +1,136 @@
+//! configsrv's HTTP API (loopback by default): node configs with ETag and
+//! long-poll, the node list, source status, and Prometheus metrics.
+
+use crate::publish::http::NodeStore;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use schemas::NodeName;
+use serde::Deserialize;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// What the API reads.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// Published node configs.
+    pub store: Arc<NodeStore>,
+    /// The `/v1/status` document, kept current by the state loop.
+    pub status: Arc<Mutex<serde_json::Value>>,
+    /// Metrics.
+    pub prometheus: PrometheusHandle,
+}
+
+/// The router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/nodes", get(nodes))
+        .route("/v1/nodes/{node}/config", get(node_config))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+struct WaitQuery {
+    wait: Option<String>,
+}
+
+/// Longest long-poll a client may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+
+async fn node_config(
+    State(state): State<ApiState>,
+    Path(node): Path<String>,
+    Query(q): Query<WaitQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(node) = node.parse::<NodeName>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("`{node}` is not a node name\n"),
+        )
+            .into_response();
+    };
+    let wait = match q
+        .wait
+        .as_deref()
+        .map(str::parse::<schemas::duration::Duration>)
+    {
+        None => Duration::ZERO,
+        Some(Ok(d)) => d.0.min(MAX_WAIT),
+        Some(Err(e)) => return (StatusCode::BAD_REQUEST, format!("wait: {e}\n")).into_response(),
+    };
+    let seen = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut changes = state.store.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let current = state.store.get(&node);
+        match (&current, &seen) {
+            (Some(p), Some(etag)) if &p.etag == etag => {}
+            (Some(p), _) => {
+                return (
+                    [
+                        (header::ETAG, p.etag.clone()),
+                        (header::CONTENT_TYPE, "application/yaml".into()),
+                    ],
+                    p.text.clone(),
+                )
+                    .into_response()
+            }
+            (None, _) if wait.is_zero() => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    format!("no config for node {node} (yet)\n"),
+                )
+                    .into_response()
+            }
+            (None, _) => {}
+        }
+        // Unchanged (or not there yet): wait for a change, up to the deadline.
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            return match current {
+                Some(p) => (StatusCode::NOT_MODIFIED, [(header::ETAG, p.etag)]).into_response(),
+                None => (
+                    StatusCode::NOT_FOUND,
+                    format!("no config for node {node} (yet)\n"),
+                )
+                    .into_response(),
+            };
+        }
+    }
+}
+
+async fn nodes(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    let list: Vec<_> = state
+        .store
+        .list()
+        .into_iter()
+        .map(|(n, g)| serde_json::json!({"node": n, "generation": g}))
+        .collect();
+    Json(serde_json::json!({ "nodes": list }))
+}
+
+async fn status(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    Json(
+        state
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone(),
+    )
+}
+
+async fn metrics(State(state): State<ApiState>) -> String {
+    state.prometheus.render()
+}

@@ -1,0 +1,284 @@
+//! `configsrv serve`, read as the startup order: metrics, policies (they must
+//! be valid to start), the API, the sources, then the state loop:
+//! source events -> state (staleness guard, fast path) -> coalesce -> render
+//! -> publish (directory and HTTP), until SIGTERM or Ctrl-C.
+
+use crate::api::{self, ApiState};
+use crate::error::SourceError;
+use crate::publish::http::NodeStore;
+use crate::publish::{assign_generation, files, Previous};
+use crate::render::render;
+use crate::sources::marathon::follow::{follow, FollowOptions};
+use crate::sources::marathon::rest::{ClientOptions, MarathonClient};
+use crate::sources::{mesos, policy_dir, SourceEvent};
+use crate::state::{accept_full_read, keep_last_good, Applied, ClusterState};
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use schemas::{Generation, NodeName, PolicySet};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Marathon client settings.
+    pub marathon: ClientOptions,
+    /// Mesos master URL.
+    pub mesos: Option<String>,
+    /// Policy directory.
+    pub policies: PathBuf,
+    /// Directory sink.
+    pub out: Option<PathBuf>,
+    /// API address.
+    pub listen: SocketAddr,
+    /// Follower timing.
+    pub follow: FollowOptions,
+    /// How long a burst of changes may gather before a render.
+    pub coalesce: Duration,
+}
+
+/// Staleness and errors of one source, for the API and the gauge.
+#[derive(Debug, Default, Clone)]
+struct SourceStatus {
+    stale: bool,
+    error: Option<String>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn mark(
+    statuses: &mut BTreeMap<&'static str, SourceStatus>,
+    source: &'static str,
+    error: Option<String>,
+) {
+    let stale = error.is_some();
+    if let Some(e) = &error {
+        tracing::warn!(source, error = %e, "source is stale; the last good state stays");
+    }
+    metrics::gauge!("palisade_source_stale", "source" => source).set(if stale { 1.0 } else { 0.0 });
+    statuses.insert(source, SourceStatus { stale, error });
+}
+
+/// Runs `configsrv serve` until told to stop.
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let prometheus = recorder.handle();
+    metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+
+    let files = policy_dir::read_policy_dir(&opts.policies)
+        .with_context(|| format!("reading policy directory {}", opts.policies.display()))?;
+    let mut policies = policy_dir::load_policies(&files).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!(
+            "the policy directory is invalid; fix it before starting:\n{}",
+            lines.join("\n")
+        )
+    })?;
+    let client = MarathonClient::new(&opts.marathon).context("configuring the Marathon client")?;
+
+    let store = Arc::new(NodeStore::default());
+    let status = Arc::new(Mutex::new(json!({})));
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding the API on {}", opts.listen))?;
+    let api = api::router(ApiState {
+        store: Arc::clone(&store),
+        status: Arc::clone(&status),
+        prometheus,
+    });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, api).await {
+            tracing::error!(error = %e, "the API server stopped");
+        }
+    });
+    tracing::info!(listen = %opts.listen, marathon = ?opts.marathon.urls, "configsrv serving");
+
+    let (tx, mut rx) = mpsc::channel(1024);
+    tokio::spawn(follow(client, opts.follow, tx.clone()));
+    let _policy_watch = policy_dir::watch(opts.policies.clone(), tx.clone())
+        .context("watching the policy directory")?;
+    if let Some(url) = opts.mesos.clone() {
+        tokio::spawn(mesos::poll(url, Duration::from_secs(30), tx.clone()));
+    }
+    drop(tx);
+
+    let mut state = ClusterState::default();
+    let mut statuses: BTreeMap<&'static str, SourceStatus> = BTreeMap::new();
+    let mut empty_reads = 0u32;
+    let mut have_apps = false;
+    let mut previous: BTreeMap<NodeName, Previous> = BTreeMap::new();
+    let mut render_at: Option<tokio::time::Instant> = None;
+    let mut renders = 0u64;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let wake =
+            render_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            event = rx.recv() => {
+                let Some(event) = event else { break };
+                let changed = absorb(event, &mut state, &mut policies, &mut statuses, &mut empty_reads, &mut have_apps);
+                if changed && render_at.is_none() {
+                    render_at = Some(tokio::time::Instant::now() + opts.coalesce);
+                }
+            }
+            () = tokio::time::sleep_until(wake), if render_at.is_some() => {
+                render_at = None;
+                // Nothing is rendered before the first good read: an empty
+                // cluster must not overwrite what the nodes run.
+                if have_apps {
+                    renders += 1;
+                    publish(&opts, &state, &policies, &store, &mut previous)?;
+                }
+            }
+            () = &mut shutdown => break,
+        }
+        let sources: serde_json::Map<String, serde_json::Value> = statuses
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!({"stale": v.stale, "error": v.error})))
+            .collect();
+        *status.lock().unwrap_or_else(PoisonError::into_inner) = json!({
+            "sources": sources,
+            "apps": state.apps.len(),
+            "agents": state.agents.len(),
+            "nodes": store.list().len(),
+            "renders": renders,
+        });
+    }
+    tracing::info!("configsrv stopped");
+    Ok(())
+}
+
+/// Folds one source event into the state; true when a render is due.
+fn absorb(
+    event: SourceEvent,
+    state: &mut ClusterState,
+    policies: &mut PolicySet,
+    statuses: &mut BTreeMap<&'static str, SourceStatus>,
+    empty_reads: &mut u32,
+    have_apps: &mut bool,
+) -> bool {
+    match event {
+        SourceEvent::MarathonApps(Ok((apps, broken))) => {
+            for e in &broken {
+                tracing::warn!("{e}; its last good settings stay");
+            }
+            *empty_reads = if apps.is_empty() { *empty_reads + 1 } else { 0 };
+            if let Err(why) = accept_full_read(state.apps.len(), apps.len(), *empty_reads) {
+                mark(
+                    statuses,
+                    "marathon",
+                    Some(SourceError::Suspicious(why).to_string()),
+                );
+                return false;
+            }
+            let apps = keep_last_good(state, apps, &broken);
+            let next = ClusterState::new(apps, state.agents.clone());
+            mark(statuses, "marathon", None);
+            *have_apps = true;
+            let changed = next != *state;
+            *state = next;
+            changed
+        }
+        SourceEvent::MarathonApps(Err(e)) => {
+            mark(statuses, "marathon", Some(e.to_string()));
+            false
+        }
+        SourceEvent::MarathonEvent(event) => matches!(state.apply(&event), Applied::Changed),
+        SourceEvent::MarathonStream(Ok(url)) => {
+            tracing::info!(%url, "following Marathon's event stream");
+            false
+        }
+        SourceEvent::MarathonStream(Err(e)) => {
+            tracing::warn!(error = %e, "Marathon's event stream broke; full reads continue");
+            false
+        }
+        SourceEvent::MesosAgents(Ok(agents)) => {
+            mark(statuses, "mesos", None);
+            let next = ClusterState::new(state.apps.clone(), agents);
+            let changed = next != *state;
+            *state = next;
+            changed
+        }
+        SourceEvent::MesosAgents(Err(e)) => {
+            mark(statuses, "mesos", Some(e.to_string()));
+            false
+        }
+        SourceEvent::Policies(Ok(set)) => {
+            mark(statuses, "policy", None);
+            let changed = set != *policies;
+            *policies = set;
+            changed
+        }
+        SourceEvent::Policies(Err(errors)) => {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            mark(statuses, "policy", Some(lines.join("; ")));
+            false
+        }
+    }
+}
+
+/// Renders and publishes every node: the directory (when configured) and the HTTP store.
+fn publish(
+    opts: &ServeOptions,
+    state: &ClusterState,
+    policies: &PolicySet,
+    store: &NodeStore,
+    previous: &mut BTreeMap<NodeName, Previous>,
+) -> anyhow::Result<()> {
+    let rendered = render(state, policies);
+    for e in &rendered.errors {
+        tracing::warn!("{e}");
+    }
+    let floor = Generation(unix_ms());
+    let configs = match &opts.out {
+        Some(dir) => files::publish_dir(dir, rendered.nodes, floor)
+            .with_context(|| format!("publishing to {}", dir.display()))?
+            .into_iter()
+            .map(|(p, c)| (p.node, c))
+            .collect::<Vec<_>>(),
+        None => rendered
+            .nodes
+            .into_iter()
+            .map(|(node, mut c)| {
+                assign_generation(previous.get(&node), &mut c, floor);
+                (node, c)
+            })
+            .collect(),
+    };
+    for (node, c) in configs {
+        previous.insert(
+            node.clone(),
+            Previous {
+                generation: c.generation,
+                revision: c.revision.clone(),
+            },
+        );
+        store.put(node, c.to_yaml(), c.generation.0, &c.revision.0);
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Following Marathon: a full read of apps and tasks, then the event stream;
+//! definition changes and a periodic resync trigger new full reads (bursts
+//! coalesced); a dead or silent stream is reopened with jittered
+//! exponential backoff, across every configured Marathon URL.
+
+use super::events::{parse_event, Event, SseParser};
+use super::parse_apps;
+use super::rest::MarathonClient;
+use crate::sources::SourceEvent;
+use futures_util::StreamExt;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+
+/// Timing of the Marathon follower.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowOptions {
+    /// Full resync even when events say nothing changed.
+    pub resync: Duration,
+    /// A stream with no bytes (not even heartbeats) this long counts as dead.
+    pub silence: Duration,
+    /// Quiet time that gathers a burst of definition changes into one read.
+    pub coalesce: Duration,
+}
+
+/// Jittered exponential backoff between `min` and `max`.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Starts at `min`.
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            next: min,
+            min,
+            max,
+        }
+    }
+    /// The next wait: doubling, capped, with up to half taken off at random.
+    pub fn next(&mut self, jitter: f64) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d.mul_f64(1.0 - 0.5 * jitter.clamp(0.0, 1.0))
+    }
+    /// Back to `min` after a success.
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+async fn full_read(client: &MarathonClient, tx: &mpsc::Sender<SourceEvent>) -> bool {
+    let result = match client.fetch_apps().await {
+        Ok((origin, body)) => parse_apps(&origin, &body),
+        Err(e) => Err(e),
+    };
+    let ok = result.is_ok();
+    let _ = tx.send(SourceEvent::MarathonApps(result)).await;
+    ok
+}
+
+/// Follows Marathon until the receiver goes away.
+pub async fn follow(client: MarathonClient, opts: FollowOptions, tx: mpsc::Sender<SourceEvent>) {
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+    while !tx.is_closed() {
+        // Open the stream first, so nothing that happens during the full read is missed.
+        let (origin, resp) = match client.open_events().await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(SourceEvent::MarathonStream(Err(e))).await;
+                full_read(&client, &tx).await;
+                sleep(backoff.next(fastrand::f64())).await;
+                continue;
+            }
+        };
+        let _ = tx
+            .send(SourceEvent::MarathonStream(Ok(origin.clone())))
+            .await;
+        if !full_read(&client, &tx).await {
+            sleep(backoff.next(fastrand::f64())).await;
+            continue;
+        }
+        backoff.reset();
+        let mut stream = resp.bytes_stream();
+        let mut sse = SseParser::default();
+        let mut resync_at = Instant::now() + opts.resync;
+        let why = loop {
+            tokio::select! {
+                chunk = timeout(opts.silence, stream.next()) => match chunk {
+                    Err(_) => break format!("{origin}: no bytes for {:?}; reconnecting", opts.silence),
+                    Ok(None) => break format!("{origin}: stream ended; reconnecting"),
+                    Ok(Some(Err(e))) => break format!("{origin}: {e}; reconnecting"),
+                    Ok(Some(Ok(bytes))) => {
+                        for frame in sse.push(&bytes) {
+                            match parse_event(&frame.data) {
+                                Ok(Event::AppsChanged { .. }) => {
+                                    // Gather a deploy's burst of events into one read.
+                                    resync_at = resync_at.min(Instant::now() + opts.coalesce);
+                                }
+                                Ok(event) => {
+                                    let _ = tx.send(SourceEvent::MarathonEvent(event)).await;
+                                }
+                                Err(e) => tracing::warn!(%origin, error = %e, "unreadable Marathon event skipped"),
+                            }
+                        }
+                    }
+                },
+                () = sleep_until(resync_at) => {
+                    full_read(&client, &tx).await;
+                    resync_at = Instant::now() + opts.resync;
+                }
+            }
+        };
+        tracing::warn!("{why}");
+        let _ = tx
+            .send(SourceEvent::MarathonStream(Err(
+                crate::error::SourceError::Http {
+                    origin: origin.clone(),
+                    message: why,
+                },
+            )))
+            .await;
+        sleep(backoff.next(fastrand::f64())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_is_capped_jittered_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let waits: Vec<u128> = (0..6).map(|_| b.next(0.0).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 800, 800]);
+        assert_eq!(b.next(1.0).as_millis(), 400);
+        b.reset();
+        assert_eq!(b.next(0.0).as_millis(), 100);
+    }
+}
