@@ -65,19 +65,27 @@ mod tests {
         .into_values()
         .next()
         .unwrap();
-        assert!(assign_generation(None, &mut config));
+        let one = Generation(1);
+        assert!(assign_generation(None, &mut config, one));
         assert_eq!(config.generation, Generation(1));
         let same = Previous {
             generation: Generation(7),
             revision: config.revision.clone(),
         };
-        assert!(!assign_generation(Some(&same), &mut config));
+        assert!(!assign_generation(Some(&same), &mut config, one));
         assert_eq!(config.generation, Generation(7));
         let other = Previous {
             generation: Generation(7),
             revision: Revision("sha256:other".into()),
         };
-        assert!(assign_generation(Some(&other), &mut config));
+        assert!(assign_generation(Some(&other), &mut config, one));
         assert_eq!(config.generation, Generation(8));
+        // serve passes the clock as a floor: a restart never goes back.
+        assert!(assign_generation(
+            Some(&other),
+            &mut config,
+            Generation(1_000)
+        ));
+        assert_eq!(config.generation, Generation(1_000));
     }
 }

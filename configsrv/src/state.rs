@@ -227,6 +227,42 @@ impl ClusterState {
     }
 }
 
+/// The staleness guard of invariant 1: whether a full read of Marathon may
+/// replace the state. An empty app list after a non-empty one is suspicious
+/// until `CONFIRM_EMPTY` reads in a row agree.
+pub fn accept_full_read(
+    previous_apps: usize,
+    new_apps: usize,
+    empty_reads_in_a_row: u32,
+) -> Result<(), String> {
+    if new_apps == 0 && previous_apps > 0 && empty_reads_in_a_row < CONFIRM_EMPTY {
+        return Err(format!(
+            "Marathon returned no apps after {previous_apps}; read {empty_reads_in_a_row} of {CONFIRM_EMPTY} needed to believe it"
+        ));
+    }
+    Ok(())
+}
+
+/// Empty full reads in a row that confirm a cluster really has no apps.
+pub const CONFIRM_EMPTY: u32 = 3;
+
+/// Keeps the last good version of every app that could not be read this
+/// time, so one bad app never loses its routes.
+pub fn keep_last_good(
+    previous: &ClusterState,
+    mut apps: Vec<App>,
+    broken: &[crate::error::AppError],
+) -> Vec<App> {
+    for e in broken {
+        if let Some(old) = previous.apps.iter().find(|a| a.id.as_str() == e.app) {
+            if !apps.iter().any(|a| a.id == old.id) {
+                apps.push(old.clone());
+            }
+        }
+    }
+    apps
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,40 +331,23 @@ mod tests {
         let other = parse_event(r#"{"eventType":"status_update_event","appId":"/new","taskId":"new.1","taskStatus":"TASK_RUNNING"}"#).unwrap();
         assert_eq!(s.apply(&other), Applied::NeedsResync);
     }
-}
 
-/// The staleness guard of invariant 1: whether a full read of Marathon may
-/// replace the state. An empty app list after a non-empty one is suspicious
-/// until `CONFIRM_EMPTY` reads in a row agree.
-pub fn accept_full_read(
-    previous_apps: usize,
-    new_apps: usize,
-    empty_reads_in_a_row: u32,
-) -> Result<(), String> {
-    if new_apps == 0 && previous_apps > 0 && empty_reads_in_a_row < CONFIRM_EMPTY {
-        return Err(format!(
-            "Marathon returned no apps after {previous_apps}; read {empty_reads_in_a_row} of {CONFIRM_EMPTY} needed to believe it"
-        ));
+    #[test]
+    fn an_empty_read_after_a_full_one_needs_confirmation() {
+        assert!(accept_full_read(0, 0, 1).is_ok());
+        assert!(accept_full_read(5, 3, 0).is_ok());
+        assert!(accept_full_read(5, 0, 1).is_err());
+        assert!(accept_full_read(5, 0, CONFIRM_EMPTY - 1).is_err());
+        assert!(accept_full_read(5, 0, CONFIRM_EMPTY).is_ok());
     }
-    Ok(())
-}
 
-/// Empty full reads in a row that confirm a cluster really has no apps.
-pub const CONFIRM_EMPTY: u32 = 3;
-
-/// Keeps the last good version of every app that could not be read this
-/// time, so one bad app never loses its routes.
-pub fn keep_last_good(
-    previous: &ClusterState,
-    mut apps: Vec<App>,
-    broken: &[crate::error::AppError],
-) -> Vec<App> {
-    for e in broken {
-        if let Some(old) = previous.apps.iter().find(|a| a.id.as_str() == e.app) {
-            if !apps.iter().any(|a| a.id == old.id) {
-                apps.push(old.clone());
-            }
-        }
+    #[test]
+    fn an_app_that_cannot_be_read_keeps_its_last_good_version() {
+        let previous = state(0);
+        let broken = [crate::error::AppError::new("/web", "bad label")];
+        let kept = keep_last_good(&previous, vec![], &broken);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].id.as_str(), "/web");
+        assert!(keep_last_good(&previous, vec![], &[]).is_empty());
     }
-    apps
 }

@@ -3,7 +3,8 @@
 //!
 //! `harness` spawns the binaries behind kill-on-drop guards; `backends`
 //! serves TCP and HTTP on task addresses; `client` poses as an app's task;
-//! `cluster` writes Marathon snapshots, policies and node configs.
+//! `cluster` writes Marathon snapshots, policies and node configs;
+//! `marathon_sim` is a live Marathon for configsrv to follow.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support fails loudly by design
 
@@ -11,3 +12,4 @@ pub mod backends;
 pub mod client;
 pub mod cluster;
 pub mod harness;
+pub mod marathon_sim;

@@ -1,0 +1,385 @@
+//! configsrv following a live (simulated) Marathon: an app posted to
+//! Marathon reaches every meshd within a second; a task killed under load
+//! drains with no failed connection; a failing Marathon never empties a node
+//! config; meshd keeps serving while configsrv is down, and generations keep
+//! rising across a configsrv restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use palisade_tests::backends::{self, Backend};
+use palisade_tests::client::greet_from;
+use palisade_tests::harness::{eventually, free_port, meshd, status, Proc, Scratch};
+use palisade_tests::marathon_sim::{Fault, MarathonSim};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const POLICY: &str = "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\napps:\n  /live/*:\n    allow:\n      - from_cidr: 127.0.0.0/8\n";
+
+fn fixture(rel: &str) -> Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures")
+        .join(rel);
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn app_def(id: &str, instances: u32, service_port: u16) -> Value {
+    json!({
+        "id": id, "instances": instances, "cpus": 0.1, "mem": 32, "labels": {}, "healthChecks": [],
+        "networks": [{"mode": "container", "name": "sim"}],
+        "container": {"type": "DOCKER", "docker": {"image": "live/echo:1"},
+            "portMappings": [{"containerPort": 8080, "servicePort": service_port, "protocol": "tcp"}]}
+    })
+}
+
+struct Live {
+    dir: Scratch,
+    sim: MarathonSim,
+    api: SocketAddr,
+    configsrv: Proc,
+}
+
+fn configsrv(dir: &Scratch, sim: &MarathonSim, api: SocketAddr) -> Proc {
+    let (policies, out) = (dir.path("policies"), dir.path("nodes"));
+    let args = [
+        "serve",
+        "--marathon",
+        &sim.url,
+        "--policies",
+        policies.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--listen",
+        &api.to_string(),
+        "--resync-interval",
+        "300ms",
+        "--marathon-timeout",
+        "300ms",
+    ];
+    Proc::spawn("configsrv", &args, &dir.0)
+}
+
+async fn start(name: &str, hosts: &[&str], ip_base: [u8; 3]) -> Live {
+    let dir = Scratch::new(name);
+    dir.write("policies/live.yaml", POLICY);
+    std::fs::create_dir_all(dir.path("nodes")).unwrap();
+    let sim = MarathonSim::start("127.0.0.1:0", hosts, ip_base).await;
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let configsrv = configsrv(&dir, &sim, api);
+    Live {
+        dir,
+        sim,
+        api,
+        configsrv,
+    }
+}
+
+async fn post(sim: &MarathonSim, def: &Value) -> u16 {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v2/apps", sim.url))
+        .json(def)
+        .send()
+        .await
+        .unwrap();
+    resp.status().as_u16()
+}
+
+async fn api_status(api: SocketAddr) -> Result<Value, String> {
+    let (_, body) = palisade_tests::harness::admin_get(api, "/v1/status").await?;
+    serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
+}
+
+async fn backends_for(sim: &MarathonSim, app: &str) -> Vec<Backend> {
+    let mut out = Vec::new();
+    for (task, _, ip) in sim.tasks(app) {
+        out.push(backends::tcp(&format!("{ip}:8080"), &task).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_payloads_have_the_real_shapes() {
+    let sim = MarathonSim::start("127.0.0.1:0", &["127.0.0.90"], [127, 0, 91]).await;
+    assert_eq!(post(&sim, &app_def("/live/shape", 1, 24000)).await, 201);
+    let body = reqwest::get(format!("{}/v2/apps?embed=apps.tasks", sim.url))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    // The same parser configsrv runs reads the simulator without a complaint.
+    let (apps, errors) = configsrv::sources::marathon::parse_apps("sim", &body).unwrap();
+    assert!(errors.is_empty() && apps.len() == 1, "{errors:?}");
+    // Every field the simulator sends is one real Marathon sends too.
+    let sim_json: Value = serde_json::from_slice(&body).unwrap();
+    let real = [
+        "marathon/apps-embed-tasks-container-network.json",
+        "marathon/apps-embed-tasks-marathon15-mesos-http-healthchecks.json",
+        "marathon/apps-embed-tasks-host-portdefinitions.json",
+    ]
+    .map(fixture);
+    let real_apps: BTreeSet<String> = real.iter().flat_map(|f| keys(&f["apps"][0])).collect();
+    let real_tasks: BTreeSet<String> = real
+        .iter()
+        .flat_map(|f| keys(&f["apps"][0]["tasks"][0]))
+        .collect();
+    for (what, sim_keys, real_keys) in [
+        ("app", keys(&sim_json["apps"][0]), &real_apps),
+        ("task", keys(&sim_json["apps"][0]["tasks"][0]), &real_tasks),
+    ] {
+        let extra: Vec<_> = sim_keys.difference(real_keys).collect();
+        assert!(
+            extra.is_empty(),
+            "{what} fields no real Marathon payload has: {extra:?}"
+        );
+    }
+    // Conflicts answer 409, like a locked deployment.
+    sim.lock_deployments(true);
+    assert_eq!(post(&sim, &app_def("/live/other", 1, 24001)).await, 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_posted_app_is_routed_by_every_meshd_within_a_second() {
+    let live = start("live-post", &["127.0.0.81", "127.0.0.82"], [127, 0, 85]).await;
+    // Placeholder app so both nodes exist before the measured one arrives.
+    assert_eq!(post(&live.sim, &app_def("/live/base", 2, 24100)).await, 201);
+    let _base = backends_for(&live.sim, "/live/base").await;
+    let nodes = live.dir.path("nodes");
+    let (_m1, a1) = meshd("127.0.0.81", &nodes, &[]);
+    let (_m2, a2) = meshd("127.0.0.82", &nodes, &[]);
+    for a in [a1, a2] {
+        eventually("meshd ready", Duration::from_secs(5), || async move {
+            let s = status(a).await?;
+            if s["ready"] == true {
+                Ok(())
+            } else {
+                Err(s.to_string())
+            }
+        })
+        .await;
+    }
+
+    let posted = Instant::now();
+    assert_eq!(post(&live.sim, &app_def("/live/web", 2, 24101)).await, 201);
+    for a in [a1, a2] {
+        eventually(
+            "the new app routed on every node",
+            Duration::from_secs(1),
+            || async move {
+                let s = status(a).await?;
+                let routed = s["services"].as_array().into_iter().flatten().any(|svc| {
+                    svc["port"] == 24101 && svc["backends"].as_array().is_some_and(|b| b.len() == 2)
+                });
+                if routed {
+                    Ok(())
+                } else {
+                    Err(s.to_string())
+                }
+            },
+        )
+        .await;
+    }
+    let took = posted.elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let _web = backends_for(&live.sim, "/live/web").await;
+    let (_, name) = greet_from("127.0.86.1", "127.0.0.81:24101".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(name.starts_with("live_web."), "{name}");
+    eprintln!("POST to routed on both nodes: {took:?}");
+    drop(live.configsrv);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_task_drains_under_load_with_no_failed_connection() {
+    let live = start("live-kill", &["127.0.0.87"], [127, 0, 88]).await;
+    assert_eq!(post(&live.sim, &app_def("/live/kill", 2, 24200)).await, 201);
+    let mut backends = backends_for(&live.sim, "/live/kill").await;
+    let (_m, admin) = meshd("127.0.0.87", &live.dir.path("nodes"), &[]);
+    let svc = "127.0.0.87:24200".parse().unwrap();
+    eventually("both tasks routed", Duration::from_secs(5), || async move {
+        let s = status(admin).await?;
+        let n = s["services"][0]["backends"].as_array().map_or(0, Vec::len);
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    })
+    .await;
+
+    let victim = live.sim.tasks("/live/kill")[0].0.clone();
+    let load = tokio::spawn(async move {
+        let (mut ok, mut failed) = (0, Vec::new());
+        let end = Instant::now() + Duration::from_millis(2500);
+        while Instant::now() < end {
+            match greet_from("127.0.89.1", svc).await {
+                Ok((mut c, _)) => match c.echo("x").await {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e),
+                },
+                Err(e) => failed.push(e),
+            }
+        }
+        (ok, failed)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // TASK_KILLING now, TASK_KILLED 300 ms later; the process dies after that.
+    live.sim
+        .kill_task("/live/kill", &victim, Duration::from_millis(300))
+        .await;
+    eventually(
+        "the killed task is gone from meshd",
+        Duration::from_secs(2),
+        || {
+            let victim = victim.clone();
+            async move {
+                let s = status(admin).await?;
+                let gone = !s["services"][0]["backends"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|b| b["task"] == victim.as_str());
+                if gone {
+                    Ok(())
+                } else {
+                    Err(s.to_string())
+                }
+            }
+        },
+    )
+    .await;
+    backends.retain(|b| b.name != victim);
+    let (ok, failed) = load.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(ok > 50, "{ok}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_marathon_never_empties_a_node_and_restarts_keep_generations_rising() {
+    let mut live = start("live-faults", &["127.0.0.93"], [127, 0, 94]).await;
+    assert_eq!(post(&live.sim, &app_def("/live/keep", 1, 24300)).await, 201);
+    let file = live.dir.path("nodes/127.0.0.93.yaml");
+    let first = eventually("the node file is written", Duration::from_secs(5), || {
+        let file = file.clone();
+        async move { std::fs::read_to_string(&file).map_err(|e| e.to_string()) }
+    })
+    .await;
+    let generation = |text: &str| schemas::parse_node_config("n", text).unwrap().generation.0;
+    let (_m, admin) = meshd("127.0.0.93", &live.dir.path("nodes"), &[]);
+    let _b = backends_for(&live.sim, "/live/keep").await;
+    eventually("meshd serves", Duration::from_secs(5), || async move {
+        greet_from("127.0.95.1", "127.0.0.93:24300".parse().unwrap())
+            .await
+            .map(|_| ())
+    })
+    .await;
+
+    for fault in [
+        Fault::ServerError,
+        Fault::Hang,
+        Fault::Truncated,
+        Fault::Empty,
+    ] {
+        live.sim.set_fault(fault);
+        let api = live.api;
+        let s = eventually(
+            &format!("{fault:?} marks Marathon stale"),
+            Duration::from_secs(5),
+            || async move {
+                let s = api_status(api).await?;
+                if s["sources"]["marathon"]["stale"] == true {
+                    Ok(s)
+                } else {
+                    Err(s.to_string())
+                }
+            },
+        )
+        .await;
+        assert!(
+            s["sources"]["marathon"]["error"]
+                .as_str()
+                .is_some_and(|e| !e.is_empty()),
+            "{s}"
+        );
+        let (_, metrics) = palisade_tests::harness::admin_get(api, "/metrics")
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("palisade_source_stale{source=\"marathon\"} 1"),
+            "{fault:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            first,
+            "{fault:?} changed the node file"
+        );
+        live.sim.set_fault(Fault::None);
+        eventually(
+            "Marathon fresh again",
+            Duration::from_secs(5),
+            || async move {
+                let s = api_status(api).await?;
+                if s["sources"]["marathon"]["stale"] == false {
+                    Ok(())
+                } else {
+                    Err(s.to_string())
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            first,
+            "recovering from {fault:?} changed nothing"
+        );
+    }
+
+    // configsrv stops: meshd keeps serving. It restarts and a change gets a higher generation.
+    let before = generation(&first);
+    assert_eq!(live.configsrv.terminate(Duration::from_secs(5)), Some(0));
+    let (_, name) = greet_from("127.0.95.1", "127.0.0.93:24300".parse().unwrap())
+        .await
+        .expect("meshd serves without configsrv");
+    assert!(name.starts_with("live_keep."));
+    live.configsrv = configsrv(&live.dir, &live.sim, live.api);
+    reqwest::Client::new()
+        .put(format!("{}/v2/apps/live/keep", live.sim.url))
+        .json(&json!({"instances": 2}))
+        .send()
+        .await
+        .unwrap();
+    let file2 = file.clone();
+    let after = eventually(
+        "a higher generation after the restart",
+        Duration::from_secs(5),
+        || {
+            let file = file2.clone();
+            async move {
+                let g = generation(&std::fs::read_to_string(&file).map_err(|e| e.to_string())?);
+                if g > before {
+                    Ok(g)
+                } else {
+                    Err(format!("still {g}"))
+                }
+            }
+        },
+    )
+    .await;
+    assert!(after > before);
+    let _ = status(admin).await.unwrap();
+}
