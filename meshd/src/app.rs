@@ -46,16 +46,32 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let admin_addr = admin::spawn(args.admin, Arc::clone(&runtime), prometheus)
         .await
         .with_context(|| format!("binding the admin endpoint on {}", args.admin))?;
-    tracing::info!(node = %args.node, admin = %admin_addr, config_dir = %args.config_dir.display(), "meshd started");
+    tracing::info!(node = %args.node, admin = %admin_addr, "meshd started");
 
+    // With --config-url the cache directory is the config directory: the
+    // poller writes there, and the watch below reloads from it.
+    let config_dir = match (&args.config_dir, &args.config_url) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(url)) => {
+            let uri = crate::config::poll::node_url(url, &args.node).map_err(anyhow::Error::msg)?;
+            std::fs::create_dir_all(&args.cache_dir).with_context(|| {
+                format!("creating the cache directory {}", args.cache_dir.display())
+            })?;
+            let cache = args.cache_dir.join(args.node.file_name());
+            tracing::info!(%uri, cache = %cache.display(), "following configsrv");
+            tokio::spawn(crate::config::poll::follow(uri, cache));
+            args.cache_dir.clone()
+        }
+        (None, None) => anyhow::bail!("give --config-dir or --config-url"),
+    };
     anyhow::ensure!(
-        args.config_dir.is_dir(),
+        config_dir.is_dir(),
         "config directory {} does not exist (configsrv writes <node>.yaml there)",
-        args.config_dir.display()
+        config_dir.display()
     );
     let file_name = args.node.file_name();
-    let mut watch = FileWatch::start(&args.config_dir, &file_name)
-        .with_context(|| format!("watching {}", args.config_dir.display()))?;
+    let mut watch = FileWatch::start(&config_dir, &file_name)
+        .with_context(|| format!("watching {}", config_dir.display()))?;
     let mut listeners = Listeners::new(Arc::clone(&runtime), args.drain_deadline.0);
     let mut last_text: Option<String> = None;
 

@@ -54,8 +54,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     pub node: NodeName,
     /// Directory holding <node>.yaml, as configsrv writes it.
-    #[arg(long, value_name = "DIR")]
-    pub config_dir: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "config_url",
+        conflicts_with = "config_url"
+    )]
+    pub config_dir: Option<PathBuf>,
+    /// configsrv's API (`http://host:9900`): long-poll this node's config from it.
+    #[arg(long, value_name = "URL")]
+    pub config_url: Option<String>,
+    /// With --config-url: where the last good config is kept, to start from when configsrv is down.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/palisade")]
+    pub cache_dir: PathBuf,
     /// Admin endpoint: /metrics, /status, /healthz, /ready.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,

@@ -383,3 +383,132 @@ async fn a_failing_marathon_never_empties_a_node_and_restarts_keep_generations_r
     assert!(after > before);
     let _ = status(admin).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meshd_long_polls_the_api_and_starts_from_its_cache() {
+    let mut live = start("live-url", &["127.0.0.96"], [127, 0, 97]).await;
+    assert_eq!(post(&live.sim, &app_def("/live/url", 1, 24400)).await, 201);
+    let _b = backends_for(&live.sim, "/live/url").await;
+    let api = live.api;
+
+    // The API: an ETag, 304 after the wait when nothing changed, 200 at once on a change.
+    let url = format!("http://{api}/v1/nodes/127.0.0.96/config");
+    let client = reqwest::Client::new();
+    let first = eventually("the node config is served", Duration::from_secs(5), || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let r = client.get(&url).send().await.map_err(|e| e.to_string())?;
+            if r.status() == 200 {
+                Ok(r)
+            } else {
+                Err(r.status().to_string())
+            }
+        }
+    })
+    .await;
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let started = Instant::now();
+    let r = client
+        .get(format!("{url}?wait=700ms"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+    let waiting = tokio::spawn({
+        let (client, url, etag) = (client.clone(), url.clone(), etag.clone());
+        async move {
+            client
+                .get(format!("{url}?wait=10s"))
+                .header("if-none-match", etag)
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let changed_at = Instant::now();
+    client
+        .put(format!("{}/v2/apps/live/url", live.sim.url))
+        .json(&json!({"instances": 2}))
+        .send()
+        .await
+        .unwrap();
+    let r = waiting.await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_ne!(r.headers()["etag"].to_str().unwrap(), etag);
+    assert!(
+        changed_at.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        changed_at.elapsed()
+    );
+    let (task2, _, ip2) = live.sim.tasks("/live/url")[1].clone();
+    let _b2 = backends::tcp(&format!("{ip2}:8080"), &task2).await;
+
+    // meshd follows the API into its cache.
+    let cache = live.dir.path("cache");
+    let base = format!("http://{api}");
+    let extra = [
+        "--config-url",
+        base.as_str(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let args = |admin: SocketAddr| {
+        let mut a = vec![
+            "run".to_owned(),
+            "--node".into(),
+            "127.0.0.96".into(),
+            "--admin".into(),
+            admin.to_string(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let spawn = |admin: SocketAddr| {
+        let a = args(admin);
+        Proc::spawn(
+            "meshd",
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            &live.dir.0,
+        )
+    };
+    let mut mesh = spawn(admin);
+    eventually(
+        "meshd routes from the API",
+        Duration::from_secs(5),
+        || async move {
+            let s = status(admin).await?;
+            let n = s["services"][0]["backends"].as_array().map_or(0, Vec::len);
+            if n == 2 {
+                Ok(())
+            } else {
+                Err(s.to_string())
+            }
+        },
+    )
+    .await;
+    assert!(cache.join("127.0.0.96.yaml").exists());
+
+    // configsrv goes away; a restarted meshd starts from its cache.
+    assert_eq!(live.configsrv.terminate(Duration::from_secs(5)), Some(0));
+    assert_eq!(mesh.terminate(Duration::from_secs(5)), Some(0));
+    let admin2: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _mesh2 = spawn(admin2);
+    eventually(
+        "meshd serves from its cache",
+        Duration::from_secs(5),
+        || async move {
+            greet_from("127.0.98.1", "127.0.0.96:24400".parse().unwrap())
+                .await
+                .map(|_| ())
+        },
+    )
+    .await;
+}
