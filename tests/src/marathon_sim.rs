@@ -68,6 +68,7 @@ pub struct MarathonSim {
     inner: Arc<Mutex<Inner>>,
     events: broadcast::Sender<(String, String)>,
     fault: Arc<AtomicU8>,
+    agents: Arc<Mutex<Vec<String>>>,
 }
 
 impl MarathonSim {
@@ -89,6 +90,7 @@ impl MarathonSim {
             })),
             events: broadcast::channel(1024).0,
             fault: Arc::new(AtomicU8::new(0)),
+            agents: Arc::new(Mutex::new(hosts.iter().map(|h| h.to_string()).collect())),
         };
         let app = Router::new()
             .route("/v2/apps", get(list_apps).post(create_app))
@@ -97,11 +99,17 @@ impl MarathonSim {
             .route("/v2/info", get(|| async { Json(json!({"name": "marathon", "version": "1.11.24", "frameworkId": "sim-0000", "leader": "127.0.0.1:8080", "http_config": {"http_port": 8080}})) }))
             .route("/v2/deployments", get(|| async { Json(json!([])) }))
             .route("/v2/events", get(events))
+            .route("/master/state", get(mesos_state))
             .with_state(sim.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         sim
+    }
+
+    /// The agents Mesos' `/master/state` lists (the simulator answers for Mesos too).
+    pub fn set_agents(&self, agents: &[&str]) {
+        *self.agents.lock().unwrap() = agents.iter().map(|a| a.to_string()).collect();
     }
 
     /// Makes `GET /v2/apps` misbehave (or behave again).
@@ -280,6 +288,16 @@ async fn list_apps(State(sim): State<MarathonSim>) -> Response {
     let inner = sim.inner.lock().unwrap();
     Json(json!({"apps": inner.apps.values().map(MarathonSim::app_json).collect::<Vec<_>>()}))
         .into_response()
+}
+
+async fn mesos_state(State(sim): State<MarathonSim>) -> Json<Value> {
+    let agents = sim.agents.lock().unwrap().clone();
+    let slaves: Vec<Value> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, a)| json!({"id": format!("sim-S{i}"), "hostname": a, "pid": format!("slave(1)@{a}:5051"), "active": true}))
+        .collect();
+    Json(json!({"version": "1.8.0", "slaves": slaves}))
 }
 
 async fn list_tasks(State(sim): State<MarathonSim>) -> Json<Value> {

@@ -512,3 +512,81 @@ async fn meshd_long_polls_the_api_and_starts_from_its_cache() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_gate_tasks_and_idle_agents_get_a_node() {
+    let dir = Scratch::new("live-health");
+    dir.write("policies/live.yaml", POLICY);
+    std::fs::create_dir_all(dir.path("nodes")).unwrap();
+    let sim = MarathonSim::start("127.0.0.1:0", &["127.0.0.101"], [127, 0, 102]).await;
+    sim.set_agents(&["127.0.0.101", "127.0.0.103"]);
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (policies, out) = (dir.path("policies"), dir.path("nodes"));
+    let _cs = Proc::spawn(
+        "configsrv",
+        &[
+            "serve",
+            "--marathon",
+            &sim.url,
+            "--mesos",
+            &sim.url,
+            "--policies",
+            policies.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--listen",
+            &api.to_string(),
+        ],
+        &dir.0,
+    );
+    let mut def = app_def("/live/checked", 1, 24500);
+    def["healthChecks"] = json!([{"protocol": "MESOS_HTTP", "path": "/", "portIndex": 0}]);
+    assert_eq!(post(&sim, &def).await, 201);
+    let task = sim.tasks("/live/checked")[0].0.clone();
+    let file = dir.path("nodes/127.0.0.101.yaml");
+    let health = |want: &'static str| {
+        let file = file.clone();
+        async move {
+            let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+            let c = schemas::parse_node_config("n", &text).map_err(|e| format!("{e:?}"))?;
+            let got = c
+                .services
+                .first()
+                .and_then(|s| s.backends.first())
+                .map(|b| format!("{:?}", b.health).to_lowercase());
+            if got.as_deref() == Some(want) {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        }
+    };
+    eventually(
+        "a new task waits for its health checks",
+        Duration::from_secs(5),
+        || health("unhealthy"),
+    )
+    .await;
+    sim.set_health("/live/checked", &task, true);
+    eventually("passing checks let it in", Duration::from_secs(2), || {
+        health("healthy")
+    })
+    .await;
+    sim.set_health("/live/checked", &task, false);
+    eventually(
+        "a failing check takes it out",
+        Duration::from_secs(2),
+        || health("unhealthy"),
+    )
+    .await;
+    // The Mesos agent with no task still gets its file.
+    eventually("the idle agent's node file", Duration::from_secs(5), || {
+        let p = dir.path("nodes/127.0.0.103.yaml");
+        async move {
+            std::fs::read_to_string(&p)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+}
