@@ -213,16 +213,34 @@ fn absorb(
             mark(statuses, "mesos", Some(e.to_string()));
             false
         }
-        SourceEvent::Policies(Ok(set)) => {
-            mark(statuses, "policy", None);
+        SourceEvent::Policies(read) => {
+            let errors: Vec<String> = read.errors.iter().map(ToString::to_string).collect();
+            if !read.broken_files.is_empty() {
+                // A file whose format is broken: keep the whole last good policy.
+                mark(statuses, "policy", Some(errors.join("; ")));
+                return false;
+            }
+            let mut set = read.set;
+            // An invalid app entry keeps its last good settings; the others move on.
+            for key in &read.broken_apps {
+                let Ok(pattern) = key.parse::<schemas::AppPattern>() else {
+                    continue;
+                };
+                if let (Some(old), Some(origin)) =
+                    (policies.apps.get(&pattern), policies.origins.get(&pattern))
+                {
+                    set.apps.insert(pattern.clone(), old.clone());
+                    set.origins.insert(pattern, origin.clone());
+                }
+            }
+            mark(
+                statuses,
+                "policy",
+                (!errors.is_empty()).then(|| errors.join("; ")),
+            );
             let changed = set != *policies;
             *policies = set;
             changed
-        }
-        SourceEvent::Policies(Err(errors)) => {
-            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            mark(statuses, "policy", Some(lines.join("; ")));
-            false
         }
     }
 }

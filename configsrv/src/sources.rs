@@ -20,6 +20,6 @@ pub enum SourceEvent {
     MarathonStream(Result<String, SourceError>),
     /// A read of Mesos' agents.
     MesosAgents(Result<Vec<Agent>, SourceError>),
-    /// The policy directory, read again.
-    Policies(Result<schemas::PolicySet, Vec<schemas::ConfigError>>),
+    /// The policy directory, read again: what parsed, and what did not.
+    Policies(schemas::policy::Lenient),
 }

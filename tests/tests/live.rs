@@ -590,3 +590,105 @@ async fn health_checks_gate_tasks_and_idle_agents_get_a_node() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_edits_apply_and_bad_ones_keep_the_last_good_settings() {
+    let live = start("live-policy", &["127.0.0.104"], [127, 0, 105]).await;
+    live.dir.write(
+        "policies/web.yaml",
+        "apiVersion: palisade/v1\nkind: Policy\napps:\n  /live/pol:\n    balance: least_request\n",
+    );
+    assert_eq!(post(&live.sim, &app_def("/live/pol", 1, 24600)).await, 201);
+    assert_eq!(post(&live.sim, &app_def("/live/two", 1, 24601)).await, 201);
+    let file = live.dir.path("nodes/127.0.0.104.yaml");
+    let balance_of = |port: u16| {
+        let file = file.clone();
+        move || {
+            let file = file.clone();
+            async move {
+                let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+                let c = schemas::parse_node_config("n", &text).map_err(|e| format!("{e:?}"))?;
+                let svc = c
+                    .services
+                    .iter()
+                    .find(|s| s.port.0 == port)
+                    .ok_or("no service")?;
+                Ok::<String, String>(format!("{:?}", svc.balance))
+            }
+        }
+    };
+    let wait_for = |port: u16, want: &'static str| {
+        let f = balance_of(port);
+        async move {
+            eventually(
+                &format!("port {port} balanced by {want}"),
+                Duration::from_secs(5),
+                || {
+                    let f = f.clone();
+                    async move {
+                        let got = f().await?;
+                        if got == want {
+                            Ok(())
+                        } else {
+                            Err(got)
+                        }
+                    }
+                },
+            )
+            .await
+        }
+    };
+    wait_for(24600, "LeastRequest").await;
+
+    // An edit applies.
+    live.dir.write(
+        "policies/web.yaml",
+        "apiVersion: palisade/v1\nkind: Policy\napps:\n  /live/pol:\n    balance: source_hash\n",
+    );
+    wait_for(24600, "SourceHash").await;
+
+    // A file with a broken format changes nothing and is reported.
+    live.dir.write(
+        "policies/broken.yaml",
+        "apiVersion: palisade/v1\nkind: Policy\napps: [oops\n",
+    );
+    let api = live.api;
+    let s = eventually(
+        "the broken file is reported",
+        Duration::from_secs(5),
+        || async move {
+            let s = api_status(api).await?;
+            if s["sources"]["policy"]["stale"] == true {
+                Ok(s)
+            } else {
+                Err(s.to_string())
+            }
+        },
+    )
+    .await;
+    assert!(
+        s["sources"]["policy"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("broken.yaml:"),
+        "{s}"
+    );
+    assert_eq!(balance_of(24600)().await.unwrap(), "SourceHash");
+    std::fs::remove_file(live.dir.path("policies/broken.yaml")).unwrap();
+
+    // One invalid app keeps its last good settings; the other app's change applies.
+    live.dir.write(
+        "policies/web.yaml",
+        "apiVersion: palisade/v1\nkind: Policy\napps:\n  /live/pol:\n    balance: random\n  /live/two:\n    balance: p2c_ewma\n",
+    );
+    wait_for(24601, "P2cEwma").await;
+    assert_eq!(balance_of(24600)().await.unwrap(), "SourceHash");
+    let s = api_status(api).await.unwrap();
+    assert!(
+        s["sources"]["policy"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("web.yaml:5:"),
+        "{s}"
+    );
+}

@@ -54,6 +54,17 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
     Ok(())
 }
 
+/// Parses and merges what it can, for a running server (see `PolicySet::from_files_lenient`).
+pub fn read_lenient(files: &[PolicyFile]) -> schemas::policy::Lenient {
+    let names: Vec<String> = files.iter().map(|f| f.path.display().to_string()).collect();
+    schemas::PolicySet::from_files_lenient(
+        names
+            .iter()
+            .map(String::as_str)
+            .zip(files.iter().map(|f| f.text.as_str())),
+    )
+}
+
 /// Parses and merges the files; every problem is a `file:line:col: message` line.
 pub fn load_policies(
     files: &[PolicyFile],
@@ -89,12 +100,17 @@ pub fn watch(
                 .await
                 .is_ok()
             {}
-            let result =
-                match read_policy_dir(&dir) {
-                    Ok(files) => load_policies(&files),
-                    Err(e) => Err(vec![schemas::span::Location::START
-                        .error(&dir.display().to_string(), e.to_string())]),
-                };
+            let result = match read_policy_dir(&dir) {
+                Ok(files) => read_lenient(&files),
+                Err(e) => {
+                    let name = dir.display().to_string();
+                    schemas::policy::Lenient {
+                        errors: vec![schemas::span::Location::START.error(&name, e.to_string())],
+                        broken_files: [name].into(),
+                        ..Default::default()
+                    }
+                }
+            };
             if tx
                 .send(crate::sources::SourceEvent::Policies(result))
                 .await

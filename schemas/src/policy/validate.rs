@@ -4,7 +4,7 @@
 use super::{AppPolicy, Defaults, Policy, Rule};
 use crate::ids::{AppId, AppPattern};
 use crate::span::{from_yaml_error, locate, ConfigError, Location, Seg};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Where a policy entry was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +103,93 @@ fn rule_problem(rule: &Rule) -> Option<&'static str> {
     }
 }
 
+/// A lenient merge for a running server: files and apps that fail are
+/// reported and left out, so the caller can keep their last good versions.
+#[derive(Debug, Clone, Default)]
+pub struct Lenient {
+    /// Everything that parsed.
+    pub set: PolicySet,
+    /// Every problem found, `file:line:col: message`.
+    pub errors: Vec<ConfigError>,
+    /// Files whose format is broken (nothing in them was used).
+    pub broken_files: BTreeSet<String>,
+    /// App keys (as written) whose entry is invalid (the rest of their file was used).
+    pub broken_apps: BTreeSet<String>,
+}
+
+/// A policy file's outer shape, with app entries still unparsed.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Shell {
+    #[serde(rename = "apiVersion")]
+    _api_version: super::ApiVersion,
+    #[serde(rename = "kind")]
+    _kind: super::PolicyKind,
+    #[serde(default)]
+    defaults: Option<Defaults>,
+    #[serde(default)]
+    apps: BTreeMap<String, yaml_serde::Value>,
+}
+
 impl PolicySet {
+    /// Merges what it can: a file with a broken format is left out whole,
+    /// an invalid app entry is left out alone, and both are reported.
+    pub fn from_files_lenient<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Lenient {
+        let mut good: Vec<(String, String)> = Vec::new();
+        let mut out = Lenient::default();
+        for (file, source) in files {
+            match parse_policy_file(file, source) {
+                Ok(_) => good.push((file.to_owned(), source.to_owned())),
+                Err(errors) => {
+                    out.errors.extend(errors);
+                    let Ok(shell) = yaml_serde::from_str::<Shell>(source) else {
+                        out.broken_files.insert(file.to_owned());
+                        continue;
+                    };
+                    // Keep the valid entries of this file: rebuild it without the bad ones.
+                    let mut apps = yaml_serde::Mapping::new();
+                    for (key, value) in shell.apps {
+                        let entry_ok = key.parse::<AppPattern>().is_ok()
+                            && yaml_serde::from_value::<AppPolicy>(value.clone()).is_ok_and(|a| {
+                                a.allow
+                                    .iter()
+                                    .chain(&a.deny)
+                                    .all(|r| rule_problem(r).is_none())
+                            });
+                        if entry_ok {
+                            apps.insert(yaml_serde::Value::String(key), value);
+                        } else {
+                            out.broken_apps.insert(key);
+                        }
+                    }
+                    let mut doc = yaml_serde::Mapping::new();
+                    doc.insert("apiVersion".into(), "palisade/v1".into());
+                    doc.insert("kind".into(), "Policy".into());
+                    if let Some(d) = shell.defaults {
+                        doc.insert(
+                            "defaults".into(),
+                            yaml_serde::to_value(d).unwrap_or_default(),
+                        );
+                    }
+                    doc.insert("apps".into(), yaml_serde::Value::Mapping(apps));
+                    good.push((
+                        file.to_owned(),
+                        yaml_serde::to_string(&doc).unwrap_or_default(),
+                    ));
+                }
+            }
+        }
+        match PolicySet::from_files(good.iter().map(|(f, s)| (f.as_str(), s.as_str()))) {
+            Ok(set) => out.set = set,
+            // Cross-file problems (an app in two files): nothing merged is trustworthy.
+            Err(errors) => {
+                out.errors.extend(errors);
+                out.broken_files.extend(good.into_iter().map(|(f, _)| f));
+            }
+        }
+        out
+    }
+
     /// Parses and merges `(file name, contents)` pairs; returns every problem found.
     pub fn from_files<'a>(
         files: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -280,6 +366,29 @@ mod tests {
         assert!(e[0].starts_with("a.yaml:1:"), "{}", e[0]);
         let e = errors(&[("a.yaml", "apiVersion: palisade/v1\nkind: NodeConfig\n")]);
         assert!(e[0].starts_with("a.yaml:2:"), "{}", e[0]);
+    }
+
+    #[test]
+    fn lenient_merge_leaves_out_bad_apps_and_broken_files_only() {
+        let a = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /good:\n    protocol: http\n  /bad:\n    protocol: udp\n";
+        let b = "apiVersion: palisade/v1\nkind: Policy\napps: [not, a, map\n";
+        let c = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /other:\n    protocol: tcp\n";
+        let l = PolicySet::from_files_lenient([("a.yaml", a), ("b.yaml", b), ("c.yaml", c)]);
+        let keys: Vec<&str> = l.set.apps.keys().map(AppPattern::as_str).collect();
+        assert_eq!(keys, ["/good", "/other"]);
+        assert!(l.broken_apps.contains("/bad"));
+        assert!(l.broken_files.contains("b.yaml"));
+        assert!(
+            l.errors
+                .iter()
+                .any(|e| e.to_string().starts_with("a.yaml:7:")),
+            "{:?}",
+            l.errors
+        );
+        assert_eq!(
+            l.set.origins[&"/good".parse::<AppPattern>().unwrap()].file,
+            "a.yaml"
+        );
     }
 
     #[test]
