@@ -257,9 +257,10 @@ fn publish(
     for e in &rendered.errors {
         tracing::warn!("{e}");
     }
+    let rendered_services = rendered.services_yaml.clone();
     let floor = Generation(unix_ms());
     let configs = match &opts.out {
-        Some(dir) => files::publish_dir(dir, rendered.nodes, floor)
+        Some(dir) => files::publish_dir(dir, rendered.nodes, &rendered_services, floor)
             .with_context(|| format!("publishing to {}", dir.display()))?
             .into_iter()
             .map(|(p, c)| (p.node, c))
@@ -281,7 +282,12 @@ fn publish(
                 revision: c.revision.clone(),
             },
         );
-        store.put(node, c.to_yaml(), c.generation.0, &c.revision.0);
+        store.put(
+            node,
+            c.to_yaml_with(&rendered_services),
+            c.generation.0,
+            &c.revision.0,
+        );
     }
     Ok(())
 }

@@ -22,12 +22,17 @@ pub struct Rendered {
     pub nodes: BTreeMap<NodeName, NodeConfig>,
     /// Per-app and per-node problems.
     pub errors: Vec<RenderError>,
+    /// The services as written in every node file (they are the same on
+    /// every node), so publishing serializes them once.
+    pub services_yaml: String,
 }
 
 /// Renders every node's config from the cluster and the policies.
 pub fn render(state: &ClusterState, policies: &PolicySet) -> Rendered {
     let mut errors = Vec::new();
     let services = services(state, policies, &mut errors);
+    let services_yaml = schemas::node_config::services_yaml(&services);
+    let digest = schemas::node_config::ServicesDigest::of_yaml(&services_yaml);
     let mut nodes = BTreeMap::new();
     for (name, hosts) in node_hosts(state, &mut errors) {
         let address = node_address(state, &hosts);
@@ -42,10 +47,14 @@ pub fn render(state: &ClusterState, policies: &PolicySet) -> Rendered {
             services: services.clone(),
             identities: identity::identities(state, &hosts),
         };
-        config.revision = config.content_revision();
+        config.revision = config.revision_with(&digest);
         nodes.insert(name, config);
     }
-    Rendered { nodes, errors }
+    Rendered {
+        nodes,
+        errors,
+        services_yaml,
+    }
 }
 
 /// Every app's service ports, the same on every node; a port claimed twice

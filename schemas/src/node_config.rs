@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 
-pub use validate::parse_node_config;
+pub use validate::{parse_node_config, problems};
 
 /// `kind` of a node config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
@@ -144,22 +144,84 @@ pub struct Identity {
 
 impl NodeConfig {
     /// The revision of this content: equal content, equal revision, whatever
-    /// the generation.
+    /// the generation. The services are hashed on their own first, so a
+    /// renderer that gives every node the same services hashes them once
+    /// (`revision_with`).
     pub fn content_revision(&self) -> Revision {
-        let mut body = self.clone();
-        body.generation = Generation(0);
-        body.revision = Revision::default();
-        // Serializing our own plain types cannot fail; an empty hash input
-        // would still give a stable value if it ever did.
-        let text = yaml_serde::to_string(&body).unwrap_or_default();
-        let digest = Sha256::digest(text.as_bytes());
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        self.revision_with(&services_digest(&self.services))
+    }
+
+    /// The revision, given `services_digest(&self.services)`.
+    pub fn revision_with(&self, services: &ServicesDigest) -> Revision {
+        let mut head = self.without_services();
+        head.generation = Generation(0);
+        head.revision = Revision::default();
+        // Serializing our own plain types cannot fail.
+        let text = yaml_serde::to_string(&head).unwrap_or_default();
+        let mut h = Sha256::new();
+        h.update(text.as_bytes());
+        h.update(services.0);
+        let hex: String = h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Revision(format!("sha256:{hex}"))
     }
 
     /// The file's text as configsrv writes it.
     pub fn to_yaml(&self) -> String {
-        let body = yaml_serde::to_string(self).unwrap_or_default();
+        self.to_yaml_with(&services_yaml(&self.services))
+    }
+
+    /// The file's text, given `services_yaml(&self.services)`: a renderer
+    /// that gives every node the same services serializes them once.
+    pub fn to_yaml_with(&self, services: &str) -> String {
+        let head = yaml_serde::to_string(&self.without_services()).unwrap_or_default();
+        let body = if self.services.is_empty() {
+            head
+        } else {
+            // yaml_serde writes an empty list as `services: []`; the block
+            // list goes in its place, at the same indentation serde uses.
+            head.replacen("services: []\n", &format!("services:\n{services}"), 1)
+        };
         format!("# Written by configsrv; do not edit. meshd reloads it on change.\n{body}")
     }
+
+    fn without_services(&self) -> NodeConfig {
+        NodeConfig {
+            api_version: self.api_version,
+            kind: self.kind,
+            node: self.node.clone(),
+            address: self.address,
+            generation: self.generation,
+            revision: self.revision.clone(),
+            policy_commit: self.policy_commit.clone(),
+            services: Vec::new(),
+            identities: self.identities.clone(),
+        }
+    }
+}
+
+/// A digest of a list of services, for `NodeConfig::revision_with`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicesDigest([u8; 32]);
+
+/// Hashes the services as they are written.
+pub fn services_digest(services: &[Service]) -> ServicesDigest {
+    ServicesDigest::of_yaml(&services_yaml(services))
+}
+
+impl ServicesDigest {
+    /// The digest of services already written by `services_yaml`.
+    pub fn of_yaml(yaml: &str) -> ServicesDigest {
+        ServicesDigest(Sha256::digest(yaml.as_bytes()).into())
+    }
+}
+
+/// The services as a YAML block list, as they stand in a node file.
+pub fn services_yaml(services: &[Service]) -> String {
+    if services.is_empty() {
+        return String::new();
+    }
+    yaml_serde::to_string(services).unwrap_or_default()
 }

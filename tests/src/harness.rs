@@ -9,10 +9,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Where cargo put the binaries: next to the test executable's `deps/`.
-/// Builds them once per test process, so `cargo test -p palisade-tests`
-/// never runs stale binaries.
+/// Where cargo put the binaries: next to the test executable's `deps/`
+/// (or `$PALISADE_BIN_DIR`). Builds them once per test process, so
+/// `cargo test -p palisade-tests` never runs stale binaries.
 pub fn bin(name: &str) -> PathBuf {
+    // Benchmarks run release binaries from a directory they name.
+    if let Some(dir) = std::env::var_os("PALISADE_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe

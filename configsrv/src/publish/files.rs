@@ -66,11 +66,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
     result.map_err(io)
 }
 
-/// Numbers and writes every node's config into `dir`. Every config is checked
-/// against the NodeConfig rules first, so a renderer bug writes nothing.
+/// Numbers and writes every node's config into `dir`; `services_yaml` is the
+/// services block all of them share. Every config is checked against the
+/// NodeConfig rules first, so a renderer bug writes nothing.
 pub fn publish_dir(
     dir: &Path,
     nodes: BTreeMap<NodeName, NodeConfig>,
+    services_yaml: &str,
     floor: Generation,
 ) -> Result<Vec<(Published, NodeConfig)>, PublishError> {
     std::fs::create_dir_all(dir).map_err(|error| PublishError::Io {
@@ -81,17 +83,18 @@ pub fn publish_dir(
     for (node, mut config) in nodes {
         let path = dir.join(node.file_name());
         let changed = assign_generation(read_previous(&path).as_ref(), &mut config, floor);
-        let text = config.to_yaml();
-        schemas::parse_node_config(&node.file_name(), &text).map_err(|errors| {
-            PublishError::Invalid {
+        let problems = schemas::node_config::problems(&config);
+        if !problems.is_empty() {
+            return Err(PublishError::Invalid {
                 node: node.to_string(),
-                message: errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            }
-        })?;
+                message: problems.join("; "),
+            });
+        }
+        let text = if changed {
+            config.to_yaml_with(services_yaml)
+        } else {
+            String::new()
+        };
         ready.push((node, path, config.generation, changed, text, config));
     }
     let mut published = Vec::new();

@@ -13,44 +13,67 @@ pub fn parse_node_config(file: &str, source: &str) -> Result<NodeConfig, Vec<Con
     let config: NodeConfig =
         yaml_serde::from_str(source).map_err(|e| vec![from_yaml_error(file, &e)])?;
     let mut errors = Vec::new();
+    check(&config, |path, message| {
+        errors.push(locate(source, path).error(file, message))
+    });
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The cross-field rules on a config built in memory (configsrv checks what
+/// it renders before publishing); every problem as a message.
+pub fn problems(config: &NodeConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    check(config, |_, message| out.push(message));
+    out
+}
+
+/// Every cross-field rule, reported with the path of the offending value.
+fn check(config: &NodeConfig, mut report: impl FnMut(&[Seg<'_>], String)) {
     let mut ports = HashMap::new();
     for (i, svc) in config.services.iter().enumerate() {
-        let at = |rest: &[Seg<'_>]| {
+        fn at<'a>(i: usize, rest: &[Seg<'a>]) -> Vec<Seg<'a>> {
             let mut path = vec![Seg::Key("services"), Seg::Index(i)];
             path.extend_from_slice(rest);
-            locate(source, &path)
-        };
+            path
+        }
         if let Some(first) = ports.insert(svc.port, &svc.app) {
-            errors.push(at(&[Seg::Key("port")]).error(
-                file,
+            report(
+                &at(i, &[Seg::Key("port")]),
                 format!(
                     "services[{i}]: service port {} of {} is already used by {first} on node {}",
                     svc.port.0, svc.app, config.node
                 ),
-            ));
+            );
         }
         if svc.port.0 == 0 {
-            errors.push(
-                at(&[Seg::Key("port")])
-                    .error(file, format!("services[{i}]: port 0 cannot be listened on")),
+            report(
+                &at(i, &[Seg::Key("port")]),
+                format!("services[{i}]: port 0 cannot be listened on"),
             );
         }
         for (list, rules) in [("allow", &svc.access.allow), ("deny", &svc.access.deny)] {
             for (j, rule) in rules.iter().enumerate() {
                 if rule.from.is_some() == rule.from_cidr.is_some() {
-                    errors.push(at(&[Seg::Key("access"), Seg::Key(list), Seg::Index(j)]).error(
-                        file,
+                    report(
+                        &at(i, &[Seg::Key("access"), Seg::Key(list), Seg::Index(j)]),
                         format!("services[{i}].access.{list}[{j}]: a rule has exactly one of `from` and `from_cidr`"),
-                    ));
+                    );
                 }
             }
         }
         for (j, b) in svc.backends.iter().enumerate() {
             if !(1..=MAX_WEIGHT).contains(&b.weight) {
-                errors.push(
-                    at(&[Seg::Key("backends"), Seg::Index(j), Seg::Key("weight")]).error(
-                        file,
-                        format!("services[{i}].backends[{j}]: weight must be between 1 and {MAX_WEIGHT}"),
+                report(
+                    &at(
+                        i,
+                        &[Seg::Key("backends"), Seg::Index(j), Seg::Key("weight")],
+                    ),
+                    format!(
+                        "services[{i}].backends[{j}]: weight must be between 1 and {MAX_WEIGHT}"
                     ),
                 );
             }
@@ -59,19 +82,14 @@ pub fn parse_node_config(file: &str, source: &str) -> Result<NodeConfig, Vec<Con
     let mut addresses = HashMap::new();
     for (i, id) in config.identities.iter().enumerate() {
         if let Some(first) = addresses.insert(id.address, &id.app) {
-            errors.push(locate(source, &[Seg::Key("identities"), Seg::Index(i)]).error(
-                file,
+            report(
+                &[Seg::Key("identities"), Seg::Index(i)],
                 format!(
                     "identities[{i}]: address {} is already given to {first}; a shared address identifies no app",
                     id.address
                 ),
-            ));
+            );
         }
-    }
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(errors)
     }
 }
 
@@ -141,6 +159,27 @@ identities:
         assert_eq!(r1, c.content_revision());
         c.services.pop();
         assert_ne!(r1, c.content_revision());
+    }
+
+    #[test]
+    fn text_built_from_shared_services_is_the_plain_serialization() {
+        let c = parse_node_config("n.yaml", GOOD).unwrap();
+        let plain = format!(
+            "# Written by configsrv; do not edit. meshd reloads it on change.\n{}",
+            yaml_serde::to_string(&c).unwrap()
+        );
+        assert_eq!(c.to_yaml(), plain);
+        let mut empty = c.clone();
+        empty.services.clear();
+        assert!(empty.to_yaml().contains("services: []"));
+        assert_eq!(
+            parse_node_config("n.yaml", &empty.to_yaml()).unwrap(),
+            empty
+        );
+        assert!(problems(&c).is_empty());
+        let mut dup = c.clone();
+        dup.services[1].port = dup.services[0].port;
+        assert_eq!(problems(&dup).len(), 1);
     }
 
     #[test]
