@@ -22,6 +22,10 @@ pub struct ApiState {
     pub status: Arc<Mutex<serde_json::Value>>,
     /// Metrics.
     pub prometheus: PrometheusHandle,
+    /// The token state-changing requests need (`--api-token-file`).
+    pub token: Option<String>,
+    /// Wakes the Git follower (push webhook).
+    pub git_kick: Arc<tokio::sync::Notify>,
 }
 
 /// The router.
@@ -32,6 +36,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/v1/hooks/git", axum::routing::post(git_hook))
         .with_state(state)
 }
 
@@ -133,4 +138,26 @@ async fn status(State(state): State<ApiState>) -> Json<serde_json::Value> {
 
 async fn metrics(State(state): State<ApiState>) -> String {
     state.prometheus.render()
+}
+
+/// Whether a request carries the API token; with no token configured, nothing may change state.
+fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    matches!((&state.token, given), (Some(want), Some(got)) if want == got)
+}
+
+/// The push webhook: fetch the policy repository now.
+async fn git_hook(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if !authorized(&state, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "a valid `Authorization: Bearer <token>` is required\n",
+        )
+            .into_response();
+    }
+    state.git_kick.notify_one();
+    (StatusCode::ACCEPTED, "fetching the policy repository\n").into_response()
 }

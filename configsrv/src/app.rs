@@ -30,8 +30,10 @@ pub struct ServeOptions {
     pub marathon: ClientOptions,
     /// Mesos master URL.
     pub mesos: Option<String>,
-    /// Policy directory.
-    pub policies: PathBuf,
+    /// Where policies come from.
+    pub policies: PolicySource,
+    /// Token for state-changing API requests; none means they are all refused.
+    pub api_token: Option<String>,
     /// Directory sink.
     pub out: Option<PathBuf>,
     /// API address.
@@ -42,11 +44,35 @@ pub struct ServeOptions {
     pub coalesce: Duration,
 }
 
+/// Where policies come from.
+#[derive(Debug, Clone)]
+pub enum PolicySource {
+    /// A watched directory.
+    Dir(PathBuf),
+    /// A Git repository, fetched on an interval and on the push webhook.
+    Git {
+        /// The repository, branch and checkout.
+        repo: crate::sources::policy_git::PolicyRepo,
+        /// Fetch interval.
+        interval: Duration,
+    },
+}
+
 /// Staleness and errors of one source, for the API and the gauge.
 #[derive(Debug, Default, Clone)]
 struct SourceStatus {
     stale: bool,
     error: Option<String>,
+}
+
+/// `palisade_policy_commit{commit}` is 1 for the commit that runs.
+fn set_commit_metric(old: Option<&str>, new: Option<&str>) {
+    if let Some(o) = old {
+        metrics::gauge!("palisade_policy_commit", "commit" => o.to_owned()).set(0.0);
+    }
+    if let Some(n) = new {
+        metrics::gauge!("palisade_policy_commit", "commit" => n.to_owned()).set(1.0);
+    }
 }
 
 fn unix_ms() -> u64 {
@@ -74,15 +100,29 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let prometheus = recorder.handle();
     metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
 
-    let files = policy_dir::read_policy_dir(&opts.policies)
-        .with_context(|| format!("reading policy directory {}", opts.policies.display()))?;
-    let mut policies = policy_dir::load_policies(&files).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!(
-            "the policy directory is invalid; fix it before starting:\n{}",
-            lines.join("\n")
-        )
-    })?;
+    let (mut policies, git_head) = match &opts.policies {
+        PolicySource::Dir(dir) => {
+            let files = policy_dir::read_policy_dir(dir)
+                .with_context(|| format!("reading policy directory {}", dir.display()))?;
+            let set = policy_dir::load_policies(&files).map_err(|errors| {
+                let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                anyhow::anyhow!(
+                    "the policy directory is invalid; fix it before starting:\n{}",
+                    lines.join("\n")
+                )
+            })?;
+            (set, None)
+        }
+        PolicySource::Git { repo, .. } => {
+            let head = repo
+                .fetch()
+                .with_context(|| format!("fetching the policy repository {}", repo.url))?;
+            let set = repo.load(&head).map_err(anyhow::Error::msg)?;
+            tracing::info!(repo = %repo.url, branch = %repo.branch, commit = %head, "policies from Git");
+            (set, Some(head))
+        }
+    };
+    set_commit_metric(None, policies.commit.as_deref());
     let client = MarathonClient::new(&opts.marathon).context("configuring the Marathon client")?;
 
     let store = Arc::new(NodeStore::default());
@@ -90,10 +130,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding the API on {}", opts.listen))?;
+    let git_kick = Arc::new(tokio::sync::Notify::new());
     let api = api::router(ApiState {
         store: Arc::clone(&store),
         status: Arc::clone(&status),
         prometheus,
+        token: opts.api_token.clone(),
+        git_kick: Arc::clone(&git_kick),
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, api).await {
@@ -104,8 +147,23 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 
     let (tx, mut rx) = mpsc::channel(1024);
     tokio::spawn(follow(client, opts.follow, tx.clone()));
-    let _policy_watch = policy_dir::watch(opts.policies.clone(), tx.clone())
-        .context("watching the policy directory")?;
+    let _policy_watch = match (&opts.policies, git_head) {
+        (PolicySource::Dir(dir), _) => Some(
+            policy_dir::watch(dir.clone(), tx.clone()).context("watching the policy directory")?,
+        ),
+        (PolicySource::Git { repo, interval }, Some(head)) => {
+            let follower = crate::sources::policy_git::follow(
+                repo.clone(),
+                head,
+                *interval,
+                git_kick,
+                tx.clone(),
+            );
+            tokio::spawn(follower);
+            None
+        }
+        (PolicySource::Git { .. }, None) => None,
+    };
     if let Some(url) = opts.mesos.clone() {
         tokio::spawn(mesos::poll(url, Duration::from_secs(30), tx.clone()));
     }
@@ -152,6 +210,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             "agents": state.agents.len(),
             "nodes": store.list().len(),
             "renders": renders,
+            "policy_commit": policies.commit,
         });
     }
     tracing::info!("configsrv stopped");
@@ -211,6 +270,17 @@ fn absorb(
         }
         SourceEvent::MesosAgents(Err(e)) => {
             mark(statuses, "mesos", Some(e.to_string()));
+            false
+        }
+        SourceEvent::PolicyCommit(Ok(set)) => {
+            mark(statuses, "policy", None);
+            set_commit_metric(policies.commit.as_deref(), set.commit.as_deref());
+            tracing::info!(commit = ?set.commit, "policy commit applied");
+            *policies = set;
+            true
+        }
+        SourceEvent::PolicyCommit(Err(why)) => {
+            mark(statuses, "policy", Some(why));
             false
         }
         SourceEvent::Policies(read) => {

@@ -83,8 +83,29 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub mesos: Option<String>,
     /// Policy directory (watched).
-    #[arg(long, value_name = "DIR")]
-    pub policies: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "policies_git",
+        conflicts_with = "policies_git"
+    )]
+    pub policies: Option<PathBuf>,
+    /// GitOps: follow this policy repository and branch (`REPO[#BRANCH]`, branch `main` by default).
+    #[arg(long, value_name = "REPO[#BRANCH]")]
+    pub policies_git: Option<String>,
+    /// With --policies-git: configsrv's own checkout of the repository.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/palisade/policy-checkout"
+    )]
+    pub git_checkout: PathBuf,
+    /// With --policies-git: how often to fetch (a push webhook fetches at once).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub git_interval: schemas::duration::Duration,
+    /// File holding the token every state-changing API request must carry as `Authorization: Bearer <token>`.
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
     /// Also write OUT/<node>.yaml (atomically, changed files only).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,

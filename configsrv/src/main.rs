@@ -46,7 +46,23 @@ fn serve(args: configsrv::cli::ServeArgs) -> anyhow::Result<ExitCode> {
             token_file: args.marathon_token_file,
         },
         mesos: args.mesos,
-        policies: args.policies,
+        policies: match (args.policies, args.policies_git) {
+            (Some(dir), _) => configsrv::app::PolicySource::Dir(dir),
+            (None, Some(spec)) => configsrv::app::PolicySource::Git {
+                repo: configsrv::sources::policy_git::PolicyRepo::parse(&spec, args.git_checkout),
+                interval: args.git_interval.0,
+            },
+            (None, None) => anyhow::bail!("give --policies or --policies-git"),
+        },
+        api_token: match &args.api_token_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("reading the API token file {}", f.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        },
         out: args.out,
         listen: args.listen,
         follow: configsrv::sources::marathon::follow::FollowOptions {

@@ -43,7 +43,7 @@ pub fn render(state: &ClusterState, policies: &PolicySet) -> Rendered {
             address,
             generation: Generation(0),
             revision: Revision::default(),
-            policy_commit: None,
+            policy_commit: policies.commit.clone(),
             services: services.clone(),
             identities: identity::identities(state, &hosts),
         };

@@ -5,6 +5,7 @@ pub mod marathon;
 pub mod mesos;
 pub mod offline;
 pub mod policy_dir;
+pub mod policy_git;
 
 use crate::error::{AppError, SourceError};
 use crate::state::{Agent, App};
@@ -22,4 +23,6 @@ pub enum SourceEvent {
     MesosAgents(Result<Vec<Agent>, SourceError>),
     /// The policy directory, read again: what parsed, and what did not.
     Policies(schemas::policy::Lenient),
+    /// A new commit of the policy repository, validated, or why it was refused.
+    PolicyCommit(Result<schemas::PolicySet, String>),
 }

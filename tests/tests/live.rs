@@ -692,3 +692,184 @@ async fn policy_edits_apply_and_bad_ones_keep_the_last_good_settings() {
         "{s}"
     );
 }
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=palisade-test",
+            "-c",
+            "user.email=test@palisade.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn commit_and_push(work: &std::path::Path, file: &str, body: &str, msg: &str) -> String {
+    std::fs::write(work.join(file), body).unwrap();
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", msg]);
+    git(work, &["push", "-q", "origin", "HEAD:main"]);
+    git(work, &["rev-parse", "HEAD"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitops_applies_good_commits_and_keeps_running_on_a_bad_one() {
+    let dir = Scratch::new("live-git");
+    let (bare, work) = (dir.path("policies.git"), dir.path("work"));
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    let first = commit_and_push(&work, "p.yaml", POLICY, "allow the live group");
+    dir.write("token", "s3cret\n");
+    std::fs::create_dir_all(dir.path("nodes")).unwrap();
+
+    let sim = MarathonSim::start("127.0.0.1:0", &["127.0.0.106"], [127, 0, 107]).await;
+    assert_eq!(post(&sim, &app_def("/live/git", 1, 24700)).await, 201);
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let spec = format!("{}#main", bare.display());
+    let (checkout, out, token) = (dir.path("checkout"), dir.path("nodes"), dir.path("token"));
+    let _cs = Proc::spawn(
+        "configsrv",
+        &[
+            "serve",
+            "--marathon",
+            &sim.url,
+            "--policies-git",
+            &spec,
+            "--git-checkout",
+            checkout.to_str().unwrap(),
+            "--git-interval",
+            "1h",
+            "--api-token-file",
+            token.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--listen",
+            &api.to_string(),
+        ],
+        &dir.0,
+    );
+    let file = dir.path("nodes/127.0.0.106.yaml");
+    let commit_in_file = |want: String| {
+        let file = file.clone();
+        move || {
+            let (file, want) = (file.clone(), want.clone());
+            async move {
+                let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+                let c = schemas::parse_node_config("n", &text).map_err(|e| format!("{e:?}"))?;
+                if c.policy_commit.as_deref() == Some(want.as_str()) {
+                    Ok(c)
+                } else {
+                    Err(format!("{:?}", c.policy_commit))
+                }
+            }
+        }
+    };
+    eventually(
+        "the first commit runs",
+        Duration::from_secs(5),
+        commit_in_file(first.clone()),
+    )
+    .await;
+
+    // The push webhook needs the token.
+    let hook = format!("http://{api}/v1/hooks/git");
+    let client = reqwest::Client::new();
+    assert_eq!(client.post(&hook).send().await.unwrap().status(), 401);
+    assert_eq!(
+        client
+            .post(&hook)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // A good commit is applied on push.
+    let second = commit_and_push(
+        &work,
+        "p.yaml",
+        &POLICY.replace("allow:", "balance: least_request\n    allow:"),
+        "balance by load",
+    );
+    assert_eq!(
+        client
+            .post(&hook)
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    let c = eventually(
+        "the second commit runs",
+        Duration::from_secs(5),
+        commit_in_file(second.clone()),
+    )
+    .await;
+    assert_eq!(c.services[0].balance, schemas::Balance::LeastRequest);
+
+    // A bad commit: the previous one keeps running, and the error shows.
+    commit_and_push(
+        &work,
+        "p.yaml",
+        "apiVersion: palisade/v1\nkind: Policy\napps:\n  /live/*:\n    protocol: udp\n",
+        "broken",
+    );
+    assert_eq!(
+        client
+            .post(&hook)
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    let s = eventually(
+        "the bad commit is reported",
+        Duration::from_secs(5),
+        || async move {
+            let s = api_status(api).await?;
+            if s["sources"]["policy"]["stale"] == true {
+                Ok(s)
+            } else {
+                Err(s.to_string())
+            }
+        },
+    )
+    .await;
+    assert!(
+        s["sources"]["policy"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("p.yaml:5:"),
+        "{s}"
+    );
+    assert_eq!(s["policy_commit"], second.as_str());
+    commit_in_file(second.clone())().await.unwrap();
+    let (_, metrics) = palisade_tests::harness::admin_get(api, "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("palisade_policy_commit{{commit=\"{second}\"}} 1")),
+        "{metrics}"
+    );
+}

@@ -34,6 +34,8 @@ pub struct PolicySet {
     pub apps: BTreeMap<AppPattern, AppPolicy>,
     /// Where each entry of `apps` came from.
     pub origins: BTreeMap<AppPattern, Origin>,
+    /// The policy repository commit these files came from (`--policies-git`).
+    pub commit: Option<String>,
 }
 
 /// Parses one policy file strictly and checks what serde cannot.
