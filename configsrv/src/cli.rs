@@ -57,7 +57,7 @@ pub enum Command {
     /// last good state stays, marked stale in /v1/status and in
     /// palisade_source_stale. The policy directory must be valid to start;
     /// later invalid edits keep the last good policy.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check every policy file in DIR; print `file:line:col: message` per problem.
     ///
     /// Exit 0 when clean, 1 when not: made for CI on the policy repository.

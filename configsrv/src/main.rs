@@ -35,7 +35,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: configsrv::cli::ServeArgs) -> anyhow::Result<ExitCode> {
+fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
+    let args = *args;
     // One TLS crypto provider for the whole process, chosen here, before any client exists.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let opts = configsrv::app::ServeOptions {
