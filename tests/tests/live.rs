@@ -49,10 +49,12 @@ struct Live {
 
 fn configsrv(dir: &Scratch, sim: &MarathonSim, api: SocketAddr) -> Proc {
     let (policies, out) = (dir.path("policies"), dir.path("nodes"));
+    // The first Marathon URL is down: every test through here covers failover too.
+    let marathons = format!("http://127.0.0.1:1,{}", sim.url);
     let args = [
         "serve",
         "--marathon",
-        &sim.url,
+        &marathons,
         "--policies",
         policies.to_str().unwrap(),
         "--out",
