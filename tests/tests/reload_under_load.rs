@@ -179,3 +179,77 @@ async fn fifty_reloads_under_load_lose_nothing() {
     assert!(ok > 500, "too little load went through: {ok}");
     eprintln!("{ok} requests across {RELOADS} reloads, none failed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_service_stops_accepting_and_its_connections_drain() {
+    let _t = backends::tcp("127.0.53.9:9000", "tcp.keep").await;
+    let _u = backends::tcp("127.0.53.8:9000", "tcp.gone").await;
+    let keep = service(
+        "/drain/keep",
+        22150,
+        Protocol::Tcp,
+        &[("127.0.53.9:9000", "tcp.keep")],
+    );
+    let gone = service(
+        "/drain/gone",
+        22151,
+        Protocol::Tcp,
+        &[("127.0.53.8:9000", "tcp.gone")],
+    );
+    let dir = Scratch::new("drain-removed");
+    dir.write(
+        "nodes/drain.yaml",
+        &node_config("drain", "127.0.0.53", 1, vec![keep.clone(), gone]),
+    );
+    let (_mesh, admin) = meshd("drain", &dir.path("nodes"), &["--drain-deadline", "1s"]);
+    wait_generation(admin, 1).await;
+    let (mut open, _) = greet_from("127.0.54.1", "127.0.0.53:22151".parse().unwrap())
+        .await
+        .unwrap();
+
+    // Older files change nothing; the removal is generation 3.
+    dir.write(
+        "nodes/drain.yaml",
+        &node_config("drain", "127.0.0.53", 3, vec![keep.clone()]),
+    );
+    wait_generation(admin, 3).await;
+    dir.write(
+        "nodes/drain.yaml",
+        &node_config("drain", "127.0.0.53", 2, vec![keep]),
+    );
+    let s = palisade_tests::harness::eventually(
+        "the older file is refused",
+        Duration::from_secs(3),
+        || async move {
+            let s = status(admin).await?;
+            if s["last_reload"]["ok"] == false {
+                Ok(s)
+            } else {
+                Err(s.to_string())
+            }
+        },
+    )
+    .await;
+    assert_eq!(s["generation"], 3);
+    assert!(
+        s["last_reload"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not newer"),
+        "{s}"
+    );
+
+    // The removed port refuses new connections; the open one still works until the deadline.
+    assert!(tcp_from("127.0.54.2", "127.0.0.53:22151".parse().unwrap())
+        .await
+        .is_err());
+    assert_eq!(open.echo("draining").await.unwrap(), "draining");
+    // At the 1 s drain deadline meshd closes it.
+    assert_eq!(open.line().await, Err("closed".to_owned()));
+    // The kept service never stopped.
+    assert!(
+        greet_from("127.0.54.3", "127.0.0.53:22150".parse().unwrap())
+            .await
+            .is_ok()
+    );
+}
