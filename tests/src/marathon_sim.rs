@@ -69,6 +69,7 @@ pub struct MarathonSim {
     events: broadcast::Sender<(String, String)>,
     fault: Arc<AtomicU8>,
     agents: Arc<Mutex<Vec<String>>>,
+    auth: Arc<Mutex<Option<String>>>,
 }
 
 impl MarathonSim {
@@ -91,6 +92,7 @@ impl MarathonSim {
             events: broadcast::channel(1024).0,
             fault: Arc::new(AtomicU8::new(0)),
             agents: Arc::new(Mutex::new(hosts.iter().map(|h| h.to_string()).collect())),
+            auth: Arc::new(Mutex::new(None)),
         };
         let app = Router::new()
             .route("/v2/apps", get(list_apps).post(create_app))
@@ -110,6 +112,19 @@ impl MarathonSim {
     /// The agents Mesos' `/master/state` lists (the simulator answers for Mesos too).
     pub fn set_agents(&self, agents: &[&str]) {
         *self.agents.lock().unwrap() = agents.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// Requires this exact `Authorization` header on `/v2/apps` and
+    /// `/v2/events` (401 otherwise), as a secured Marathon or DC/OS does.
+    pub fn require_authorization(&self, value: Option<&str>) {
+        *self.auth.lock().unwrap() = value.map(str::to_owned);
+    }
+
+    fn authorized(&self, headers: &axum::http::HeaderMap) -> bool {
+        let want = self.auth.lock().unwrap().clone();
+        want.is_none_or(|w| {
+            headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(w.as_str())
+        })
     }
 
     /// Makes `GET /v2/apps` misbehave (or behave again).
@@ -262,7 +277,14 @@ impl MarathonSim {
     }
 }
 
-async fn list_apps(State(sim): State<MarathonSim>) -> Response {
+async fn list_apps(State(sim): State<MarathonSim>, headers: axum::http::HeaderMap) -> Response {
+    if !sim.authorized(&headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": "Unauthorized"})),
+        )
+            .into_response();
+    }
     match sim.fault.load(Ordering::Relaxed) {
         1 => {
             return (
@@ -454,6 +476,21 @@ async fn delete_path(State(sim): State<MarathonSim>, Path(rest): Path<String>) -
 async fn events(
     State(sim): State<MarathonSim>,
     Query(filters): Query<Vec<(String, String)>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if !sim.authorized(&headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": "Unauthorized"})),
+        )
+            .into_response();
+    }
+    event_stream(sim, filters).into_response()
+}
+
+fn event_stream(
+    sim: MarathonSim,
+    filters: Vec<(String, String)>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
     use futures_util::StreamExt;
     // Server-side filters, as Marathon applies `?event_type=`.

@@ -875,3 +875,92 @@ async fn gitops_applies_good_commits_and_keeps_running_on_a_bad_one() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_and_dcos_tokens_reach_a_secured_marathon() {
+    let dir = Scratch::new("live-auth");
+    dir.write("policies/live.yaml", POLICY);
+    dir.write("token", "dcos-acs-token\n");
+    let sim = MarathonSim::start("127.0.0.1:0", &["127.0.0.108"], [127, 0, 109]).await;
+    assert_eq!(post(&sim, &app_def("/live/auth", 1, 24800)).await, 201);
+    let with_user = sim.url.replacen("http://", "http://ops:s3cret@", 1);
+    for (marathon, header, extra) in [
+        (with_user.clone(), "Basic b3BzOnMzY3JldA==", None),
+        (
+            sim.url.clone(),
+            "token=dcos-acs-token",
+            Some(dir.path("token")),
+        ),
+    ] {
+        sim.require_authorization(Some(header));
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let policies = dir.path("policies");
+        let mut args = vec![
+            "serve".to_owned(),
+            "--marathon".into(),
+            marathon,
+            "--policies".into(),
+            policies.display().to_string(),
+            "--listen".into(),
+            api.to_string(),
+        ];
+        if let Some(t) = &extra {
+            args.extend(["--marathon-token-file".to_owned(), t.display().to_string()]);
+        }
+        let _cs = Proc::spawn(
+            "configsrv",
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &dir.0,
+        );
+        eventually(
+            &format!("configsrv reads Marathon with {header}"),
+            Duration::from_secs(5),
+            || async move {
+                let s = api_status(api).await?;
+                if s["apps"] == 1 && s["sources"]["marathon"]["stale"] == false {
+                    Ok(())
+                } else {
+                    Err(s.to_string())
+                }
+            },
+        )
+        .await;
+    }
+    // Wrong credentials: refused, and configsrv says so.
+    sim.require_authorization(Some("Basic bm9ib2R5Om5vcGU="));
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let policies = dir.path("policies");
+    let _cs = Proc::spawn(
+        "configsrv",
+        &[
+            "serve",
+            "--marathon",
+            &with_user,
+            "--policies",
+            policies.to_str().unwrap(),
+            "--listen",
+            &api.to_string(),
+        ],
+        &dir.0,
+    );
+    let s = eventually(
+        "a 401 marks Marathon stale",
+        Duration::from_secs(5),
+        || async move {
+            let s = api_status(api).await?;
+            if s["sources"]["marathon"]["stale"] == true {
+                Ok(s)
+            } else {
+                Err(s.to_string())
+            }
+        },
+    )
+    .await;
+    assert!(
+        s["sources"]["marathon"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("401"),
+        "{s}"
+    );
+}
