@@ -70,6 +70,8 @@ pub struct MarathonSim {
     fault: Arc<AtomicU8>,
     agents: Arc<Mutex<Vec<String>>>,
     auth: Arc<Mutex<Option<String>>>,
+    streams: Arc<std::sync::atomic::AtomicUsize>,
+    muted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MarathonSim {
@@ -93,6 +95,8 @@ impl MarathonSim {
             fault: Arc::new(AtomicU8::new(0)),
             agents: Arc::new(Mutex::new(hosts.iter().map(|h| h.to_string()).collect())),
             auth: Arc::new(Mutex::new(None)),
+            streams: Arc::default(),
+            muted: Arc::default(),
         };
         let app = Router::new()
             .route("/v2/apps", get(list_apps).post(create_app))
@@ -118,6 +122,16 @@ impl MarathonSim {
     /// `/v2/events` (401 otherwise), as a secured Marathon or DC/OS does.
     pub fn require_authorization(&self, value: Option<&str>) {
         *self.auth.lock().unwrap() = value.map(str::to_owned);
+    }
+
+    /// Event streams opened so far.
+    pub fn streams_opened(&self) -> usize {
+        self.streams.load(Ordering::Relaxed)
+    }
+
+    /// Makes new event streams send nothing at all, not even heartbeats.
+    pub fn mute_streams(&self, muted: bool) {
+        self.muted.store(muted, Ordering::Relaxed);
     }
 
     fn authorized(&self, headers: &axum::http::HeaderMap) -> bool {
@@ -485,6 +499,12 @@ async fn events(
         )
             .into_response();
     }
+    sim.streams.fetch_add(1, Ordering::Relaxed);
+    if sim.muted.load(Ordering::Relaxed) {
+        // A stream that is open and silent: the case a follower must notice by itself.
+        let silent = futures_util::stream::pending::<Result<Event, std::convert::Infallible>>();
+        return Sse::new(silent).into_response();
+    }
     event_stream(sim, filters).into_response()
 }
 
@@ -526,5 +546,5 @@ fn event_stream(
     });
     let stream = futures_util::stream::iter(first).chain(rest);
     // Jetty sends heartbeats; an SSE comment line plays their part here.
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_millis(250)))
 }

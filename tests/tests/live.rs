@@ -964,3 +964,52 @@ async fn basic_auth_and_dcos_tokens_reach_a_secured_marathon() {
         "{s}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_event_stream_is_reopened() {
+    let dir = Scratch::new("live-silent");
+    dir.write("policies/live.yaml", POLICY);
+    let sim = MarathonSim::start("127.0.0.1:0", &["127.0.0.110"], [127, 0, 111]).await;
+    sim.mute_streams(true);
+    let api = format!("127.0.0.1:{}", free_port());
+    let policies = dir.path("policies");
+    let _cs = Proc::spawn(
+        "configsrv",
+        &[
+            "serve",
+            "--marathon",
+            &sim.url,
+            "--policies",
+            policies.to_str().unwrap(),
+            "--listen",
+            &api,
+            "--stream-silence",
+            "1s",
+        ],
+        &dir.0,
+    );
+    let s = &sim;
+    eventually(
+        "configsrv reopens a silent stream",
+        Duration::from_secs(8),
+        || async move {
+            let n = s.streams_opened();
+            if n >= 3 {
+                Ok(())
+            } else {
+                Err(format!("{n} streams opened"))
+            }
+        },
+    )
+    .await;
+    // With heartbeats flowing, the stream stays open.
+    sim.mute_streams(false);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let settled = sim.streams_opened();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        sim.streams_opened(),
+        settled,
+        "a stream with heartbeats must not be reopened"
+    );
+}
