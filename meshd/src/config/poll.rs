@@ -100,7 +100,7 @@ async fn fetch(uri: &hyper::Uri, etag: Option<&str>) -> Result<Fetched, String> 
     }
 }
 
-/// Keeps `cache/<node>.yaml` equal to what configsrv serves, until the process ends.
+/// Keeps `cache/<node>.yaml` equal to the last valid config configsrv served, until the process ends.
 pub async fn follow(uri: hyper::Uri, cache: PathBuf) {
     let mut etag: Option<String> = None;
     let mut backoff = Duration::from_millis(250);
@@ -108,6 +108,14 @@ pub async fn follow(uri: hyper::Uri, cache: PathBuf) {
         match fetch(&uri, etag.as_deref()).await {
             Ok(Fetched::New(body, tag)) => {
                 backoff = Duration::from_millis(250);
+                // Only a config that validates becomes the cache meshd would start from.
+                let text = String::from_utf8_lossy(&body);
+                if let Err(errors) = schemas::parse_node_config(&uri.to_string(), &text) {
+                    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    tracing::error!(errors = %lines.join("; "), "configsrv served an invalid config; the cache keeps the last good one");
+                    etag = tag;
+                    continue;
+                }
                 match write_atomic(&cache, &body) {
                     Ok(()) => etag = tag,
                     Err(e) => {
