@@ -176,6 +176,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let mut previous: BTreeMap<NodeName, Previous> = BTreeMap::new();
     let mut render_at: Option<tokio::time::Instant> = None;
     let mut renders = 0u64;
+    let mut publish_error: Option<String> = None;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -195,7 +196,15 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 // cluster must not overwrite what the nodes run.
                 if have_apps {
                     renders += 1;
-                    publish(&opts, &state, &policies, &store, &mut previous)?;
+                    // A failed write (disk full, permissions) must not stop
+                    // configsrv: the API keeps serving and the next change retries.
+                    if let Err(e) = publish(&opts, &state, &policies, &store, &mut previous) {
+                        metrics::counter!("palisade_publish_failures_total").increment(1);
+                        tracing::error!(error = %format!("{e:#}"), "publishing failed; retrying at the next change");
+                        publish_error = Some(format!("{e:#}"));
+                    } else {
+                        publish_error = None;
+                    }
                 }
             }
             () = &mut shutdown => break,
@@ -211,6 +220,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             "nodes": store.list().len(),
             "renders": renders,
             "policy_commit": policies.commit,
+            "publish_error": publish_error,
         });
     }
     tracing::info!("configsrv stopped");
