@@ -24,6 +24,8 @@ pub async fn spawn(
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             };
             let (runtime, prometheus) = (Arc::clone(&runtime), prometheus.clone());
