@@ -69,7 +69,7 @@ fn services(
     for app in &state.apps {
         let settings = allow::settings(app, policies);
         let access = allow::access(&app.id, policies);
-        for spec in &app.service_ports {
+        for (k, spec) in app.service_ports.iter().enumerate() {
             if let Some(owner) = owners.get(&spec.service_port) {
                 errors.push(RenderError::PortConflict {
                     app: app.id.to_string(),
@@ -88,6 +88,19 @@ fn services(
                 backends: backends::backends(app, spec, errors),
                 timeouts: settings.timeouts,
                 max_connections: settings.max_connections,
+                // The edge routes an app's host names to its first service port.
+                vhost: if k == 0 {
+                    settings.vhost.clone()
+                } else {
+                    Vec::new()
+                },
+                path_prefix: if k == 0 {
+                    settings.path_prefix.clone()
+                } else {
+                    None
+                },
+                tls: settings.tls.clone(),
+                upstream_tls: settings.upstream_tls.clone(),
             });
         }
     }

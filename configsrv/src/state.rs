@@ -68,6 +68,8 @@ pub struct App {
     pub protocol: Option<Protocol>,
     /// Balancing from the app's labels.
     pub balance: Option<Balance>,
+    /// Edge host names from the app's labels (`PALISADE_VHOST`, else marathon-lb's `HAPROXY_0_VHOST`).
+    pub vhost: Vec<String>,
     /// How many Marathon health checks the app has; a new task with any is
     /// unhealthy until Marathon says otherwise.
     pub health_checks: usize,
@@ -276,6 +278,7 @@ mod tests {
                 service_ports: vec![],
                 protocol: None,
                 balance: None,
+                vhost: vec![],
                 health_checks,
                 tasks: vec![Task {
                     id: "web.1".parse().unwrap(),

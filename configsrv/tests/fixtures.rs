@@ -144,3 +144,15 @@ fn every_mesos_state_fixture_parses_its_agents() {
         );
     }
 }
+
+#[test]
+fn marathon_lb_vhost_labels_become_edge_host_names() {
+    let marathon =
+        fixtures().join("marathon/apps-embed-tasks-marathon15-bridge-haproxy-vhost.json");
+    let (state, _) = load_snapshot(&marathon, None).unwrap();
+    let rendered = render(&state, &PolicySet::default());
+    let svc = &rendered.nodes.values().next().unwrap().services[0];
+    assert_eq!(svc.app.as_str(), "/pywebserver");
+    assert!(!svc.vhost.is_empty(), "HAPROXY_0_VHOST is honoured");
+    assert!(svc.vhost.iter().all(|h| h == &h.to_ascii_lowercase()));
+}

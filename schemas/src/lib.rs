@@ -18,6 +18,7 @@ pub use ids::{
 };
 pub use node_config::{parse_node_config, Access, Backend, Health, Identity, NodeConfig, Service};
 pub use policy::{
-    parse_policy_file, Action, Balance, Mode, Policy, PolicySet, Protocol, Rule, Timeouts,
+    parse_policy_file, Action, Balance, Mode, Policy, PolicySet, Protocol, Rule, Timeouts, Tls,
+    UpstreamTls,
 };
 pub use span::ConfigError;

@@ -6,7 +6,9 @@ pub mod validate;
 use crate::ids::{
     AppId, AppPattern, Endpoint, Generation, NodeName, Revision, ServicePort, TaskId,
 };
-use crate::policy::{Action, ApiVersion, Balance, Mode, Protocol, Rule, Timeouts};
+use crate::policy::{
+    Action, ApiVersion, Balance, Mode, Protocol, Rule, Timeouts, Tls, UpstreamTls,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -75,6 +77,18 @@ pub struct Service {
     /// Most connections open at once to this service. Default: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
+    /// Host names the edge listeners route here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vhost: Vec<String>,
+    /// With `vhost`: the path prefix routed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// TLS termination, on the edge and on the service port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+    /// TLS towards the tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_tls: Option<UpstreamTls>,
 }
 
 /// The resolved allow-list of one destination app.

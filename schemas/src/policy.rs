@@ -129,6 +129,44 @@ pub struct AppPolicy {
     /// Most connections open at once to this app through one meshd. Default: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
+    /// Host names the shared edge listeners route to this app (by `Host` and SNI).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vhost: Vec<String>,
+    /// With `vhost`: only requests under this path prefix (longest prefix wins). Default `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// Terminate TLS for this app, on the edge and on its service port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+    /// Speak TLS to this app's tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_tls: Option<UpstreamTls>,
+}
+
+/// TLS termination settings of one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain, a path on the node; watched and reloaded.
+    pub cert: String,
+    /// PEM private key, a path on the node.
+    pub key: String,
+    /// Plain-HTTP edge requests get 308 to `https://`. Default false.
+    #[serde(default)]
+    pub redirect_https: bool,
+    /// `Strict-Transport-Security` max-age in seconds on HTTPS answers; absent: no header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<u64>,
+}
+
+/// TLS towards an app's tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM bundle of CAs the tasks' certificates must chain to.
+    pub ca: String,
+    /// Name to verify the tasks' certificates against (and to send as SNI).
+    pub server_name: String,
 }
 
 /// Per-app timeouts; meshd's defaults in brackets.

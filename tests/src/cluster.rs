@@ -122,6 +122,10 @@ pub fn service(app: &str, port: u16, protocol: Protocol, backends: &[(&str, &str
             .collect(),
         timeouts: Default::default(),
         max_connections: None,
+        vhost: vec![],
+        path_prefix: None,
+        tls: None,
+        upstream_tls: None,
     }
 }
 

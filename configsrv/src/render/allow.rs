@@ -17,7 +17,7 @@ pub fn access(app: &AppId, policies: &PolicySet) -> Access {
 }
 
 /// How meshd carries one app's traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// tcp or http.
     pub protocol: Protocol,
@@ -27,6 +27,14 @@ pub struct Settings {
     pub timeouts: Timeouts,
     /// Connection limit set by policy.
     pub max_connections: Option<u32>,
+    /// Edge host names: policy, else the app's labels.
+    pub vhost: Vec<String>,
+    /// Edge path prefix.
+    pub path_prefix: Option<String>,
+    /// TLS termination.
+    pub tls: Option<schemas::Tls>,
+    /// TLS towards the tasks.
+    pub upstream_tls: Option<schemas::UpstreamTls>,
 }
 
 /// Per-app settings: the policy entry wins over the app's labels, which win
@@ -44,5 +52,12 @@ pub fn settings(app: &App, policies: &PolicySet) -> Settings {
             .unwrap_or_default(),
         timeouts: entry.map(|e| e.timeouts).unwrap_or_default(),
         max_connections: entry.and_then(|e| e.max_connections),
+        vhost: entry
+            .map(|e| e.vhost.clone())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| app.vhost.clone()),
+        path_prefix: entry.and_then(|e| e.path_prefix.clone()),
+        tls: entry.and_then(|e| e.tls.clone()),
+        upstream_tls: entry.and_then(|e| e.upstream_tls.clone()),
     }
 }

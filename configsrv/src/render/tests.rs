@@ -26,6 +26,7 @@ fn app(id: &str, port: u16, networking: Networking, tasks: Vec<Task>) -> App {
         }],
         protocol: None,
         balance: None,
+        vhost: vec![],
         health_checks: 0,
         tasks,
     }

@@ -45,6 +45,7 @@ fn cluster(apps: usize, nodes: usize) -> ClusterState {
             }],
             protocol: None,
             balance: None,
+            vhost: vec![],
             health_checks: 0,
             tasks,
         });

@@ -132,6 +132,8 @@ pub struct HealthCheckResult {
 
 /// The label that sets an app's protocol (`tcp` or `http`) when no policy file does.
 pub const LABEL_PROTOCOL: &str = "PALISADE_PROTOCOL";
+/// The label that names an app's edge host names (comma-separated) when no policy file does.
+pub const LABEL_VHOST: &str = "PALISADE_VHOST";
 /// The label that sets an app's balancing when no policy file does.
 pub const LABEL_BALANCE: &str = "PALISADE_BALANCE";
 
@@ -156,6 +158,16 @@ impl MarathonApp {
             .transpose()
             .map_err(err)?;
         let health_checks = self.health_checks.map_or(0, |h| h.len());
+        // marathon-lb's label is honoured, so apps migrate without relabelling.
+        let vhost = label(LABEL_VHOST)
+            .or_else(|| label("HAPROXY_0_VHOST"))
+            .map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         let tasks = self
             .tasks
             .unwrap_or_default()
@@ -168,6 +180,7 @@ impl MarathonApp {
             service_ports,
             protocol,
             balance,
+            vhost,
             health_checks,
             tasks,
         })
