@@ -148,5 +148,6 @@ pub fn status(runtime: &Runtime) -> Value {
         "last_reload": last_reload,
         "services": services,
         "identities": snapshot.as_ref().map_or(0, |s| s.config.identities.len()),
+        "tls_errors": runtime.certs.errors().into_iter().map(|(cert, error)| json!({"cert": cert, "error": error})).collect::<Vec<_>>(),
     })
 }

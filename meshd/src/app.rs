@@ -130,6 +130,8 @@ fn reload(
     if let Some(snapshot) = runtime.load() {
         listeners.reconcile(&snapshot);
     }
+    // Renewed certificate files are picked up on the same pass.
+    runtime.certs.refresh();
 }
 
 async fn shutdown_signal() {

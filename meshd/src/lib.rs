@@ -25,3 +25,4 @@ pub mod serve;
 pub mod snapshot;
 pub mod swap;
 pub mod timeouts;
+pub mod tls;

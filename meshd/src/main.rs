@@ -10,6 +10,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { file } => check(&file),
         Command::Run(args) => {
+            // One TLS crypto provider for the whole process, chosen before any TLS config exists.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             // One thread: a current-thread runtime skips the work-stealing
             // machinery and cross-thread wakeups that one worker cannot use.
             let mut builder = match args.threads {

@@ -69,14 +69,66 @@ pub async fn connection(
     };
     let _ = stream.set_nodelay(true);
     route.metrics.active.increment(1.0);
+    let tls = snapshot_tls(&runtime, &route);
+    match tls {
+        Some(acceptor) => {
+            // The handshake gets the request-header timeout: a slow or silent client is cut off.
+            match tokio::time::timeout(route.timeouts.request_header, acceptor.accept(stream)).await
+            {
+                Ok(Ok(tls_stream)) => {
+                    carry(
+                        tls_stream, peer, local, &route, decision, src, &runtime, signals, true,
+                    )
+                    .await
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+        None => {
+            carry(
+                stream, peer, local, &route, decision, src, &runtime, signals, false,
+            )
+            .await
+        }
+    }
+    route.metrics.active.decrement(1.0);
+}
+
+/// The acceptor of a service that terminates TLS.
+fn snapshot_tls(
+    runtime: &Runtime,
+    route: &crate::snapshot::Route,
+) -> Option<tokio_rustls::TlsAcceptor> {
+    route
+        .tls
+        .as_ref()
+        .map(|t| runtime.certs.acceptor(&t.cert, &t.key))
+}
+
+/// Hands the (plain or decrypted) stream to the TCP or HTTP proxy.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
+async fn carry<I>(
+    io: I,
+    peer: SocketAddr,
+    local: SocketAddr,
+    route: &Arc<crate::snapshot::Route>,
+    decision: crate::authz::Decision,
+    src: Arc<str>,
+    runtime: &Arc<Runtime>,
+    signals: Signals,
+    tls: bool,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     match route.protocol {
-        Protocol::Tcp => proxy::tcp::serve(stream, peer, &route, signals.stop).await,
+        Protocol::Tcp => proxy::tcp::serve(io, peer, route, signals.stop).await,
         Protocol::Http => {
             let peer_header = HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown"));
             let conn = proxy::http::Conn {
-                route: Arc::clone(&route),
-                runtime: Arc::clone(&runtime),
+                route: Arc::clone(route),
+                runtime: Arc::clone(runtime),
                 local,
                 peer,
                 decision,
@@ -84,9 +136,9 @@ pub async fn connection(
                 peer_header,
                 access_log: runtime.access_log.clone(),
                 stop: signals.stop,
+                https: tls,
             };
-            proxy::http::serve(stream, conn, signals.draining).await;
+            proxy::http::serve(io, conn, signals.draining).await;
         }
     }
-    route.metrics.active.decrement(1.0);
 }

@@ -51,6 +51,8 @@ pub struct Route {
     pub app: schemas::AppId,
     /// tcp or http.
     pub protocol: Protocol,
+    /// TLS termination, when the service has it.
+    pub tls: Option<schemas::Tls>,
     /// Backend selection policy.
     pub balance: Balance,
     /// Timeouts with defaults applied.
@@ -212,6 +214,7 @@ impl Snapshot {
                     service: i,
                     app: svc.app.clone(),
                     protocol: svc.protocol,
+                    tls: svc.tls.clone(),
                     balance: svc.balance,
                     timeouts: Resolved::from(&svc.timeouts),
                     backends,

@@ -43,6 +43,8 @@ pub struct Runtime {
     pub bind: Option<IpAddr>,
     /// `--access-log`, when given.
     pub access_log: Option<crate::access_log::AccessLog>,
+    /// Certificates of TLS services, reloaded when their files change.
+    pub certs: crate::tls::CertStore,
     current: ArcSwapOption<Snapshot>,
     report: Mutex<Report>,
 }
@@ -58,6 +60,7 @@ impl Runtime {
             node,
             bind,
             access_log,
+            certs: crate::tls::CertStore::default(),
             current: ArcSwapOption::empty(),
             report: Mutex::new(Report::default()),
         }

@@ -90,7 +90,12 @@ fn request_id() -> HeaderValue {
 }
 
 /// Readies a client's request for a backend.
-pub fn prepare_request(parts: &mut http::request::Parts, peer: &HeaderValue, upgrade: bool) {
+pub fn prepare_request(
+    parts: &mut http::request::Parts,
+    peer: &HeaderValue,
+    upgrade: bool,
+    https: bool,
+) {
     let headers = &mut parts.headers;
     if parts.version == Version::HTTP_2 && !headers.contains_key(header::HOST) {
         if let Some(host) = parts
@@ -113,9 +118,8 @@ pub fn prepare_request(parts: &mut http::request::Parts, peer: &HeaderValue, upg
         None => peer.clone(),
     };
     headers.insert(X_FORWARDED_FOR, xff);
-    headers
-        .entry(X_FORWARDED_PROTO)
-        .or_insert(HeaderValue::from_static("http"));
+    let proto = HeaderValue::from_static(if https { "https" } else { "http" });
+    headers.entry(X_FORWARDED_PROTO).or_insert(proto);
     headers.entry(X_REQUEST_ID).or_insert_with(request_id);
     // Backends get origin-form over HTTP/1.1, whatever the client spoke.
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
@@ -159,7 +163,7 @@ mod tests {
                 ("host", "web"),
             ],
         );
-        prepare_request(&mut p, &HeaderValue::from_static("127.0.2.1"), false);
+        prepare_request(&mut p, &HeaderValue::from_static("127.0.2.1"), false, false);
         for gone in ["connection", "x-secret", "keep-alive", "te"] {
             assert!(!p.headers.contains_key(gone), "{gone}");
         }
@@ -172,7 +176,7 @@ mod tests {
     #[test]
     fn h2_requests_become_origin_form_http11_with_a_host() {
         let mut p = request(Version::HTTP_2, "http://shop.example:10000/cart?x=1", &[]);
-        prepare_request(&mut p, &HeaderValue::from_static("127.0.2.1"), false);
+        prepare_request(&mut p, &HeaderValue::from_static("127.0.2.1"), false, false);
         assert_eq!(p.version, Version::HTTP_11);
         assert_eq!(p.uri.to_string(), "/cart?x=1");
         assert_eq!(p.headers["host"], "shop.example:10000");
@@ -188,7 +192,7 @@ mod tests {
             .unwrap();
         assert!(is_upgrade(&req));
         let mut p = req.into_parts().0;
-        prepare_request(&mut p, &HeaderValue::from_static("127.0.2.1"), true);
+        prepare_request(&mut p, &HeaderValue::from_static("127.0.2.1"), true, false);
         assert_eq!(p.headers["connection"], "upgrade");
         assert_eq!(p.headers["upgrade"], "websocket");
     }

@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 /// Largest request header block accepted (431 beyond it).
@@ -51,12 +50,17 @@ pub struct Conn {
     pub access_log: Option<AccessLog>,
     /// Fires at the drain deadline; closes upgraded tunnels.
     pub stop: CancellationToken,
+    /// Whether the client came over TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
 }
 
 type Reply = Response<DownBody<Exchange>>;
 
 /// Serves one client connection until it closes, or drains when `draining` fires.
-pub async fn serve(stream: TcpStream, conn: Conn, draining: CancellationToken) {
+pub async fn serve<I>(stream: I, conn: Conn, draining: CancellationToken)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let timeouts = conn.route.timeouts;
     let stop = conn.stop.clone();
     let conn = Arc::new(conn);
@@ -162,7 +166,7 @@ async fn handle(conn: &Conn, mut req: Request<Incoming>) -> Reply {
     let mut upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let client_version = parts.version;
-    headers::prepare_request(&mut parts, &conn.peer_header, upgrade.is_some());
+    headers::prepare_request(&mut parts, &conn.peer_header, upgrade.is_some(), conn.https);
     let target = parts
         .uri
         .path_and_query()

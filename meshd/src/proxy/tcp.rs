@@ -7,16 +7,13 @@ use super::tunnel::copy_with_idle;
 use crate::select::Tried;
 use crate::snapshot::Route;
 use std::net::SocketAddr;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 /// Carries one allowed downstream connection to a backend of `route`.
-pub async fn serve(
-    downstream: TcpStream,
-    peer: SocketAddr,
-    route: &Route,
-    stop: CancellationToken,
-) {
+pub async fn serve<D>(downstream: D, peer: SocketAddr, route: &Route, stop: CancellationToken)
+where
+    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut tried = Tried::default();
     while let Some(i) = route.choose(peer.ip(), &tried) {
         if !tried.push(i) {

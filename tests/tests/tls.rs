@@ -1,0 +1,172 @@
+//! TLS termination on a service port, checked with real clients: curl over
+//! HTTP/2 and HTTP/1.1, `openssl s_client` for protocol versions and ALPN;
+//! renewed certificate files are served without a restart, and a bad one
+//! keeps the last good certificate.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use palisade_tests::backends;
+use palisade_tests::certs::TestCa;
+use palisade_tests::cluster::{node_config, service};
+use palisade_tests::harness::{eventually, meshd, status, wait_generation, Scratch};
+use schemas::Protocol;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn curl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .args(args)
+        .output()
+        .expect("curl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn s_client(args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            "127.0.0.120:22300",
+            "-servername",
+            "shop.test",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_terminates_with_alpn_and_renews_without_restart() {
+    let _web = backends::http("127.0.121.1:8080", "tls.web").await;
+    let dir = Scratch::new("tls");
+    let ca = TestCa::new("palisade test CA");
+    let ca_file = dir.write("ca.pem", &ca.pem);
+    let certs = dir.path("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (cert, key) = ca.leaf(&certs, "shop", &["shop.test", "127.0.0.120"]);
+    let mut svc = service(
+        "/tls/web",
+        22300,
+        Protocol::Http,
+        &[("127.0.121.1:8080", "tls.web")],
+    );
+    svc.tls = Some(schemas::Tls {
+        cert: cert.display().to_string(),
+        key: key.display().to_string(),
+        redirect_https: false,
+        hsts: None,
+    });
+    dir.write(
+        "nodes/tls.yaml",
+        &node_config("tls", "127.0.0.120", 1, vec![svc]),
+    );
+    let (mut mesh, admin) = meshd("tls", &dir.path("nodes"), &[]);
+    wait_generation(admin, 1).await;
+    let url = "https://127.0.0.120:22300/headers";
+    let ca_s = ca_file.to_str().unwrap();
+
+    for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let (ok, out) = curl(&[
+            "--cacert",
+            ca_s,
+            flag,
+            "--interface",
+            "127.0.122.1",
+            "-w",
+            "\n%{http_version}",
+            url,
+        ]);
+        assert!(ok, "{flag}: {out}");
+        assert!(out.ends_with(version), "{flag}: {out}");
+        assert!(out.contains("\"x-forwarded-proto\":\"https\""), "{out}");
+    }
+    // An untrusted CA is refused by the client: the certificate really is ours.
+    let (ok, _) = curl(&["--http2", url]);
+    assert!(!ok);
+
+    let tls12 = tokio::task::spawn_blocking(|| s_client(&["-tls1_2", "-alpn", "h2"]))
+        .await
+        .unwrap();
+    assert!(
+        tls12.contains("Protocol  : TLSv1.2") || tls12.contains("TLSv1.2"),
+        "{tls12}"
+    );
+    assert!(tls12.contains("ALPN protocol: h2"), "{tls12}");
+    let tls13 = tokio::task::spawn_blocking(|| s_client(&["-tls1_3", "-alpn", "http/1.1"]))
+        .await
+        .unwrap();
+    assert!(tls13.contains("TLSv1.3"), "{tls13}");
+    assert!(tls13.contains("ALPN protocol: http/1.1"), "{tls13}");
+    let tls11 = tokio::task::spawn_blocking(|| s_client(&["-tls1_1"]))
+        .await
+        .unwrap();
+    assert!(
+        !tls11.contains("Cipher is ") || tls11.contains("Cipher is (NONE)"),
+        "TLS 1.1 must be refused: {tls11}"
+    );
+
+    // Renewal: new files under the same paths serve the next handshake.
+    let (renewed_cert, renewed_key) =
+        ca.leaf(&dir.path("certs"), "renewed", &["shop.test", "127.0.0.120"]);
+    std::fs::rename(&renewed_key, &key).unwrap();
+    std::fs::rename(&renewed_cert, &cert).unwrap();
+    eventually(
+        "the renewed certificate is served",
+        Duration::from_secs(6),
+        || async {
+            let out = tokio::task::spawn_blocking(|| s_client(&["-tls1_3"]))
+                .await
+                .unwrap();
+            if out.contains("CN = renewed") || out.contains("CN=renewed") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    )
+    .await;
+
+    // A bad certificate file: refused, reported, and the last good one keeps serving.
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let s = eventually(
+        "the bad certificate is reported",
+        Duration::from_secs(6),
+        || async move {
+            let s = status(admin).await?;
+            if s["tls_errors"].as_array().is_some_and(|e| !e.is_empty()) {
+                Ok(s)
+            } else {
+                Err(s.to_string())
+            }
+        },
+    )
+    .await;
+    assert!(
+        s["tls_errors"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains(cert.to_str().unwrap()),
+        "{s}"
+    );
+    let (ok, out) = curl(&["--cacert", ca_s, "--http2", url]);
+    assert!(ok, "{out}");
+    assert!(mesh.running());
+}
