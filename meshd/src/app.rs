@@ -73,6 +73,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut watch = FileWatch::start(&config_dir, &file_name)
         .with_context(|| format!("watching {}", config_dir.display()))?;
     let mut listeners = Listeners::new(Arc::clone(&runtime), args.drain_deadline.0);
+    if let Some(addr) = args.edge_http {
+        listeners
+            .bind_edge(addr, None)
+            .with_context(|| format!("binding the HTTP edge on {addr}"))?;
+    }
+    if let Some(addr) = args.edge_https {
+        let certs = Arc::new(crate::proxy::edge::EdgeCerts {
+            runtime: Arc::clone(&runtime),
+        });
+        let acceptor = crate::tls::acceptor_with(certs);
+        listeners
+            .bind_edge(addr, Some(acceptor))
+            .with_context(|| format!("binding the HTTPS edge on {addr}"))?;
+    }
     let mut last_text: Option<String> = None;
 
     let shutdown = shutdown_signal();

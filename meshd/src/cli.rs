@@ -36,7 +36,7 @@ pub enum Command {
     /// one changes nothing; the error shows in the logs, /status and
     /// palisade_meshd_reload_failures_total. meshd starts serving once a valid
     /// file appears.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate a node config file; print `file:line:col: message` per problem.
     ///
     /// Exit 0 when valid, 1 when not.
@@ -76,6 +76,12 @@ pub struct RunArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Shared HTTP edge listener: routes by `Host` to apps with a `vhost` (off unless given).
+    #[arg(long, value_name = "ADDR")]
+    pub edge_http: Option<SocketAddr>,
+    /// Shared HTTPS edge listener: routes by SNI and `Host`, certificates from each app's `tls`.
+    #[arg(long, value_name = "ADDR")]
+    pub edge_https: Option<SocketAddr>,
     /// Write a JSON line per HTTP request here (`-` for standard output).
     #[arg(long, value_name = "FILE")]
     pub access_log: Option<PathBuf>,

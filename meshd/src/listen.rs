@@ -26,6 +26,7 @@ pub struct Listeners {
     bound: HashMap<SocketAddr, Bound>,
     connections: TaskTracker,
     drain: Duration,
+    edges: Vec<Bound>,
 }
 
 impl std::fmt::Debug for Listeners {
@@ -44,6 +45,7 @@ impl Listeners {
             bound: HashMap::new(),
             connections: TaskTracker::new(),
             drain,
+            edges: Vec::new(),
         }
     }
 
@@ -97,10 +99,47 @@ impl Listeners {
             .with_report(|r| r.listener_errors = errors.into_iter().collect());
     }
 
+    /// Binds a shared edge listener (`tls` for HTTPS); it lives until shutdown.
+    pub fn bind_edge(
+        &mut self,
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<()> {
+        let listener = bind(addr)?;
+        let signals = Signals::default();
+        let (runtime, connections, s) = (
+            Arc::clone(&self.runtime),
+            self.connections.clone(),
+            signals.clone(),
+        );
+        let accept = tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        connections.spawn(serve::edge_connection(
+                            stream,
+                            peer,
+                            Arc::clone(&runtime),
+                            tls.clone(),
+                            s.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::warn!(%addr, error = %e, "edge accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+        tracing::info!(%addr, "edge listening");
+        self.edges.push(Bound { accept, signals });
+        Ok(())
+    }
+
     /// Graceful shutdown: stop accepting everywhere, let open connections
     /// finish within `deadline`, then close what is left.
     pub async fn shutdown(self, deadline: Duration) {
-        for b in self.bound.values() {
+        for b in self.bound.values().chain(&self.edges) {
             b.accept.abort();
             b.signals.draining.cancel();
         }
@@ -119,7 +158,7 @@ impl Listeners {
                 open = self.connections.len(),
                 "drain deadline passed; closing the rest"
             );
-            for b in self.bound.values() {
+            for b in self.bound.values().chain(&self.edges) {
                 b.signals.stop.cancel();
             }
             let _ = tokio::time::timeout(Duration::from_secs(1), self.connections.wait()).await;

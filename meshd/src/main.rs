@@ -10,6 +10,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { file } => check(&file),
         Command::Run(args) => {
+            let args = *args;
             // One TLS crypto provider for the whole process, chosen before any TLS config exists.
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             // One thread: a current-thread runtime skips the work-stealing

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod connect;
+pub mod edge;
 pub mod headers;
 pub mod http;
 pub mod tcp;

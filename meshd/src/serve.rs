@@ -127,11 +127,13 @@ async fn carry<I>(
             let peer_header = HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown"));
             let conn = proxy::http::Conn {
-                route: Arc::clone(route),
+                target: proxy::http::Target::Service {
+                    route: Arc::clone(route),
+                    local,
+                    decision,
+                },
                 runtime: Arc::clone(runtime),
-                local,
                 peer,
-                decision,
                 src_app: src,
                 peer_header,
                 access_log: runtime.access_log.clone(),
@@ -140,5 +142,46 @@ async fn carry<I>(
             };
             proxy::http::serve(io, conn, signals.draining).await;
         }
+    }
+}
+
+/// Serves one connection on a shared edge listener (plain or TLS).
+pub async fn edge_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    runtime: Arc<Runtime>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    signals: Signals,
+) {
+    let _ = stream.set_nodelay(true);
+    let src: Arc<str> = runtime
+        .load()
+        .and_then(|s| {
+            s.identities
+                .lookup(peer.ip())
+                .map(|i| s.config.identities[i].app.as_str().into())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let conn = |https| proxy::http::Conn {
+        target: proxy::http::Target::Edge,
+        runtime: Arc::clone(&runtime),
+        peer,
+        src_app: Arc::clone(&src),
+        peer_header: HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown")),
+        access_log: runtime.access_log.clone(),
+        stop: signals.stop.clone(),
+        https,
+    };
+    match tls {
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(crate::timeouts::REQUEST_HEADER, acceptor.accept(stream))
+                    .await;
+            if let Ok(Ok(tls_stream)) = handshake {
+                proxy::http::serve(tls_stream, conn(true), signals.draining.clone()).await;
+            }
+        }
+        None => proxy::http::serve(stream, conn(false), signals.draining.clone()).await,
     }
 }

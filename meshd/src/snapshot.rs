@@ -29,6 +29,10 @@ pub struct Snapshot {
     pub routes: HashMap<SocketAddr, Arc<Route>>,
     /// Peer address -> identity index.
     pub identities: IdentityTable,
+    /// Edge routing: host -> (path prefix, route key), longest prefix first.
+    pub edge: HashMap<String, Vec<(String, SocketAddr)>>,
+    /// Edge certificates: host -> (cert, key) paths.
+    pub edge_tls: HashMap<String, (String, String)>,
 }
 
 /// Per-service state that outlives a swap, keyed by (app, port).
@@ -227,11 +231,32 @@ impl Snapshot {
                 }),
             );
         }
+        let mut edge: HashMap<String, Vec<(String, SocketAddr)>> = HashMap::new();
+        let mut edge_tls = HashMap::new();
+        for svc in &config.services {
+            let key = SocketAddr::new(bind, svc.port.0);
+            for host in &svc.vhost {
+                let host = host.to_ascii_lowercase();
+                let prefix = svc.path_prefix.clone().unwrap_or_else(|| "/".to_owned());
+                edge.entry(host.clone()).or_default().push((prefix, key));
+                if let Some(t) = &svc.tls {
+                    edge_tls
+                        .entry(host)
+                        .or_insert_with(|| (t.cert.clone(), t.key.clone()));
+                }
+            }
+        }
+        for entries in edge.values_mut() {
+            // Longest prefix wins; equal prefixes keep the service order (port order).
+            entries.sort_by_key(|e| std::cmp::Reverse(e.0.len()));
+        }
         Snapshot {
             config,
             bind,
             routes,
             identities,
+            edge,
+            edge_tls,
         }
     }
 }

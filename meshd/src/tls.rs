@@ -112,16 +112,20 @@ fn mtimes(cert: &str, key: &str) -> Option<(SystemTime, SystemTime)> {
     Some((m(cert)?, m(key)?))
 }
 
-fn acceptor(slot: Arc<Slot>) -> TlsAcceptor {
-    // TLS 1.2 and 1.3 only (rustls offers nothing older); ALPN lets h2 clients in.
+/// A TLS acceptor whose certificate `resolver` picks (TLS 1.2 and 1.3, ALPN h2 and http/1.1).
+pub fn acceptor_with(resolver: Arc<dyn ResolvesServerCert>) -> TlsAcceptor {
     let mut config = rustls::ServerConfig::builder_with_protocol_versions(&[
         &rustls::version::TLS13,
         &rustls::version::TLS12,
     ])
     .with_no_client_auth()
-    .with_cert_resolver(slot);
+    .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     TlsAcceptor::from(Arc::new(config))
+}
+
+fn acceptor(slot: Arc<Slot>) -> TlsAcceptor {
+    acceptor_with(slot)
 }
 
 impl CertStore {
@@ -143,6 +147,15 @@ impl CertStore {
             refresh_entry(cert, key, entry);
         }
         entry.acceptor.clone()
+    }
+
+    /// The current certificate of a pair (loading it the first time), for SNI resolvers.
+    pub fn certified(&self, cert: &str, key: &str) -> Option<Arc<CertifiedKey>> {
+        let _ = self.acceptor(cert, key);
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(&(cert.to_owned(), key.to_owned()))
+            .and_then(|e| e.slot.current.load_full())
     }
 
     /// Reloads every pair whose files changed; keeps the last good

@@ -30,18 +30,30 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Concurrent HTTP/2 streams per client connection.
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 
+/// Where a connection's requests go.
+pub enum Target {
+    /// A service port: one app, the verdict taken at accept.
+    Service {
+        /// The service as it was at accept; used once the service is removed.
+        route: Arc<Route>,
+        /// The listener's address, where the current route is looked up per request.
+        local: SocketAddr,
+        /// The verdict taken at accept.
+        decision: Decision,
+    },
+    /// A shared edge listener: the app is chosen per request by host and
+    /// path, and so is the verdict.
+    Edge,
+}
+
 /// What every request of one client connection shares.
 pub struct Conn {
-    /// The service as it was at accept; used once the service is removed.
-    pub route: Arc<Route>,
-    /// Where the current route of this listener is looked up per request.
+    /// Where its requests go.
+    pub target: Target,
+    /// The running config.
     pub runtime: Arc<crate::swap::Runtime>,
-    /// The listener's address.
-    pub local: SocketAddr,
     /// The client.
     pub peer: SocketAddr,
-    /// The verdict taken at accept.
-    pub decision: Decision,
     /// The source app's name, or `unknown`.
     pub src_app: Arc<str>,
     /// `X-Forwarded-For` value for this client.
@@ -61,7 +73,10 @@ pub async fn serve<I>(stream: I, conn: Conn, draining: CancellationToken)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let timeouts = conn.route.timeouts;
+    let timeouts = match &conn.target {
+        Target::Service { route, .. } => route.timeouts,
+        Target::Edge => crate::timeouts::Resolved::from(&schemas::Timeouts::default()),
+    };
     let stop = conn.stop.clone();
     let conn = Arc::new(conn);
     let service = hyper::service::service_fn(move |req| {
@@ -113,7 +128,7 @@ where
     }
 }
 
-fn local(status: StatusCode, text: String) -> Reply {
+pub(crate) fn local(status: StatusCode, text: String) -> Reply {
     let mut r = Response::new(DownBody::text(text));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -130,13 +145,53 @@ fn idempotent(m: &Method) -> bool {
     )
 }
 
-async fn handle(conn: &Conn, mut req: Request<Incoming>) -> Reply {
-    // Backends and balancing come from the newest snapshot on every request,
-    // so keep-alive clients follow reloads; the verdict stays the one taken at accept.
-    let current = conn.runtime.route(&conn.local);
-    let route = current.as_ref().unwrap_or(&conn.route);
+async fn handle(conn: &Conn, req: Request<Incoming>) -> Reply {
+    match &conn.target {
+        Target::Service {
+            route,
+            local,
+            decision,
+        } => {
+            // Backends and balancing come from the newest snapshot on every request,
+            // so keep-alive clients follow reloads; the verdict stays the one taken at accept.
+            let current = conn.runtime.route(local);
+            proxy_request(conn, current.as_ref().unwrap_or(route), *decision, req).await
+        }
+        Target::Edge => match super::edge::choose(conn, &req) {
+            Ok((route, decision)) => {
+                let hsts = route
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.hsts)
+                    .filter(|_| conn.https);
+                let mut resp = proxy_request(conn, &route, decision, req).await;
+                if let Some(max_age) = hsts {
+                    if let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}")) {
+                        resp.headers_mut()
+                            .insert(hyper::header::STRICT_TRANSPORT_SECURITY, v);
+                    }
+                }
+                resp
+            }
+            Err((status, location, text)) => {
+                let mut r = local(status, text);
+                if let Some(l) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                    r.headers_mut().insert(hyper::header::LOCATION, l);
+                }
+                r
+            }
+        },
+    }
+}
+
+async fn proxy_request(
+    conn: &Conn,
+    route: &Arc<Route>,
+    decision: Decision,
+    mut req: Request<Incoming>,
+) -> Reply {
     let start = Instant::now();
-    if !conn.decision.verdict.lets_through() {
+    if !decision.verdict.lets_through() {
         route.metrics.status(403).increment(1);
         if let Some(log) = &conn.access_log {
             log.write(Entry {
@@ -146,7 +201,7 @@ async fn handle(conn: &Conn, mut req: Request<Incoming>) -> Reply {
                 backend: "",
                 version: req.version(),
                 status: 403,
-                verdict: conn.decision.verdict.as_str(),
+                verdict: decision.verdict.as_str(),
                 connect_ms: None,
                 ttfb_ms: 0.0,
                 total_ms: start.elapsed().as_secs_f64() * 1e3,
@@ -158,7 +213,7 @@ async fn handle(conn: &Conn, mut req: Request<Incoming>) -> Reply {
             StatusCode::FORBIDDEN,
             format!(
                 "palisade: {} may not reach {} ({})\n",
-                conn.src_app, route.app, conn.decision.decider
+                conn.src_app, route.app, decision.decider
             ),
         );
     }
@@ -299,7 +354,7 @@ async fn handle(conn: &Conn, mut req: Request<Incoming>) -> Reply {
             connect_time,
             ttfb,
             status: status.as_u16(),
-            verdict: conn.decision.verdict.as_str(),
+            verdict: decision.verdict.as_str(),
             log: conn
                 .access_log
                 .as_ref()

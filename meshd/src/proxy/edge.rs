@@ -1,0 +1,121 @@
+//! The shared edge listeners: one HTTP and one HTTPS port for every app
+//! that declares a `vhost`. A request goes to the app whose host name it
+//! names (`Host`, `:authority`, or the TLS SNI for the certificate), longest
+//! path prefix first; unknown hosts get 404 with no backend touched. The
+//! allow-list applies per request (outside clients match CIDR rules).
+
+use super::http::Conn;
+use crate::authz::Decision;
+use crate::snapshot::Route;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::sync::Arc;
+
+/// A refusal: status, an optional `Location`, and the body text.
+pub type Refusal = (StatusCode, Option<String>, String);
+
+/// The host a request names, lowercased, without a port.
+pub fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))?;
+    let host = match raw.rsplit_once(':') {
+        Some((h, port))
+            if port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(']')
+                || raw.starts_with('[') =>
+        {
+            h.trim_start_matches('[').trim_end_matches(']').to_owned()
+        }
+        _ => raw,
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+/// Picks the route for an edge request, with its verdict, or says why not.
+pub fn choose(conn: &Conn, req: &Request<Incoming>) -> Result<(Arc<Route>, Decision), Refusal> {
+    let snapshot = conn.runtime.load().ok_or((
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "palisade: no config yet\n".into(),
+    ))?;
+    let host = request_host(req).ok_or((
+        StatusCode::BAD_REQUEST,
+        None,
+        "palisade: the request names no host\n".into(),
+    ))?;
+    let path = req.uri().path();
+    let route = snapshot
+        .edge
+        .get(&host)
+        .and_then(|entries| {
+            entries
+                .iter()
+                .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+        })
+        .and_then(|(_, key)| snapshot.routes.get(key))
+        .cloned()
+        .ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                None,
+                format!("palisade: no app serves {host}{path}\n"),
+            )
+        })?;
+    if !conn.https && route.tls.as_ref().is_some_and(|t| t.redirect_https) {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let location = format!("https://{host}{pq}");
+        return Err((
+            StatusCode::PERMANENT_REDIRECT,
+            Some(location.clone()),
+            format!("palisade: moved to {location}\n"),
+        ));
+    }
+    let (decision, counter) = route.authorize(&snapshot, conn.peer.ip());
+    counter.increment(1);
+    Ok((route, decision))
+}
+
+/// Chooses the edge certificate by SNI from the running snapshot.
+#[derive(Debug)]
+pub struct EdgeCerts {
+    /// The running config and its certificates.
+    pub runtime: Arc<crate::swap::Runtime>,
+}
+
+impl ResolvesServerCert for EdgeCerts {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = hello.server_name()?.to_ascii_lowercase();
+        let snapshot = self.runtime.load()?;
+        let (cert, key) = snapshot.edge_tls.get(&sni)?;
+        self.runtime.certs.certified(cert, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(h: &str) -> Option<String> {
+        request_host(&Request::get("/").header("host", h).body(()).unwrap())
+    }
+
+    #[test]
+    fn hosts_are_lowercased_without_ports() {
+        assert_eq!(
+            host("Shop.Example.com:8443").as_deref(),
+            Some("shop.example.com")
+        );
+        assert_eq!(
+            host("shop.example.com").as_deref(),
+            Some("shop.example.com")
+        );
+        assert_eq!(host("[::1]:80").as_deref(), Some("::1"));
+        let h2 = Request::get("https://api.example.com/x").body(()).unwrap();
+        assert_eq!(request_host(&h2).as_deref(), Some("api.example.com"));
+    }
+}

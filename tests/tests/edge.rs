@@ -1,0 +1,181 @@
+//! The shared edge listeners: routing by Host and SNI with path prefixes,
+//! certificates per host, redirect to HTTPS, HSTS, 404 for unknown hosts
+//! with no backend touched, and allow-lists applied at the edge.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use palisade_tests::backends;
+use palisade_tests::certs::TestCa;
+use palisade_tests::cluster::{node_config, service};
+use palisade_tests::harness::{meshd, wait_generation, Scratch};
+use schemas::{Protocol, Rule};
+use std::process::Command;
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--max-time", "5"])
+        .args(args)
+        .output()
+        .expect("curl");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_routes_by_host_sni_and_path() {
+    let shop = backends::http("127.0.132.1:8080", "shop.web").await;
+    let _v1 = backends::http("127.0.132.2:8080", "api.v1").await;
+    let _root = backends::http("127.0.132.3:8080", "api.root").await;
+    let dir = Scratch::new("edge");
+    let ca = TestCa::new("edge CA");
+    let ca_file = dir.write("ca.pem", &ca.pem);
+    let certs = dir.path("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (shop_cert, shop_key) = ca.leaf(&certs, "shop", &["shop.test"]);
+    let (api_cert, api_key) = ca.leaf(&certs, "api", &["api.test"]);
+    let tls = |c: &std::path::Path, k: &std::path::Path, redirect, hsts| {
+        Some(schemas::Tls {
+            cert: c.display().to_string(),
+            key: k.display().to_string(),
+            redirect_https: redirect,
+            hsts,
+        })
+    };
+    let mut web = service(
+        "/shop/web",
+        22501,
+        Protocol::Http,
+        &[("127.0.132.1:8080", "shop.web")],
+    );
+    web.vhost = vec!["shop.test".into()];
+    web.tls = tls(&shop_cert, &shop_key, true, Some(600));
+    let mut v1 = service(
+        "/api/v1",
+        22502,
+        Protocol::Http,
+        &[("127.0.132.2:8080", "api.v1")],
+    );
+    v1.vhost = vec!["api.test".into()];
+    v1.path_prefix = Some("/v1".into());
+    v1.tls = tls(&api_cert, &api_key, false, None);
+    v1.access.deny.push(Rule {
+        from: None,
+        from_cidr: Some("127.0.133.0/24".parse().unwrap()),
+    });
+    let mut root = service(
+        "/api/root",
+        22503,
+        Protocol::Http,
+        &[("127.0.132.3:8080", "api.root")],
+    );
+    root.vhost = vec!["api.test".into()];
+    root.tls = tls(&api_cert, &api_key, false, None);
+    dir.write(
+        "nodes/edge.yaml",
+        &node_config("edge", "127.0.0.130", 1, vec![web, v1, root]),
+    );
+    let (_mesh, admin) = meshd(
+        "edge",
+        &dir.path("nodes"),
+        &[
+            "--edge-http",
+            "127.0.0.130:22480",
+            "--edge-https",
+            "127.0.0.130:22443",
+        ],
+    );
+    wait_generation(admin, 1).await;
+    let ca_s = ca_file.to_str().unwrap().to_owned();
+
+    let out = tokio::task::spawn_blocking(|| {
+        curl(&["-H", "Host: shop.test", "http://127.0.0.130:22480/cart?x=1"])
+    })
+    .await
+    .unwrap();
+    assert!(out.starts_with("HTTP/1.1 308"), "{out}");
+    assert!(
+        out.to_lowercase()
+            .contains("location: https://shop.test/cart?x=1"),
+        "{out}"
+    );
+
+    let c = ca_s.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        curl(&[
+            "--http2",
+            "--cacert",
+            &c,
+            "--resolve",
+            "shop.test:22443:127.0.0.130",
+            "https://shop.test:22443/",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(out.starts_with("HTTP/2 200"), "{out}");
+    assert!(
+        out.contains("x-backend: shop.web")
+            && out.contains("strict-transport-security: max-age=600"),
+        "{out}"
+    );
+
+    for (path, backend) in [
+        ("/v1/orders", "api.v1"),
+        ("/", "api.root"),
+        ("/v2", "api.root"),
+    ] {
+        let c = ca_s.clone();
+        let url = format!("https://api.test:22443{path}");
+        let out = tokio::task::spawn_blocking(move || {
+            curl(&[
+                "--http1.1",
+                "--cacert",
+                &c,
+                "--resolve",
+                "api.test:22443:127.0.0.130",
+                &url,
+            ])
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 200") && out.contains(&format!("x-backend: {backend}")),
+            "{path}: {out}"
+        );
+        assert!(!out.contains("strict-transport-security"), "{out}");
+    }
+
+    let before = shop.hits();
+    let out = tokio::task::spawn_blocking(|| {
+        curl(&["-H", "Host: nowhere.test", "http://127.0.0.130:22480/"])
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 404") && out.contains("no app serves nowhere.test/"),
+        "{out}"
+    );
+    assert_eq!(shop.hits(), before, "no backend touched");
+
+    let c = ca_s.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        curl(&[
+            "--cacert",
+            &c,
+            "--interface",
+            "127.0.133.1",
+            "--resolve",
+            "api.test:22443:127.0.0.130",
+            "https://api.test:22443/v1/x",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.contains(" 403") && out.contains("may not reach /api/v1"),
+        "{out}"
+    );
+}
