@@ -6,6 +6,7 @@ pub mod connect;
 pub mod edge;
 pub mod headers;
 pub mod http;
+pub mod stream;
 pub mod tcp;
 pub mod tunnel;
 pub mod upstream;

@@ -122,7 +122,7 @@ async fn carry<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     match route.protocol {
-        Protocol::Tcp => proxy::tcp::serve(io, peer, route, signals.stop).await,
+        Protocol::Tcp => proxy::tcp::serve(io, peer, route, &runtime.certs, signals.stop).await,
         Protocol::Http => {
             let peer_header = HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown"));

@@ -57,6 +57,8 @@ pub struct Route {
     pub protocol: Protocol,
     /// TLS termination, when the service has it.
     pub tls: Option<schemas::Tls>,
+    /// TLS towards the tasks, when the service has it.
+    pub upstream_tls: Option<schemas::UpstreamTls>,
     /// Backend selection policy.
     pub balance: Balance,
     /// Timeouts with defaults applied.
@@ -219,6 +221,7 @@ impl Snapshot {
                     app: svc.app.clone(),
                     protocol: svc.protocol,
                     tls: svc.tls.clone(),
+                    upstream_tls: svc.upstream_tls.clone(),
                     balance: svc.balance,
                     timeouts: Resolved::from(&svc.timeouts),
                     backends,

@@ -53,13 +53,22 @@ struct Entry {
     error: Option<String>,
 }
 
-/// Every certificate pair meshd serves, by (cert path, key path).
+/// A CA bundle's client config, with the file's mtime when it was built.
+type Connector = (
+    Option<SystemTime>,
+    Result<tokio_rustls::TlsConnector, TlsError>,
+);
+
+/// Every certificate pair meshd serves, by (cert path, key path), and the
+/// client configs for `upstream_tls`, by CA bundle path.
 #[derive(Default)]
 pub struct CertStore {
     entries: Mutex<HashMap<(String, String), Entry>>,
+    connectors: Mutex<HashMap<String, Connector>>,
 }
 
 impl std::fmt::Debug for CertStore {
+    // TlsConnector and TlsAcceptor have no Debug; the count says enough.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.entries.lock().map_or(0, |e| e.len());
         write!(f, "CertStore({n} pairs)")
@@ -105,6 +114,38 @@ fn load(cert: &str, key: &str) -> Result<CertifiedKey, TlsError> {
         message: format!("the key does not match {cert}: {e}"),
     })?;
     Ok(certified)
+}
+
+fn client_config(ca: &str) -> Result<rustls::ClientConfig, TlsError> {
+    let pem = std::fs::read(ca).map_err(|e| TlsError::Read {
+        path: ca.into(),
+        error: e.to_string(),
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| TlsError::Pem {
+            path: ca.into(),
+            message: e.to_string(),
+        })?;
+        roots.add(cert).map_err(|e| TlsError::Pem {
+            path: ca.into(),
+            message: e.to_string(),
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Pem {
+            path: ca.into(),
+            message: "no CERTIFICATE block found".into(),
+        });
+    }
+    let mut config = rustls::ClientConfig::builder_with_protocol_versions(&[
+        &rustls::version::TLS13,
+        &rustls::version::TLS12,
+    ])
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 fn mtimes(cert: &str, key: &str) -> Option<(SystemTime, SystemTime)> {
@@ -156,6 +197,25 @@ impl CertStore {
         entries
             .get(&(cert.to_owned(), key.to_owned()))
             .and_then(|e| e.slot.current.load_full())
+    }
+
+    /// A TLS client for backends whose certificates chain to the CA bundle
+    /// at `ca`; reloaded when the file changes.
+    pub fn connector(&self, ca: &str) -> Result<tokio_rustls::TlsConnector, TlsError> {
+        let mtime = std::fs::metadata(ca).and_then(|m| m.modified()).ok();
+        let mut connectors = self
+            .connectors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match connectors.get(ca) {
+            Some((seen, result)) if *seen == mtime && mtime.is_some() => result.clone(),
+            _ => {
+                let result =
+                    client_config(ca).map(|c| tokio_rustls::TlsConnector::from(Arc::new(c)));
+                connectors.insert(ca.to_owned(), (mtime, result.clone()));
+                result
+            }
+        }
     }
 
     /// Reloads every pair whose files changed; keeps the last good

@@ -1014,53 +1014,21 @@ async fn a_silent_event_stream_is_reopened() {
     );
 }
 
-/// A TLS front for the simulator, with a certificate from a throwaway CA.
-async fn tls_front(plain: String) -> (SocketAddr, String) {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let upstream = plain.trim_start_matches("http://").to_owned();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    });
-    (addr, ca.pem())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_marathon_is_trusted_through_a_custom_ca_only() {
     let dir = Scratch::new("live-tls");
     dir.write("policies/live.yaml", POLICY);
     let sim = MarathonSim::start("127.0.0.1:0", &["127.0.0.112"], [127, 0, 113]).await;
     assert_eq!(post(&sim, &app_def("/live/tls", 1, 24900)).await, 201);
-    let (tls, ca_pem) = tls_front(sim.url.clone()).await;
-    let ca = dir.write("ca.pem", &ca_pem);
+    let test_ca = palisade_tests::certs::TestCa::new("marathon CA");
+    let tls = test_ca
+        .tls_front(
+            "127.0.0.1:0",
+            sim.url.trim_start_matches("http://"),
+            &["127.0.0.1"],
+        )
+        .await;
+    let ca = dir.write("ca.pem", &test_ca.pem);
     let https = format!("https://{tls}");
     let policies = dir.path("policies");
     for (trusted, want_stale) in [(true, false), (false, true)] {

@@ -170,3 +170,77 @@ async fn tls_terminates_with_alpn_and_renews_without_restart() {
     assert!(ok, "{out}");
     assert!(mesh.running());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_verifies_the_backend_against_the_app_ca() {
+    let _plain = backends::http("127.0.125.1:8081", "tls.backend").await;
+    let dir = Scratch::new("upstream-tls");
+    let ca = TestCa::new("backend CA");
+    let other = TestCa::new("some other CA");
+    let front = ca
+        .tls_front("127.0.125.1:8443", "127.0.125.1:8081", &["backend.test"])
+        .await;
+    let good = dir.write("ca.pem", &ca.pem);
+    let wrong = dir.write("other.pem", &other.pem);
+    let upstream = |ca: &std::path::Path| {
+        Some(schemas::UpstreamTls {
+            ca: ca.display().to_string(),
+            server_name: "backend.test".into(),
+        })
+    };
+    let mut trusted = service(
+        "/tls/trusted",
+        22310,
+        Protocol::Http,
+        &[(&front.to_string(), "tls.backend")],
+    );
+    trusted.upstream_tls = upstream(&good);
+    let mut untrusted = service(
+        "/tls/untrusted",
+        22311,
+        Protocol::Http,
+        &[(&front.to_string(), "tls.backend")],
+    );
+    untrusted.upstream_tls = upstream(&wrong);
+    let mut tcp = service(
+        "/tls/tcp",
+        22312,
+        Protocol::Tcp,
+        &[(&front.to_string(), "tls.backend")],
+    );
+    tcp.upstream_tls = upstream(&good);
+    dir.write(
+        "nodes/up.yaml",
+        &node_config("up", "127.0.0.124", 1, vec![trusted, untrusted, tcp]),
+    );
+    let (_mesh, admin) = meshd("up", &dir.path("nodes"), &[]);
+    wait_generation(admin, 1).await;
+    let (ok, out) = curl(&[
+        "--interface",
+        "127.0.126.1",
+        "-i",
+        "http://127.0.0.124:22310/",
+    ]);
+    assert!(
+        ok && out.contains("200") && out.contains("x-backend: tls.backend"),
+        "{out}"
+    );
+    let (_, out) = curl(&[
+        "--interface",
+        "127.0.126.1",
+        "-i",
+        "http://127.0.0.124:22311/",
+    ]);
+    assert!(
+        out.starts_with("HTTP/1.1 502"),
+        "a backend the CA does not vouch for is refused: {out}"
+    );
+    // TCP mode speaks TLS to the backend too; the client speaks plain HTTP to meshd.
+    let (ok, out) = curl(&[
+        "--interface",
+        "127.0.126.1",
+        "-i",
+        "http://127.0.0.124:22312/",
+    ]);
+    assert!(ok && out.contains("x-backend: tls.backend"), "{out}");
+}

@@ -5,7 +5,7 @@
 //! are retried once on a reset or 502/503, within the retry budget.
 
 use super::body::{DownBody, Settle, UpBody};
-use super::connect::connect;
+use super::connect::connect_backend;
 use super::headers;
 use super::tunnel::{copy_with_idle, Watched};
 use super::upstream::{self, BodyReader, ExchangeError};
@@ -249,7 +249,7 @@ async fn proxy_request(
         };
         let b = &route.backends[i];
         b.metrics.requests.increment(1);
-        let (mut upstream, connect_time) = match checkout(route, i).await {
+        let (mut upstream, connect_time) = match checkout(route, i, &conn.runtime.certs).await {
             Ok(c) => c,
             Err(e) => {
                 route.metrics.connect_failures.increment(1);
@@ -375,13 +375,17 @@ async fn proxy_request(
 }
 
 /// An idle pooled connection to backend `i`, or a new one (with its connect time).
-async fn checkout(route: &Route, i: usize) -> std::io::Result<(upstream::Conn, Option<Duration>)> {
+async fn checkout(
+    route: &Route,
+    i: usize,
+    certs: &crate::tls::CertStore,
+) -> std::io::Result<(upstream::Conn, Option<Duration>)> {
     let b = &route.backends[i];
     if let Some(conn) = b.state.take_idle() {
         return Ok((conn, None));
     }
     let started = Instant::now();
-    let stream = connect(&b.upstream, route.timeouts.connect).await?;
+    let stream = connect_backend(route, i, certs).await?;
     Ok((upstream::Conn::new(stream), Some(started.elapsed())))
 }
 

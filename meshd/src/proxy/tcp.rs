@@ -2,7 +2,7 @@
 //! connect), then copy bytes both ways until either side closes, the tunnel
 //! stays quiet for `tunnel_idle`, or the connection's drain deadline passes.
 
-use super::connect::connect;
+use super::connect::connect_backend;
 use super::tunnel::copy_with_idle;
 use crate::select::Tried;
 use crate::snapshot::Route;
@@ -10,8 +10,13 @@ use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
 
 /// Carries one allowed downstream connection to a backend of `route`.
-pub async fn serve<D>(downstream: D, peer: SocketAddr, route: &Route, stop: CancellationToken)
-where
+pub async fn serve<D>(
+    downstream: D,
+    peer: SocketAddr,
+    route: &Route,
+    certs: &crate::tls::CertStore,
+    stop: CancellationToken,
+) where
     D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut tried = Tried::default();
@@ -21,7 +26,7 @@ where
         }
         let b = &route.backends[i];
         b.metrics.requests.increment(1);
-        match connect(&b.upstream, route.timeouts.connect).await {
+        match connect_backend(route, i, certs).await {
             Ok(upstream) => {
                 route.success(i);
                 let _in_flight = b.state.begin();

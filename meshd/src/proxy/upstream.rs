@@ -5,6 +5,7 @@
 //! hops per request. Framing follows RFC 9112 section 6.
 
 use super::body::UpBody;
+use super::stream::UpstreamIo;
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
 use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
@@ -14,7 +15,6 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::TcpStream;
 
 /// Largest response head accepted from a backend.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -26,7 +26,7 @@ const READ_CHUNK: usize = 8 * 1024;
 /// One connection to a backend, with what was read past the last message.
 #[derive(Debug)]
 pub struct Conn {
-    io: TcpStream,
+    io: UpstreamIo,
     buf: BytesMut,
 }
 
@@ -73,7 +73,7 @@ pub enum Framing {
 
 impl Conn {
     /// Wraps a fresh connection.
-    pub fn new(io: TcpStream) -> Conn {
+    pub fn new(io: UpstreamIo) -> Conn {
         Conn {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
@@ -87,16 +87,20 @@ impl Conn {
         if !self.buf.is_empty() {
             return false;
         }
+        let tcp = self.io.tcp();
         let mut cx = Context::from_waker(Waker::noop());
-        let ready = std::pin::pin!(self.io.ready(Interest::READABLE));
+        let ready = std::pin::pin!(tcp.ready(Interest::READABLE));
         match ready.poll(&mut cx) {
             Poll::Pending => true,
             Poll::Ready(Err(_)) => false,
             // Readable on an idle connection: only a real read can tell an
             // old wake-up from a close.
+            // Under TLS a raw peek would eat record bytes: a readable idle TLS
+            // connection (close_notify, most likely) is simply not reused.
+            Poll::Ready(Ok(_)) if self.io.is_tls() => false,
             Poll::Ready(Ok(r)) => {
                 !r.is_read_closed()
-                    && matches!(self.io.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                    && matches!(tcp.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
         }
     }
@@ -286,7 +290,7 @@ impl Conn {
     }
 
     /// The stream and any bytes read past the head, for an upgraded connection.
-    pub fn into_parts(self) -> (TcpStream, Bytes) {
+    pub fn into_parts(self) -> (UpstreamIo, Bytes) {
         (self.io, self.buf.freeze())
     }
 }
