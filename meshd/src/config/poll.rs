@@ -140,14 +140,14 @@ mod tests {
 
     #[test]
     fn config_url_may_be_a_base_or_the_node_url() {
-        let n: NodeName = "10.0.0.5".parse().unwrap();
+        let n: NodeName = "agent-5".parse().unwrap();
         assert_eq!(
             node_url("http://cs:9900", &n).unwrap().to_string(),
-            "http://cs:9900/v1/nodes/10.0.0.5/config"
+            "http://cs:9900/v1/nodes/agent-5/config"
         );
         assert_eq!(
             node_url("http://cs:9900/", &n).unwrap().path(),
-            "/v1/nodes/10.0.0.5/config"
+            "/v1/nodes/agent-5/config"
         );
         assert_eq!(
             node_url("http://cs:9900/v1/nodes/x/config", &n)

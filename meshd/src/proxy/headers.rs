@@ -159,7 +159,7 @@ mod tests {
                 ("x-secret", "1"),
                 ("keep-alive", "5"),
                 ("te", "trailers"),
-                ("x-forwarded-for", "10.1.1.1"),
+                ("x-forwarded-for", "198.51.100.7"),
                 ("host", "web"),
             ],
         );
@@ -167,7 +167,7 @@ mod tests {
         for gone in ["connection", "x-secret", "keep-alive", "te"] {
             assert!(!p.headers.contains_key(gone), "{gone}");
         }
-        assert_eq!(p.headers["x-forwarded-for"], "10.1.1.1, 127.0.2.1");
+        assert_eq!(p.headers["x-forwarded-for"], "198.51.100.7, 127.0.2.1");
         assert_eq!(p.headers["x-forwarded-proto"], "http");
         assert_eq!(p.headers["x-request-id"].len(), 16);
         assert_eq!(p.headers["host"], "web");
