@@ -99,6 +99,24 @@ async fn api_status(api: SocketAddr) -> Result<Value, String> {
     serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
 }
 
+/// Waits until configsrv's `/v1/status` says `source` is (or is not) stale; returns the status.
+async fn wait_stale(
+    api: SocketAddr,
+    source: &'static str,
+    stale: bool,
+    what: impl AsRef<str>,
+) -> Value {
+    eventually(what.as_ref(), Duration::from_secs(5), || async move {
+        let s = api_status(api).await?;
+        if s["sources"][source]["stale"] == stale {
+            Ok(s)
+        } else {
+            Err(s.to_string())
+        }
+    })
+    .await
+}
+
 async fn backends_for(sim: &MarathonSim, app: &str) -> Vec<Backend> {
     let mut out = Vec::new();
     for (task, _, ip) in sim.tasks(app) {
@@ -299,17 +317,11 @@ async fn a_failing_marathon_never_empties_a_node_and_restarts_keep_generations_r
     ] {
         live.sim.set_fault(fault);
         let api = live.api;
-        let s = eventually(
-            &format!("{fault:?} marks Marathon stale"),
-            Duration::from_secs(5),
-            || async move {
-                let s = api_status(api).await?;
-                if s["sources"]["marathon"]["stale"] == true {
-                    Ok(s)
-                } else {
-                    Err(s.to_string())
-                }
-            },
+        let s = wait_stale(
+            api,
+            "marathon",
+            true,
+            format!("{fault:?} marks Marathon stale"),
         )
         .await;
         assert!(
@@ -331,19 +343,7 @@ async fn a_failing_marathon_never_empties_a_node_and_restarts_keep_generations_r
             "{fault:?} changed the node file"
         );
         live.sim.set_fault(Fault::None);
-        eventually(
-            "Marathon fresh again",
-            Duration::from_secs(5),
-            || async move {
-                let s = api_status(api).await?;
-                if s["sources"]["marathon"]["stale"] == false {
-                    Ok(())
-                } else {
-                    Err(s.to_string())
-                }
-            },
-        )
-        .await;
+        wait_stale(api, "marathon", false, "Marathon fresh again").await;
         assert_eq!(
             std::fs::read_to_string(&file).unwrap(),
             first,
@@ -655,19 +655,7 @@ async fn policy_edits_apply_and_bad_ones_keep_the_last_good_settings() {
         "apiVersion: palisade/v1\nkind: Policy\napps: [oops\n",
     );
     let api = live.api;
-    let s = eventually(
-        "the broken file is reported",
-        Duration::from_secs(5),
-        || async move {
-            let s = api_status(api).await?;
-            if s["sources"]["policy"]["stale"] == true {
-                Ok(s)
-            } else {
-                Err(s.to_string())
-            }
-        },
-    )
-    .await;
+    let s = wait_stale(api, "policy", true, "the broken file is reported").await;
     assert!(
         s["sources"]["policy"]["error"]
             .as_str()
@@ -845,19 +833,7 @@ async fn gitops_applies_good_commits_and_keeps_running_on_a_bad_one() {
             .status(),
         202
     );
-    let s = eventually(
-        "the bad commit is reported",
-        Duration::from_secs(5),
-        || async move {
-            let s = api_status(api).await?;
-            if s["sources"]["policy"]["stale"] == true {
-                Ok(s)
-            } else {
-                Err(s.to_string())
-            }
-        },
-    )
-    .await;
+    let s = wait_stale(api, "policy", true, "the bad commit is reported").await;
     assert!(
         s["sources"]["policy"]["error"]
             .as_str()
@@ -943,19 +919,7 @@ async fn basic_auth_and_dcos_tokens_reach_a_secured_marathon() {
         ],
         &dir.0,
     );
-    let s = eventually(
-        "a 401 marks Marathon stale",
-        Duration::from_secs(5),
-        || async move {
-            let s = api_status(api).await?;
-            if s["sources"]["marathon"]["stale"] == true {
-                Ok(s)
-            } else {
-                Err(s.to_string())
-            }
-        },
-    )
-    .await;
+    let s = wait_stale(api, "marathon", true, "a 401 marks Marathon stale").await;
     assert!(
         s["sources"]["marathon"]["error"]
             .as_str()
