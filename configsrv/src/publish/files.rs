@@ -22,6 +22,12 @@ pub struct Published {
     pub changed: bool,
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Reads what an earlier run wrote, leniently: a damaged file still tells its
 /// generation, so the next one is higher and meshd accepts it.
 pub fn read_previous(path: &Path) -> Option<Previous> {
@@ -82,7 +88,15 @@ pub fn publish_dir(
     let mut ready = Vec::new();
     for (node, mut config) in nodes {
         let path = dir.join(node.file_name());
-        let changed = assign_generation(read_previous(&path).as_ref(), &mut config, floor);
+        let previous = read_previous(&path);
+        // A file that exists but cannot be read (corrupted, edited by hand)
+        // hides the generation its meshd runs: start above anything counted
+        // so far, from the clock, so the node converges again.
+        let floor = match (&previous, path.exists()) {
+            (None, true) => floor.max(Generation(unix_ms())),
+            _ => floor,
+        };
+        let changed = assign_generation(previous.as_ref(), &mut config, floor);
         let problems = schemas::node_config::problems(&config);
         if !problems.is_empty() {
             return Err(PublishError::Invalid {
