@@ -69,6 +69,28 @@ pub async fn greet_from(source: &str, dest: SocketAddr) -> Result<(Lines, String
     Ok((lines, name))
 }
 
+/// Connects from `source` and expects a refusal: the connection is accepted,
+/// then closed (EOF or reset) before any byte arrives. `Ok` says how it was
+/// closed; `Err` when connecting failed, a byte came, or it was held open.
+pub async fn refused_from(source: &str, dest: SocketAddr) -> Result<&'static str, String> {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tcp_from(source, dest)
+        .await
+        .map_err(|e| format!("connect from {source} to {dest} failed (no listener?): {e}"))?;
+    let mut buf = [0u8; 256];
+    match tokio::time::timeout(STEP, stream.read(&mut buf)).await {
+        Err(_) => Err(format!(
+            "{source} -> {dest}: held open, neither closed nor answered"
+        )),
+        Ok(Ok(0)) => Ok("closed"),
+        Ok(Err(_)) => Ok("reset"),
+        Ok(Ok(n)) => Err(format!(
+            "{source} -> {dest}: got {n} bytes: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        )),
+    }
+}
+
 /// An answer: status, the `x-backend` header, and the body.
 #[derive(Debug, Clone)]
 pub struct Answer {

@@ -72,7 +72,7 @@ pub fn marathon_snapshot(apps: &[App]) -> String {
                 "instances": a.tasks.len(),
                 "labels": {},
                 "healthChecks": [],
-                "networks": [{"mode": "container", "name": "e2e"}],
+                "networks": [{"mode": "container", "name": "dcos"}],
                 "container": {
                     "type": "DOCKER",
                     "docker": {"image": "e2e/backend:1"},

@@ -9,9 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Where cargo put the binaries: next to the test executable's `deps/`
-/// (or `$PALISADE_BIN_DIR`). Builds them once per test process, so
-/// `cargo test -p palisade-tests` never runs stale binaries.
+/// Where cargo put the binaries: `<target dir>/<profile>/` of the running
+/// executable (or `$PALISADE_BIN_DIR`). Builds them once per
+/// test process into that same directory and profile, so `cargo test
+/// -p palisade-tests` never runs stale binaries, `--release`,
+/// `--target-dir` and `CARGO_TARGET_DIR` included.
 pub fn bin(name: &str) -> PathBuf {
     // Benchmarks run release binaries from a directory they name.
     if let Some(dir) = std::env::var_os("PALISADE_BIN_DIR") {
@@ -19,11 +21,19 @@ pub fn bin(name: &str) -> PathBuf {
     }
     static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
+    // Tests run from `<profile>/deps/`; this crate's own bins from `<profile>/`.
+    let exe_dir = exe.parent().expect("target/<profile>");
+    let dir = match exe_dir.file_name() {
+        Some(d) if d == "deps" => exe_dir.parent().expect("target/<profile>"),
+        _ => exe_dir,
+    };
     let built = BUILT.get_or_init(|| {
+        let target_dir = dir.parent().ok_or("no target directory")?;
+        // Cargo names the `dev` profile's directory `debug`; others by name.
+        let profile = match dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args([
@@ -35,6 +45,10 @@ pub fn bin(name: &str) -> PathBuf {
                 "-p",
                 "configsrv",
             ])
+            .arg("--profile")
+            .arg(profile)
+            .arg("--target-dir")
+            .arg(target_dir)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .map_err(|e| e.to_string())?;
@@ -230,20 +244,77 @@ pub async fn status(admin: SocketAddr) -> Result<Value, String> {
     serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
 }
 
-/// Waits until meshd at `admin` serves generation `at_least` or newer.
-pub async fn wait_generation(admin: SocketAddr, at_least: u64) -> Value {
+/// Polls meshd's `/status` until `check` holds, or panics after `deadline`
+/// with `what` and the last status seen; returns the status that passed.
+pub async fn wait_for_status(
+    admin: SocketAddr,
+    what: &str,
+    deadline: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let check = &check;
     eventually(
-        &format!("meshd at {admin} applying generation {at_least}"),
-        Duration::from_secs(5),
+        &format!("meshd at {admin}: {what}"),
+        deadline,
         || async move {
             let s = status(admin).await?;
-            match s["generation"].as_u64() {
-                Some(g) if g >= at_least => Ok(s),
-                _ => Err(s.to_string()),
+            if check(&s) {
+                Ok(s)
+            } else {
+                Err(s.to_string())
             }
         },
     )
     .await
+}
+
+/// Waits until meshd at `admin` serves generation `at_least` or newer.
+pub async fn wait_generation(admin: SocketAddr, at_least: u64) -> Value {
+    wait_for_status(
+        admin,
+        &format!("applying generation {at_least}"),
+        Duration::from_secs(5),
+        |s| s["generation"].as_u64().is_some_and(|g| g >= at_least),
+    )
+    .await
+}
+
+/// Backend addresses of `app`'s services in a meshd `/status` document, sorted.
+pub fn status_backends(status: &Value, app: &str) -> Vec<String> {
+    let services = status["services"].as_array().cloned().unwrap_or_default();
+    let mut out: Vec<String> = services
+        .iter()
+        .filter(|svc| svc["app"] == app)
+        .flat_map(|svc| svc["backends"].as_array().cloned().unwrap_or_default())
+        .filter_map(|b| b["address"].as_str().map(str::to_owned))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Runs `configsrv render` once: a Marathon snapshot and a policy directory
+/// into `out`; returns its exit status and output.
+pub fn render(snapshot: &Path, policies: &Path, out: &Path) -> std::process::Output {
+    Command::new(bin("configsrv"))
+        .arg("render")
+        .arg("--marathon-snapshot")
+        .arg(snapshot)
+        .arg("--policies")
+        .arg(policies)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap_or_else(|e| panic!("running configsrv render: {e}"))
+}
+
+/// `<out>/<node>.yaml` as text and parsed, checked to name `node`.
+pub fn node_file(out: &Path, node: &str) -> (String, schemas::NodeConfig) {
+    let path = out.join(format!("{node}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let config = schemas::parse_node_config(&path.display().to_string(), &text)
+        .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+    assert_eq!(config.node.to_string(), node, "{text}");
+    (text, config)
 }
 
 /// The value of one Prometheus series on meshd's `/metrics` (0 when absent).
@@ -255,6 +326,26 @@ pub async fn metric(admin: SocketAddr, series: &str) -> f64 {
                 .and_then(|rest| rest.trim().parse().ok())
         })
         .unwrap_or(0.0)
+}
+
+/// Polls one series on meshd's `/metrics` until `check` holds (counters may
+/// lag the connection they count); returns the value.
+pub async fn wait_metric(
+    admin: SocketAddr,
+    series: &str,
+    deadline: Duration,
+    check: impl Fn(f64) -> bool,
+) -> f64 {
+    let check = &check;
+    eventually(series, deadline, || async move {
+        let v = metric(admin, series).await;
+        if check(v) {
+            Ok(v)
+        } else {
+            Err(v.to_string())
+        }
+    })
+    .await
 }
 
 /// A meshd for `node` serving `dir`, with its admin address.
