@@ -222,11 +222,8 @@ async fn proxy_request(
     let (mut parts, body) = req.into_parts();
     let client_version = parts.version;
     headers::prepare_request(&mut parts, &conn.peer_header, upgrade.is_some(), conn.https);
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
+    // Borrowed, not copied: the head is only read from here on.
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let empty = hyper::body::Body::is_end_stream(&body);
     // The head stays here and is lent to each attempt, so a body-less
     // request can be sent again without copying anything.
