@@ -3,7 +3,10 @@
 
 pub mod body;
 pub mod connect;
+pub mod deadline;
 pub mod edge;
+pub mod forward;
+pub mod h1;
 pub mod headers;
 pub mod http;
 pub mod stream;

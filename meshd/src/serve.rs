@@ -76,8 +76,10 @@ pub async fn connection(
             match tokio::time::timeout(route.timeouts.request_header, acceptor.accept(stream)).await
             {
                 Ok(Ok(tls_stream)) => {
+                    let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let tls = if h2 { Tls::H2 } else { Tls::Http1 };
                     carry(
-                        tls_stream, peer, local, &route, decision, src, &runtime, signals, true,
+                        tls_stream, peer, local, &route, decision, src, &runtime, signals, tls,
                     )
                     .await
                 }
@@ -87,7 +89,15 @@ pub async fn connection(
         }
         None => {
             carry(
-                stream, peer, local, &route, decision, src, &runtime, signals, false,
+                stream,
+                peer,
+                local,
+                &route,
+                decision,
+                src,
+                &runtime,
+                signals,
+                Tls::No,
             )
             .await
         }
@@ -106,6 +116,14 @@ fn snapshot_tls(
         .map(|t| runtime.certs.acceptor(&t.cert, &t.key))
 }
 
+/// Whether a connection came over TLS, and which protocol ALPN chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    No,
+    Http1,
+    H2,
+}
+
 /// Hands the (plain or decrypted) stream to the TCP or HTTP proxy.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
 async fn carry<I>(
@@ -117,7 +135,7 @@ async fn carry<I>(
     src: Arc<str>,
     runtime: &Arc<Runtime>,
     signals: Signals,
-    tls: bool,
+    tls: Tls,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -138,9 +156,15 @@ async fn carry<I>(
                 peer_header,
                 access_log: runtime.access_log.clone(),
                 stop: signals.stop,
-                https: tls,
+                https: tls != Tls::No,
             };
-            proxy::http::serve(io, conn, signals.draining).await;
+            // HTTP/1.1 takes meshd's own server; HTTP/2 (chosen by ALPN, or
+            // recognised by its preface in h1::serve) takes hyper's.
+            if tls == Tls::H2 {
+                proxy::http::serve(io, conn, signals.draining).await;
+            } else {
+                proxy::h1::serve(io, conn, signals.draining).await;
+            }
         }
     }
 }

@@ -77,7 +77,8 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-fn request_id() -> HeaderValue {
+/// A fresh request id: sixteen random hex digits.
+pub fn request_id_bytes() -> [u8; 16] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 16];
     let mut n = fastrand::u64(..);
@@ -85,8 +86,12 @@ fn request_id() -> HeaderValue {
         *b = HEX[(n & 0xf) as usize];
         n >>= 4;
     }
+    buf
+}
+
+fn request_id() -> HeaderValue {
     // Sixteen hex digits are always a valid header value.
-    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(&request_id_bytes()).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Readies a client's request for a backend.

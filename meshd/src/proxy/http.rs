@@ -5,14 +5,13 @@
 //! are retried once on a reset or 502/503, within the retry budget.
 
 use super::body::{DownBody, Settle, UpBody};
-use super::connect::connect_backend;
+use super::forward::{failure_text, forward, Failure, Outgoing, Sent, Wait};
 use super::headers;
 use super::tunnel::{copy_with_idle, Watched};
 use super::upstream::{self, BodyReader, ExchangeError};
 use crate::access_log::{AccessLog, Entry};
 use crate::authz::Decision;
 use crate::backend::InFlight;
-use crate::select::{now_ms, Tried};
 use crate::snapshot::Route;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
@@ -138,6 +137,40 @@ pub(crate) fn local(status: StatusCode, text: String) -> Reply {
     r
 }
 
+/// Logs a denied request to the access log, if there is one.
+pub(crate) fn log_denied(
+    conn: &Conn,
+    route: &Route,
+    decision: Decision,
+    version: Version,
+    start: Instant,
+) {
+    if let Some(log) = &conn.access_log {
+        log.write(Entry {
+            src_app: &conn.src_app,
+            dst_app: route.app.as_str(),
+            peer: conn.peer,
+            backend: "",
+            version,
+            status: 403,
+            verdict: decision.verdict.as_str(),
+            connect_ms: None,
+            ttfb_ms: 0.0,
+            total_ms: start.elapsed().as_secs_f64() * 1e3,
+            bytes_out: 0,
+            complete: true,
+        });
+    }
+}
+
+/// The 403 text: who may not reach what, and by which rule.
+pub(crate) fn forbidden_text(conn: &Conn, route: &Route, decision: Decision) -> String {
+    format!(
+        "palisade: {} may not reach {} ({})\n",
+        conn.src_app, route.app, decision.decider
+    )
+}
+
 fn idempotent(m: &Method) -> bool {
     matches!(
         *m,
@@ -193,211 +226,142 @@ async fn proxy_request(
     let start = Instant::now();
     if !decision.verdict.lets_through() {
         route.metrics.status(403).increment(1);
-        if let Some(log) = &conn.access_log {
-            log.write(Entry {
-                src_app: &conn.src_app,
-                dst_app: route.app.as_str(),
-                peer: conn.peer,
-                backend: "",
-                version: req.version(),
-                status: 403,
-                verdict: decision.verdict.as_str(),
-                connect_ms: None,
-                ttfb_ms: 0.0,
-                total_ms: start.elapsed().as_secs_f64() * 1e3,
-                bytes_out: 0,
-                complete: true,
-            });
-        }
-        return local(
-            StatusCode::FORBIDDEN,
-            format!(
-                "palisade: {} may not reach {} ({})\n",
-                conn.src_app, route.app, decision.decider
-            ),
-        );
+        log_denied(conn, route, decision, req.version(), start);
+        return local(StatusCode::FORBIDDEN, forbidden_text(conn, route, decision));
     }
     route.carried.retry_budget.deposit();
     let mut upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let client_version = parts.version;
     headers::prepare_request(&mut parts, &conn.peer_header, upgrade.is_some(), conn.https);
-    // Borrowed, not copied: the head is only read from here on.
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let empty = hyper::body::Body::is_end_stream(&body);
-    // The head stays here and is lent to each attempt, so a body-less
-    // request can be sent again without copying anything.
-    let retryable = empty && idempotent(&parts.method);
-    let mut body = Some(if empty {
-        UpBody::Empty
-    } else {
-        UpBody::Stream(body)
-    });
-    let mut tried = Tried::default();
-    let mut retried = false;
-    let mut stale_retries = 0;
-    let mut status_for_none = StatusCode::SERVICE_UNAVAILABLE;
-    while let Some(i) = route.choose(conn.peer.ip(), &tried) {
-        if !tried.push(i) {
-            break;
-        }
-        let Some(this_body) = body.take().or_else(|| empty.then_some(UpBody::Empty)) else {
-            break;
-        };
-        let b = &route.backends[i];
-        b.metrics.requests.increment(1);
-        let (mut upstream, connect_time) = match checkout(route, i, &conn.runtime.certs).await {
-            Ok(c) => c,
-            Err(e) => {
-                route.metrics.connect_failures.increment(1);
-                route.failure(i);
-                tracing::warn!(app = %route.app, backend = %b.label, error = %e, "backend connect failed; trying the next");
-                // Nothing was sent: any request may go to the next backend.
-                body = Some(this_body);
-                status_for_none = StatusCode::BAD_GATEWAY;
-                continue;
-            }
-        };
-        if let Some(t) = connect_time {
-            route.metrics.connect.record(t.as_secs_f64());
-        }
-        let in_flight = b.state.begin();
-        let sent_at = Instant::now();
-        let reused = connect_time.is_none();
-        let exchange = upstream.exchange(
-            &parts.method,
-            target.as_bytes(),
-            &parts.headers,
-            this_body,
-            reused,
-        );
-        let head = match tokio::time::timeout(route.timeouts.response, exchange).await {
-            Ok(Ok(head)) => head,
-            Ok(Err(ExchangeError::NotSent(e))) if empty && stale_retries < 3 => {
-                // A pooled connection the backend had closed: not the backend's fault.
-                tracing::debug!(app = %route.app, backend = %b.label, error = %e, "stale backend connection; sending again");
-                stale_retries += 1;
-                tried.forget(i);
-                continue;
-            }
-            Ok(Err(e)) => {
-                route.failure(i);
-                tracing::warn!(app = %route.app, backend = %b.label, error = %e, "backend failed mid-request");
-                status_for_none = StatusCode::BAD_GATEWAY;
-                if retryable && !retried && route.carried.retry_budget.withdraw() {
-                    retried = true;
-                    route.metrics.retries.increment(1);
-                    continue;
-                }
-                break;
-            }
-            Err(_) => {
-                route.failure(i);
-                tracing::warn!(app = %route.app, backend = %b.label, "backend response timed out");
-                status_for_none = StatusCode::GATEWAY_TIMEOUT;
-                break;
-            }
-        };
-        let ttfb = sent_at.elapsed();
-        route.metrics.ttfb.record(ttfb.as_secs_f64());
-        b.state.observe_latency(ttfb.as_nanos() as u64, now_ms());
-        let upstream::Head {
-            status,
-            headers: resp_headers,
-            framing,
-            reusable,
-        } = head;
-        if status.is_server_error() {
-            route.failure(i);
-            let retry_status =
-                status == StatusCode::BAD_GATEWAY || status == StatusCode::SERVICE_UNAVAILABLE;
-            if retry_status && retryable && !retried && route.carried.retry_budget.withdraw() {
-                retried = true;
-                route.metrics.retries.increment(1);
-                continue;
-            }
-        } else {
-            route.success(i);
-        }
-        route.metrics.status(status.as_u16()).increment(1);
-        let mut resp = Response::new(DownBody::Local(None));
-        *resp.status_mut() = status;
-        *resp.headers_mut() = resp_headers;
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_side) = upgrade.take() {
-                let (backend_io, early) = upstream.into_parts();
-                let (idle, stop) = (route.timeouts.tunnel_idle, conn.stop.clone());
-                tokio::spawn(async move {
-                    if let Ok(client) = client_side.await {
-                        let mut client = TokioIo::new(client);
-                        // Bytes the backend sent right after its 101 go first.
-                        if early.is_empty() || client.write_all(&early).await.is_ok() {
-                            copy_with_idle(client, backend_io, idle, stop).await;
-                        }
-                    }
-                    drop(in_flight);
-                });
-                return resp;
-            }
-        }
-        let (mut resp_parts, _) = resp.into_parts();
-        headers::prepare_response(&mut resp_parts);
-        let reader = BodyReader::new(upstream, framing, reusable);
-        let exchange = Exchange {
-            route: Arc::clone(route),
-            backend: i,
-            _in_flight: in_flight,
-            start,
-            connect_time,
-            ttfb,
-            status: status.as_u16(),
-            verdict: decision.verdict.as_str(),
-            log: conn
-                .access_log
-                .as_ref()
-                .map(|l| (l.clone(), conn.src_app.clone(), conn.peer, client_version)),
-        };
-        return Response::from_parts(resp_parts, DownBody::upstream(reader, exchange));
-    }
-    if tried.is_empty() {
-        route.metrics.no_backend.increment(1);
-    }
-    route.metrics.status(status_for_none.as_u16()).increment(1);
-    let why = match status_for_none {
-        StatusCode::GATEWAY_TIMEOUT => "did not answer in time",
-        StatusCode::BAD_GATEWAY => "could not be reached or failed",
-        _ => "has no healthy backend",
+    let chunked = !empty && !parts.headers.contains_key(hyper::header::CONTENT_LENGTH);
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut out = HyperRequest {
+        head: upstream::build_head(&parts.method, target.as_bytes(), &parts.headers, chunked),
+        body: (!empty).then_some(UpBody::Stream(body)),
+        has_body: !empty,
+        chunked,
+        method: &parts.method,
     };
-    local(status_for_none, format!("palisade: {} {why}\n", route.app))
+    let sent = forward(
+        route,
+        conn.peer.ip(),
+        &conn.runtime.certs,
+        &mut out,
+        None,
+        Wait::Own,
+    )
+    .await;
+    let Sent {
+        upstream,
+        head,
+        backend,
+        in_flight,
+        connect_time,
+        ttfb,
+    } = match sent {
+        Ok(sent) => sent,
+        Err(Failure::Status(status)) => return local(status, failure_text(route, status)),
+        Err(Failure::ClientGone) => {
+            return local(
+                StatusCode::BAD_REQUEST,
+                "palisade: request body ended early\n".into(),
+            )
+        }
+    };
+    let upstream::Head {
+        status,
+        headers: resp_headers,
+        framing,
+        reusable,
+    } = head;
+    let mut resp = Response::new(DownBody::Local(None));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = resp_headers;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_side) = upgrade.take() {
+            let (backend_io, early) = upstream.into_parts();
+            let (idle, stop) = (route.timeouts.tunnel_idle, conn.stop.clone());
+            tokio::spawn(async move {
+                if let Ok(client) = client_side.await {
+                    let mut client = TokioIo::new(client);
+                    // Bytes the backend sent right after its 101 go first.
+                    if early.is_empty() || client.write_all(&early).await.is_ok() {
+                        copy_with_idle(client, backend_io, idle, stop).await;
+                    }
+                }
+                drop(in_flight);
+            });
+            return resp;
+        }
+    }
+    let (mut resp_parts, _) = resp.into_parts();
+    headers::prepare_response(&mut resp_parts);
+    let reader = BodyReader::new(upstream, framing, reusable);
+    let exchange = Exchange {
+        route: Arc::clone(route),
+        backend,
+        _in_flight: in_flight,
+        start,
+        connect_time,
+        ttfb,
+        status: status.as_u16(),
+        verdict: decision.verdict.as_str(),
+        log: conn
+            .access_log
+            .as_ref()
+            .map(|l| (l.clone(), conn.src_app.clone(), conn.peer, client_version)),
+    };
+    Response::from_parts(resp_parts, DownBody::upstream(reader, exchange))
 }
 
-/// An idle pooled connection to backend `i`, or a new one (with its connect time).
-async fn checkout(
-    route: &Route,
-    i: usize,
-    certs: &crate::tls::CertStore,
-) -> std::io::Result<(upstream::Conn, Option<Duration>)> {
-    let b = &route.backends[i];
-    if let Some(conn) = b.state.take_idle() {
-        return Ok((conn, None));
+/// A request that came through hyper (HTTP/2, or the edge): its head is
+/// built once and lent to every attempt; a body is streamed once.
+struct HyperRequest<'a> {
+    head: Vec<u8>,
+    body: Option<UpBody>,
+    has_body: bool,
+    chunked: bool,
+    method: &'a Method,
+}
+
+impl Outgoing for HyperRequest<'_> {
+    fn body_less(&self) -> bool {
+        !self.has_body
     }
-    let started = Instant::now();
-    let stream = connect_backend(route, i, certs).await?;
-    Ok((upstream::Conn::new(stream), Some(started.elapsed())))
+    fn can_send(&self) -> bool {
+        !self.has_body || self.body.is_some()
+    }
+    fn idempotent(&self) -> bool {
+        idempotent(self.method)
+    }
+    fn expect_body(&self) -> bool {
+        *self.method != Method::HEAD
+    }
+    async fn send(&mut self, up: &mut upstream::Conn) -> Result<(), ExchangeError> {
+        up.write_head(&self.head).await?;
+        if let Some(mut body) = self.body.take() {
+            up.send_body(&mut body, self.chunked)
+                .await
+                .map_err(ExchangeError::Failed)?;
+        }
+        Ok(())
+    }
 }
 
 /// Settles one request when its response body ends: the connection back to
 /// the pool after a clean end, figures to metrics and the access log.
 pub struct Exchange {
-    route: Arc<Route>,
-    backend: usize,
-    _in_flight: InFlight,
-    start: Instant,
-    connect_time: Option<Duration>,
-    ttfb: Duration,
-    status: u16,
-    verdict: &'static str,
-    log: Option<(AccessLog, Arc<str>, SocketAddr, Version)>,
+    pub(crate) route: Arc<Route>,
+    pub(crate) backend: usize,
+    pub(crate) _in_flight: InFlight,
+    pub(crate) start: Instant,
+    pub(crate) connect_time: Option<Duration>,
+    pub(crate) ttfb: Duration,
+    pub(crate) status: u16,
+    pub(crate) verdict: &'static str,
+    pub(crate) log: Option<(AccessLog, Arc<str>, SocketAddr, Version)>,
 }
 
 impl Settle for Exchange {

@@ -6,15 +6,16 @@
 
 use super::body::UpBody;
 use super::stream::UpstreamIo;
+use bytes::Buf;
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
-use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, StatusCode};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncWriteExt, Interest};
 
 /// Largest response head accepted from a backend.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -40,6 +41,9 @@ pub enum ExchangeError {
     /// The backend may have seen the request.
     #[error("{0}")]
     Failed(io::Error),
+    /// The client's side failed while its body was read.
+    #[error("client went away: {0}")]
+    ClientGone(io::Error),
     /// The backend answered something that is not HTTP/1.x.
     #[error("bad response from backend: {0}")]
     Malformed(String),
@@ -105,44 +109,35 @@ impl Conn {
         }
     }
 
-    /// Sends a request and reads the response head. `reused` says the
-    /// connection came from the pool (a close at once then means "not taken").
-    pub async fn exchange(
-        &mut self,
-        method: &Method,
-        target: &[u8],
-        headers: &HeaderMap,
-        mut body: UpBody,
-        reused: bool,
-    ) -> Result<Head, ExchangeError> {
-        let chunked = !body.is_end_stream() && !headers.contains_key(CONTENT_LENGTH);
-        let mut head = Vec::with_capacity(256 + headers.len() * 32);
-        head.extend_from_slice(method.as_str().as_bytes());
-        head.push(b' ');
-        head.extend_from_slice(target);
-        head.extend_from_slice(b" HTTP/1.1\r\n");
-        for (name, value) in headers {
-            head.extend_from_slice(name.as_str().as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value.as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
-        if chunked {
-            head.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        }
-        head.extend_from_slice(b"\r\n");
+    /// Writes a complete request head; a failure means the request was not taken.
+    pub async fn write_head(&mut self, head: &[u8]) -> Result<(), ExchangeError> {
         self.io
-            .write_all(&head)
+            .write_all(head)
             .await
-            .map_err(ExchangeError::NotSent)?;
-        if !body.is_end_stream() {
-            self.send_body(&mut body, chunked)
-                .await
-                .map_err(ExchangeError::Failed)?;
-        }
-        let expect_body = *method != Method::HEAD;
+            .map_err(ExchangeError::NotSent)
+    }
+
+    /// Writes bytes of a request body.
+    pub async fn write_body(&mut self, data: &[u8]) -> io::Result<()> {
+        self.io.write_all(data).await
+    }
+
+    /// Reads the final response head (1xx other than 101 are skipped). With
+    /// `raw`, the status line and end-to-end headers are written there, ready
+    /// for an HTTP/1.1 client, and `Head::headers` stays empty.
+    pub async fn read_response(
+        &mut self,
+        expect_body: bool,
+        reused: bool,
+        mut raw: Option<&mut Vec<u8>>,
+    ) -> Result<Head, ExchangeError> {
         loop {
-            let head = self.read_head(expect_body, reused).await?;
+            if let Some(out) = raw.as_deref_mut() {
+                out.clear();
+            }
+            let head = self
+                .read_head(expect_body, reused, raw.as_deref_mut())
+                .await?;
             // 1xx other than 101 are interim: the real answer follows.
             if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS {
                 continue;
@@ -151,7 +146,8 @@ impl Conn {
         }
     }
 
-    async fn send_body(&mut self, body: &mut UpBody, chunked: bool) -> io::Result<()> {
+    /// Streams a hyper request body, chunk-encoded when `chunked`.
+    pub async fn send_body(&mut self, body: &mut UpBody, chunked: bool) -> io::Result<()> {
         while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
         {
             let frame = frame.map_err(io::Error::other)?;
@@ -178,17 +174,19 @@ impl Conn {
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
-            self.buf.reserve(READ_CHUNK);
-        }
-        tokio::io::AsyncReadExt::read_buf(&mut self.io, &mut self.buf).await
+        std::future::poll_fn(|cx| poll_fill(&mut self.buf, &mut self.io, cx)).await
     }
 
-    async fn read_head(&mut self, expect_body: bool, reused: bool) -> Result<Head, ExchangeError> {
+    async fn read_head(
+        &mut self,
+        expect_body: bool,
+        reused: bool,
+        mut raw: Option<&mut Vec<u8>>,
+    ) -> Result<Head, ExchangeError> {
         let mut first = true;
         loop {
             if !self.buf.is_empty() {
-                if let Some(head) = self.parse_head(expect_body)? {
+                if let Some(head) = self.parse_head(expect_body, raw.as_deref_mut())? {
                     return Ok(head);
                 }
                 if self.buf.len() >= MAX_HEAD {
@@ -216,7 +214,11 @@ impl Conn {
         }
     }
 
-    fn parse_head(&mut self, expect_body: bool) -> Result<Option<Head>, ExchangeError> {
+    fn parse_head(
+        &mut self,
+        expect_body: bool,
+        raw: Option<&mut Vec<u8>>,
+    ) -> Result<Option<Head>, ExchangeError> {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut slots);
         let len = match resp.parse(&self.buf) {
@@ -228,59 +230,100 @@ impl Conn {
         let status =
             StatusCode::from_u16(code).map_err(|e| ExchangeError::Malformed(e.to_string()))?;
         let http11 = resp.version == Some(1);
-        // Header values are slices of the head: share its bytes instead of copying each.
-        let base = self.buf.as_ptr() as usize;
-        let spans: Vec<(HeaderName, usize, usize)> = resp
-            .headers
-            .iter()
-            .map(|h| {
-                let name = HeaderName::from_bytes(h.name.as_bytes())
-                    .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
-                let start = h.value.as_ptr() as usize - base;
-                Ok((name, start, start + h.value.len()))
-            })
-            .collect::<Result<_, ExchangeError>>()?;
-        let raw = self.buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(spans.len());
-        for (name, start, end) in spans {
-            let value = HeaderValue::from_maybe_shared(raw.slice(start..end))
-                .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
-            headers.append(name, value);
+        // One pass over the raw headers finds what framing and reuse depend on.
+        let (mut close, mut keep_alive, mut chunked, mut lists_names) =
+            (false, false, false, false);
+        let mut length: Option<u64> = None;
+        for h in resp.headers.iter() {
+            let name = h.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"connection") {
+                for t in tokens(h.value) {
+                    if t.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                        keep_alive = true;
+                    } else if !t.eq_ignore_ascii_case(b"upgrade") {
+                        lists_names = true;
+                    }
+                }
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                chunked |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"chunked"));
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                let n = parse_length(h.value)
+                    .ok_or_else(|| ExchangeError::Malformed("bad content-length".into()))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(ExchangeError::Malformed(
+                        "conflicting content-length".into(),
+                    ));
+                }
+                length = Some(n);
+            }
         }
-        let close = headers
-            .get_all(CONNECTION)
-            .iter()
-            .any(|v| token(v, "close"));
-        let keep_alive = headers
-            .get_all(CONNECTION)
-            .iter()
-            .any(|v| token(v, "keep-alive"));
+        let switching = status == StatusCode::SWITCHING_PROTOCOLS;
         let framing = if !expect_body
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED
         {
             Framing::Empty
-        } else if headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .any(|v| token(v, "chunked"))
-        {
+        } else if chunked {
             Framing::Chunked
-        } else if let Some(v) = headers.get(CONTENT_LENGTH) {
-            let n = v
-                .to_str()
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| ExchangeError::Malformed("bad content-length".into()))?;
+        } else if let Some(n) = length {
             Framing::Length(n)
         } else {
             Framing::Close
         };
-        let reusable = !close
-            && (http11 || keep_alive)
-            && framing != Framing::Close
-            && status != StatusCode::SWITCHING_PROTOCOLS;
+        let reusable = !close && (http11 || keep_alive) && framing != Framing::Close && !switching;
+        let headers = match raw {
+            Some(out) => {
+                // The client gets HTTP/1.1 whatever the backend spoke, and
+                // only end-to-end headers; meshd adds its own framing.
+                out.extend_from_slice(b"HTTP/1.1 ");
+                out.extend_from_slice(status.as_str().as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+                out.extend_from_slice(b"\r\n");
+                for h in resp.headers.iter() {
+                    let name = h.name.as_bytes();
+                    if hop_by_hop(name, switching)
+                        || (lists_names && listed_in_connection(resp.headers, name))
+                    {
+                        continue;
+                    }
+                    out.extend_from_slice(name);
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(h.value);
+                    out.extend_from_slice(b"\r\n");
+                }
+                if switching {
+                    out.extend_from_slice(b"connection: upgrade\r\n");
+                }
+                self.buf.advance(len);
+                HeaderMap::new()
+            }
+            None => {
+                // Header values are slices of the head: share its bytes instead of copying each.
+                let base = self.buf.as_ptr() as usize;
+                let spans: Vec<(HeaderName, usize, usize)> = resp
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        let name = HeaderName::from_bytes(h.name.as_bytes())
+                            .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
+                        let start = h.value.as_ptr() as usize - base;
+                        Ok((name, start, start + h.value.len()))
+                    })
+                    .collect::<Result<_, ExchangeError>>()?;
+                let raw = self.buf.split_to(len).freeze();
+                let mut headers = HeaderMap::with_capacity(spans.len());
+                for (name, start, end) in spans {
+                    let value = HeaderValue::from_maybe_shared(raw.slice(start..end))
+                        .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
+                    headers.append(name, value);
+                }
+                headers
+            }
+        };
         Ok(Some(Head {
             status,
             headers,
@@ -289,23 +332,93 @@ impl Conn {
         }))
     }
 
+    /// The read buffer and the stream, for reading a body in place.
+    pub fn parts_mut(&mut self) -> (&mut BytesMut, &mut UpstreamIo) {
+        (&mut self.buf, &mut self.io)
+    }
+
     /// The stream and any bytes read past the head, for an upgraded connection.
     pub fn into_parts(self) -> (UpstreamIo, Bytes) {
         (self.io, self.buf.freeze())
     }
 }
 
-fn token(v: &HeaderValue, t: &str) -> bool {
-    v.to_str()
-        .is_ok_and(|s| s.split(',').any(|p| p.trim().eq_ignore_ascii_case(t)))
+/// An HTTP/1.1 request head from a header map (requests that came over
+/// HTTP/2 or through hyper), chunked when a body of unknown length follows.
+pub fn build_head(method: &Method, target: &[u8], headers: &HeaderMap, chunked: bool) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256 + headers.len() * 32);
+    head.extend_from_slice(method.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(target);
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
 }
 
-/// Reading a response body off a connection, frame by frame.
-#[derive(Debug)]
-pub struct BodyReader {
-    conn: Option<Conn>,
+/// The comma-separated tokens of a header value, trimmed.
+pub fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// A content-length value: digits only.
+pub fn parse_length(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// Hop-by-hop response headers (RFC 9110 section 7.6.1); `Upgrade` stays on a 101.
+fn hop_by_hop(name: &[u8], switching: bool) -> bool {
+    const NAMES: [&[u8]; 6] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+    ];
+    NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
+        || (!switching && name.eq_ignore_ascii_case(b"upgrade"))
+}
+
+/// Whether a `Connection` header names `name` (so it is hop-by-hop too).
+pub fn listed_in_connection(headers: &[httparse::Header<'_>], name: &[u8]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| tokens(h.value))
+        .any(|t| t.eq_ignore_ascii_case(name))
+}
+
+/// Reads into `buf` from `io`, growing it a step when it runs short.
+pub fn poll_fill<R: AsyncRead + Unpin>(
+    buf: &mut BytesMut,
+    io: &mut R,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        buf.reserve(READ_CHUNK);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+}
+
+/// Finds the data of a framed HTTP/1.1 body (RFC 9112 sections 6 and 7.1)
+/// in a read buffer, reading more when it needs to. It says how many bytes
+/// at the front of the buffer are data; the caller takes exactly those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoder {
     state: State,
-    reusable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,20 +432,26 @@ enum State {
     Done,
 }
 
-impl BodyReader {
-    /// Reads a body framed as `framing` from `conn`.
-    pub fn new(conn: Conn, framing: Framing, reusable: bool) -> BodyReader {
+impl Decoder {
+    /// A decoder for a body framed as `framing`.
+    pub fn new(framing: Framing) -> Decoder {
         let state = match framing {
             Framing::Empty | Framing::Length(0) => State::Done,
             Framing::Length(n) => State::Length(n),
             Framing::Chunked => State::ChunkSize,
             Framing::Close => State::Close,
         };
-        BodyReader {
-            conn: Some(conn),
-            state,
-            reusable,
-        }
+        Decoder { state }
+    }
+
+    /// Whether the body has been read to its end.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Whether the body ended because the peer closed (no reuse then).
+    pub fn ended_by_close(&self) -> bool {
+        self.state == State::Close
     }
 
     /// What is known of the body's length.
@@ -344,29 +463,19 @@ impl BodyReader {
         }
     }
 
-    /// Whether the body has been read to its end.
-    pub fn is_done(&self) -> bool {
-        self.state == State::Done
-    }
-
-    /// The connection, once the body ended and the backend allows reuse.
-    pub fn take_reusable(&mut self) -> Option<Conn> {
-        (self.state == State::Done && self.reusable)
-            .then(|| self.conn.take())
-            .flatten()
-    }
-
-    /// The next piece of body, `None` at its end.
-    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Poll::Ready(None);
-        };
+    /// The number of data bytes now at the front of `buf` (the caller
+    /// takes them all before polling again), `None` at the body's end.
+    pub fn poll_data<R: AsyncRead + Unpin>(
+        &mut self,
+        buf: &mut BytesMut,
+        io: &mut R,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<usize>>> {
         loop {
             match self.state {
                 State::Done => return Poll::Ready(None),
-                State::Length(left) | State::ChunkData(left) if !conn.buf.is_empty() => {
-                    let n = (conn.buf.len() as u64).min(left) as usize;
-                    let data = conn.buf.split_to(n).freeze();
+                State::Length(left) | State::ChunkData(left) if !buf.is_empty() => {
+                    let n = (buf.len() as u64).min(left) as usize;
                     let left = left - n as u64;
                     self.state = match self.state {
                         State::Length(_) if left == 0 => State::Done,
@@ -374,15 +483,12 @@ impl BodyReader {
                         _ if left == 0 => State::ChunkDataEnd,
                         _ => State::ChunkData(left),
                     };
-                    return Poll::Ready(Some(Ok(data)));
+                    return Poll::Ready(Some(Ok(n)));
                 }
-                State::Close if !conn.buf.is_empty() => {
-                    let data = conn.buf.split().freeze();
-                    return Poll::Ready(Some(Ok(data)));
-                }
+                State::Close if !buf.is_empty() => return Poll::Ready(Some(Ok(buf.len()))),
                 State::ChunkSize | State::ChunkDataEnd | State::Trailers => {
-                    if let Some(pos) = conn.buf.windows(2).position(|w| w == b"\r\n") {
-                        let line = conn.buf.split_to(pos + 2);
+                    if let Some(pos) = buf.windows(2).position(|w| w == b"\r\n") {
+                        let line = buf.split_to(pos + 2);
                         let line = &line[..pos];
                         self.state = match self.state {
                             State::ChunkDataEnd if line.is_empty() => State::ChunkSize,
@@ -393,9 +499,10 @@ impl BodyReader {
                             State::Trailers => State::Trailers,
                             _ => {
                                 let hex = line.split(|&b| b == b';').next().unwrap_or(&[]);
-                                let size = std::str::from_utf8(hex)
+                                let size = std::str::from_utf8(hex.trim_ascii())
                                     .ok()
-                                    .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
+                                    .filter(|s| !s.is_empty() && s.len() <= 16)
+                                    .and_then(|s| u64::from_str_radix(s, 16).ok())
                                     .ok_or_else(|| io::Error::other("bad chunk size"));
                                 match size {
                                     Ok(0) => State::Trailers,
@@ -406,27 +513,70 @@ impl BodyReader {
                         };
                         continue;
                     }
-                    if conn.buf.len() > MAX_HEAD {
+                    if buf.len() > MAX_HEAD {
                         return Poll::Ready(Some(Err(io::Error::other("chunk line too long"))));
                     }
                 }
                 _ => {}
             }
             // Need more bytes.
-            let mut fill = std::pin::pin!(conn.fill());
-            match fill.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(Ok(0)) if self.state == State::Close => {
+            match std::task::ready!(poll_fill(buf, io, cx)) {
+                Err(e) => return Poll::Ready(Some(Err(e))),
+                Ok(0) if self.state == State::Close => {
                     self.state = State::Done;
-                    self.reusable = false;
                     return Poll::Ready(None);
                 }
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Some(Err(io::ErrorKind::UnexpectedEof.into())))
-                }
-                Poll::Ready(Ok(_)) => {}
+                Ok(0) => return Poll::Ready(Some(Err(io::ErrorKind::UnexpectedEof.into()))),
+                Ok(_) => {}
             }
+        }
+    }
+}
+
+/// Reading a response body off a backend connection, piece by piece.
+#[derive(Debug)]
+pub struct BodyReader {
+    conn: Option<Conn>,
+    decoder: Decoder,
+    reusable: bool,
+}
+
+impl BodyReader {
+    /// Reads a body framed as `framing` from `conn`.
+    pub fn new(conn: Conn, framing: Framing, reusable: bool) -> BodyReader {
+        BodyReader {
+            conn: Some(conn),
+            decoder: Decoder::new(framing),
+            reusable: reusable && framing != Framing::Close,
+        }
+    }
+
+    /// What is known of the body's length.
+    pub fn size_hint(&self) -> http_body::SizeHint {
+        self.decoder.size_hint()
+    }
+
+    /// Whether the body has been read to its end.
+    pub fn is_done(&self) -> bool {
+        self.decoder.is_done()
+    }
+
+    /// The connection, once the body ended and the backend allows reuse.
+    pub fn take_reusable(&mut self) -> Option<Conn> {
+        (self.decoder.is_done() && self.reusable)
+            .then(|| self.conn.take())
+            .flatten()
+    }
+
+    /// The next piece of body, `None` at its end.
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match std::task::ready!(self.decoder.poll_data(&mut conn.buf, &mut conn.io, cx)) {
+            Some(Ok(n)) => Poll::Ready(Some(Ok(conn.buf.split_to(n).freeze()))),
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => Poll::Ready(None),
         }
     }
 }

@@ -1,0 +1,206 @@
+//! The attempt loop both HTTP server paths share: pick a backend, send the
+//! request, read the response head. A failed connect moves on to the next
+//! backend (nothing was sent); a stale pooled connection is replaced; an
+//! idempotent request without a body is retried once on a reset or 502/503,
+//! within the app's retry budget.
+
+use super::connect::connect_backend;
+use super::deadline::Deadline;
+use super::upstream::{self, ExchangeError, Head};
+use crate::backend::InFlight;
+use crate::select::{now_ms, Tried};
+use crate::snapshot::Route;
+use hyper::StatusCode;
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A request on its way to a backend.
+pub trait Outgoing {
+    /// Whether it has no body, so it can be sent again after a failed attempt.
+    fn body_less(&self) -> bool;
+    /// Whether it can still be sent (its body, if any, is still unread).
+    fn can_send(&self) -> bool;
+    /// Whether its method is idempotent.
+    fn idempotent(&self) -> bool;
+    /// Whether the response may carry a body (not HEAD).
+    fn expect_body(&self) -> bool;
+    /// Writes it to `up`; a failed head write is `ExchangeError::NotSent`.
+    fn send(
+        &mut self,
+        up: &mut upstream::Conn,
+    ) -> impl Future<Output = Result<(), ExchangeError>> + Send;
+}
+
+/// How the wait for the response head is timed.
+pub enum Wait<'a> {
+    /// A timer of its own (HTTP/2 streams).
+    Own,
+    /// The client connection's deadline (HTTP/1.1).
+    Shared(&'a mut Deadline),
+}
+
+/// A backend answered: its connection, the head and the timings.
+#[derive(Debug)]
+pub struct Sent {
+    /// The connection, positioned at the response body.
+    pub upstream: upstream::Conn,
+    /// The response head.
+    pub head: Head,
+    /// Which backend of the route.
+    pub backend: usize,
+    /// Counts the request in flight on that backend.
+    pub in_flight: InFlight,
+    /// Connect time, when a new connection was opened.
+    pub connect_time: Option<Duration>,
+    /// Time to the response head.
+    pub ttfb: Duration,
+}
+
+/// Why no backend answer is passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// meshd answers with this status itself.
+    Status(StatusCode),
+    /// The client went away while its body was read.
+    ClientGone,
+}
+
+/// The text of a failure answer.
+pub fn failure_text(route: &Route, status: StatusCode) -> String {
+    let why = match status {
+        StatusCode::GATEWAY_TIMEOUT => "did not answer in time",
+        StatusCode::BAD_GATEWAY => "could not be reached or failed",
+        _ => "has no healthy backend",
+    };
+    format!("palisade: {} {why}\n", route.app)
+}
+
+/// Sends `req` to a backend of `route` and reads the response head (into
+/// `raw` as client-ready bytes when given, else into a header map).
+pub async fn forward<O: Outgoing>(
+    route: &Route,
+    peer: IpAddr,
+    certs: &crate::tls::CertStore,
+    req: &mut O,
+    mut raw: Option<&mut Vec<u8>>,
+    mut wait: Wait<'_>,
+) -> Result<Sent, Failure> {
+    let retryable = req.body_less() && req.idempotent();
+    let expect_body = req.expect_body();
+    let mut tried = Tried::default();
+    let mut retried = false;
+    let mut stale_retries = 0;
+    let mut status_for_none = StatusCode::SERVICE_UNAVAILABLE;
+    while let Some(i) = route.choose(peer, &tried) {
+        if !tried.push(i) || !req.can_send() {
+            break;
+        }
+        let b = &route.backends[i];
+        b.metrics.requests.increment(1);
+        let (mut upstream, connect_time) = match checkout(route, i, certs).await {
+            Ok(c) => c,
+            Err(e) => {
+                route.metrics.connect_failures.increment(1);
+                route.failure(i);
+                tracing::warn!(app = %route.app, backend = %b.label, error = %e, "backend connect failed; trying the next");
+                // Nothing was sent: any request may go to the next backend.
+                status_for_none = StatusCode::BAD_GATEWAY;
+                continue;
+            }
+        };
+        if let Some(t) = connect_time {
+            route.metrics.connect.record(t.as_secs_f64());
+        }
+        let in_flight = b.state.begin();
+        let sent_at = Instant::now();
+        let reused = connect_time.is_none();
+        let raw_now = raw.as_deref_mut();
+        let exchange = async {
+            req.send(&mut upstream).await?;
+            upstream.read_response(expect_body, reused, raw_now).await
+        };
+        let outcome = match &mut wait {
+            Wait::Own => tokio::time::timeout(route.timeouts.response, exchange)
+                .await
+                .ok(),
+            Wait::Shared(d) => d.within(sent_at + route.timeouts.response, exchange).await,
+        };
+        let head = match outcome {
+            Some(Ok(head)) => head,
+            Some(Err(ExchangeError::NotSent(e))) if req.body_less() && stale_retries < 3 => {
+                // A pooled connection the backend had closed: not the backend's fault.
+                tracing::debug!(app = %route.app, backend = %b.label, error = %e, "stale backend connection; sending again");
+                stale_retries += 1;
+                tried.forget(i);
+                continue;
+            }
+            Some(Err(ExchangeError::ClientGone(e))) => {
+                tracing::debug!(app = %route.app, error = %e, "client went away while its body was sent");
+                return Err(Failure::ClientGone);
+            }
+            Some(Err(e)) => {
+                route.failure(i);
+                tracing::warn!(app = %route.app, backend = %b.label, error = %e, "backend failed mid-request");
+                status_for_none = StatusCode::BAD_GATEWAY;
+                if retryable && !retried && route.carried.retry_budget.withdraw() {
+                    retried = true;
+                    route.metrics.retries.increment(1);
+                    continue;
+                }
+                break;
+            }
+            None => {
+                route.failure(i);
+                tracing::warn!(app = %route.app, backend = %b.label, "backend response timed out");
+                status_for_none = StatusCode::GATEWAY_TIMEOUT;
+                break;
+            }
+        };
+        let ttfb = sent_at.elapsed();
+        route.metrics.ttfb.record(ttfb.as_secs_f64());
+        b.state.observe_latency(ttfb.as_nanos() as u64, now_ms());
+        if head.status.is_server_error() {
+            route.failure(i);
+            let retry_status = head.status == StatusCode::BAD_GATEWAY
+                || head.status == StatusCode::SERVICE_UNAVAILABLE;
+            if retry_status && retryable && !retried && route.carried.retry_budget.withdraw() {
+                retried = true;
+                route.metrics.retries.increment(1);
+                continue;
+            }
+        } else {
+            route.success(i);
+        }
+        route.metrics.status(head.status.as_u16()).increment(1);
+        return Ok(Sent {
+            upstream,
+            head,
+            backend: i,
+            in_flight,
+            connect_time,
+            ttfb,
+        });
+    }
+    if tried.is_empty() {
+        route.metrics.no_backend.increment(1);
+    }
+    route.metrics.status(status_for_none.as_u16()).increment(1);
+    Err(Failure::Status(status_for_none))
+}
+
+/// An idle pooled connection to backend `i`, or a new one (with its connect time).
+async fn checkout(
+    route: &Route,
+    i: usize,
+    certs: &crate::tls::CertStore,
+) -> std::io::Result<(upstream::Conn, Option<Duration>)> {
+    let b = &route.backends[i];
+    if let Some(conn) = b.state.take_idle() {
+        return Ok((conn, None));
+    }
+    let started = Instant::now();
+    let stream = connect_backend(route, i, certs).await?;
+    Ok((upstream::Conn::new(stream), Some(started.elapsed())))
+}

@@ -1,0 +1,360 @@
+//! A client's HTTP/1.x request head, read and rewritten for the backend in
+//! one pass over the raw bytes: hop-by-hop headers stop here (RFC 9110
+//! section 7.6.1), `X-Forwarded-For`, `X-Forwarded-Proto` and a request id
+//! are added, the target becomes origin-form, and the body keeps its
+//! framing (RFC 9112 section 6). No header map is built.
+
+use crate::proxy::headers::request_id_bytes;
+use crate::proxy::upstream::{listed_in_connection, parse_length, tokens, Framing};
+
+/// Most request headers accepted (431 beyond).
+pub const MAX_HEADERS: usize = 100;
+
+/// What the proxy needs to know of a parsed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// Length of the head in the buffer.
+    pub len: usize,
+    /// The client spoke HTTP/1.0.
+    pub http10: bool,
+    /// The client allows another request on the connection afterwards.
+    pub keep_alive: bool,
+    /// The client asks to switch protocols (WebSocket and the like).
+    pub upgrade: bool,
+    /// The client waits for `100 Continue` before sending its body.
+    pub expect_continue: bool,
+    /// How the request body is framed.
+    pub framing: Framing,
+    /// The method is idempotent (retries allowed).
+    pub idempotent: bool,
+    /// The method is HEAD (the response has no body).
+    pub head: bool,
+}
+
+/// A request head meshd refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadRequest {
+    /// Over the header count limit (the size limit is the caller's).
+    #[error("over {MAX_HEADERS} request headers")]
+    TooManyHeaders,
+    /// Not a valid HTTP/1.x request head.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+}
+
+impl BadRequest {
+    /// The status to answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            BadRequest::TooManyHeaders => 431,
+            BadRequest::Malformed(_) => 400,
+        }
+    }
+}
+
+fn is(name: &str, expected: &str) -> bool {
+    name.eq_ignore_ascii_case(expected)
+}
+
+/// Parses the request head at the front of `buf` and writes the head the
+/// backend gets into `out`. `Ok(None)`: the head is not complete yet.
+pub fn rewrite(
+    buf: &[u8],
+    peer: &[u8],
+    https: bool,
+    out: &mut Vec<u8>,
+) -> Result<Option<Parsed>, BadRequest> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(BadRequest::TooManyHeaders),
+        Err(e) => return Err(BadRequest::Malformed(e.to_string())),
+    };
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(BadRequest::Malformed("incomplete request line".into()));
+    };
+    let http10 = version == 0;
+    let headers = &*req.headers;
+
+    // First pass: what the framing, the connection and the rewrite depend on.
+    let (mut close, mut keep_alive_token, mut upgrade_token, mut lists_names) =
+        (false, false, false, false);
+    let (mut has_upgrade, mut has_xfp, mut has_rid, mut expect_continue) =
+        (false, false, false, false);
+    let mut transfer_encoding: Option<bool> = None; // Some(last coding is chunked)
+    let mut length: Option<u64> = None;
+    for h in headers {
+        let name = h.name;
+        if is(name, "connection") {
+            for t in tokens(h.value) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive_token = true;
+                } else if t.eq_ignore_ascii_case(b"upgrade") {
+                    upgrade_token = true;
+                } else if !t.is_empty() {
+                    lists_names = true;
+                }
+            }
+        } else if is(name, "transfer-encoding") {
+            let last = tokens(h.value)
+                .filter(|t| !t.is_empty())
+                .last()
+                .unwrap_or(b"");
+            transfer_encoding = Some(last.eq_ignore_ascii_case(b"chunked"));
+        } else if is(name, "content-length") {
+            let n = parse_length(h.value)
+                .ok_or_else(|| BadRequest::Malformed("bad content-length".into()))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(BadRequest::Malformed("conflicting content-length".into()));
+            }
+            length = Some(n);
+        } else if is(name, "upgrade") {
+            has_upgrade = true;
+        } else if is(name, "x-forwarded-proto") {
+            has_xfp = true;
+        } else if is(name, "x-request-id") {
+            has_rid = true;
+        } else if is(name, "expect") {
+            expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    let framing = match (transfer_encoding, length) {
+        (Some(_), Some(_)) => {
+            return Err(BadRequest::Malformed(
+                "both transfer-encoding and content-length".into(),
+            ))
+        }
+        (Some(true), None) if !http10 => Framing::Chunked,
+        (Some(_), None) => {
+            return Err(BadRequest::Malformed(
+                "unsupported transfer-encoding".into(),
+            ))
+        }
+        (None, Some(0) | None) => Framing::Empty,
+        (None, Some(n)) => Framing::Length(n),
+    };
+    let upgrade = !http10 && upgrade_token && has_upgrade;
+    let keep_alive = if http10 {
+        keep_alive_token && !close
+    } else {
+        !close
+    };
+    let expect_continue = expect_continue && !http10 && framing != Framing::Empty;
+
+    // Second pass: the backend's head.
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(origin_form(target).as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut forwarded_for: Vec<&[u8]> = Vec::new();
+    for h in headers {
+        let name = h.name;
+        if is(name, "x-forwarded-for") {
+            forwarded_for.push(h.value);
+            continue;
+        }
+        let hop = is(name, "connection")
+            || is(name, "keep-alive")
+            || is(name, "proxy-connection")
+            || is(name, "te")
+            || is(name, "trailer")
+            || is(name, "transfer-encoding")
+            || (is(name, "upgrade") && !upgrade)
+            || (is(name, "expect") && expect_continue)
+            || (lists_names
+                && !(upgrade && is(name, "upgrade"))
+                && listed_in_connection(headers, name.as_bytes()));
+        if hop {
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for v in forwarded_for {
+        out.extend_from_slice(v);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(peer);
+    out.extend_from_slice(b"\r\n");
+    if !has_xfp {
+        out.extend_from_slice(if https {
+            b"x-forwarded-proto: https\r\n".as_slice()
+        } else {
+            b"x-forwarded-proto: http\r\n".as_slice()
+        });
+    }
+    if !has_rid {
+        out.extend_from_slice(b"x-request-id: ");
+        out.extend_from_slice(&request_id_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if framing == Framing::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    let idempotent = matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    );
+    Ok(Some(Parsed {
+        len,
+        http10,
+        keep_alive,
+        upgrade,
+        expect_continue,
+        framing,
+        idempotent,
+        head: method == "HEAD",
+    }))
+}
+
+/// Backends get origin-form: `http://host/path?q` becomes `/path?q`.
+fn origin_form(target: &str) -> &str {
+    for scheme in ["http://", "https://"] {
+        if target.len() > scheme.len()
+            && target.as_bytes()[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+        {
+            let rest = &target[scheme.len()..];
+            return match rest.find(['/', '?']) {
+                Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+                _ => "/",
+            };
+        }
+    }
+    target
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(raw: &str) -> (Parsed, String) {
+        let mut out = Vec::new();
+        let p = rewrite(raw.as_bytes(), b"127.0.2.1", false, &mut out)
+            .expect("valid")
+            .expect("complete");
+        (p, String::from_utf8(out).unwrap())
+    }
+
+    fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
+        head.lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stop_here_and_forwarding_headers_are_added() {
+        let (p, head) = run(
+            "GET /a?b=1 HTTP/1.1\r\nHost: web\r\nConnection: keep-alive, X-Secret\r\n\
+             X-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n",
+        );
+        assert!(head.starts_with("GET /a?b=1 HTTP/1.1\r\n"), "{head}");
+        for gone in ["connection", "x-secret", "keep-alive", "te"] {
+            assert!(header(&head, gone).is_empty(), "{gone} in {head}");
+        }
+        assert_eq!(
+            header(&head, "x-forwarded-for"),
+            ["198.51.100.7, 127.0.2.1"]
+        );
+        assert_eq!(header(&head, "x-forwarded-proto"), ["http"]);
+        assert_eq!(header(&head, "x-request-id")[0].len(), 16);
+        assert_eq!(header(&head, "host"), ["web"]);
+        assert!(head.ends_with("\r\n\r\n"));
+        assert!(p.keep_alive && !p.http10 && p.idempotent && !p.upgrade);
+        assert_eq!(p.framing, Framing::Empty);
+    }
+
+    #[test]
+    fn a_client_request_id_and_proto_are_kept() {
+        let (_, head) =
+            run("GET / HTTP/1.1\r\nX-Request-Id: abc\r\nX-Forwarded-Proto: https\r\n\r\n");
+        assert_eq!(header(&head, "x-request-id"), ["abc"]);
+        assert_eq!(header(&head, "x-forwarded-proto"), ["https"]);
+    }
+
+    #[test]
+    fn bodies_keep_their_framing() {
+        let (p, head) = run("POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(p.framing, Framing::Length(5));
+        assert_eq!(header(&head, "content-length"), ["5"]);
+        assert!(!p.idempotent);
+        let (p, head) = run("POST /x HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(p.framing, Framing::Chunked);
+        assert_eq!(header(&head, "transfer-encoding"), ["chunked"]);
+        let (p, head) = run("PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+        assert!(p.expect_continue);
+        assert!(header(&head, "expect").is_empty());
+    }
+
+    #[test]
+    fn smuggling_shapes_and_bad_lengths_are_refused() {
+        let bad = |raw: &str| rewrite(raw.as_bytes(), b"x", false, &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            bad("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .status(),
+            400
+        );
+        assert_eq!(
+            bad("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").status(),
+            400
+        );
+        assert_eq!(
+            bad("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").status(),
+            400
+        );
+        assert_eq!(
+            bad("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n").status(),
+            400
+        );
+        assert_eq!(bad("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n").status(), 400);
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("h{i}: v\r\n")).collect();
+        assert_eq!(bad(&format!("GET / HTTP/1.1\r\n{many}\r\n")).status(), 431);
+    }
+
+    #[test]
+    fn partial_heads_wait_for_more() {
+        let mut out = Vec::new();
+        assert_eq!(
+            rewrite(b"GET / HTTP/1.1\r\nHost: x\r\n", b"x", false, &mut out),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn http10_closes_unless_asked_and_absolute_targets_become_origin_form() {
+        let (p, head) = run("GET http://shop.example:10000/cart?x=1 HTTP/1.0\r\n\r\n");
+        assert!(p.http10 && !p.keep_alive);
+        assert!(head.starts_with("GET /cart?x=1 HTTP/1.1\r\n"), "{head}");
+        let (p, _) = run("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert!(p.keep_alive);
+        let (p, _) = run("GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(!p.keep_alive);
+        assert_eq!(origin_form("http://a.example"), "/");
+        assert_eq!(origin_form("*"), "*");
+    }
+
+    #[test]
+    fn upgrades_keep_their_connection_and_upgrade_headers() {
+        let (p, head) =
+            run("GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+        assert!(p.upgrade);
+        assert_eq!(header(&head, "connection"), ["upgrade"]);
+        assert_eq!(header(&head, "upgrade"), ["websocket"]);
+        let (p, head) = run("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
+        assert!(!p.upgrade);
+        assert!(header(&head, "upgrade").is_empty());
+    }
+}
