@@ -83,7 +83,8 @@ pub async fn tcp(addr: &str, name: &str) -> Backend {
 
 /// An HTTP/1.1 backend. Paths: `/` answers `name\n`; `/headers` answers the
 /// request headers as JSON; `/status/N` answers status N; `/slow/MS` waits
-/// first; `/reset` drops the connection without an answer, and so does
+/// first; `/echo` answers the request body (with `x-method` and
+/// `x-body-framing` naming how it came); `/reset` drops the connection without an answer, and so does
 /// `/flaky` on a backend whose name contains `bad`; `/ws` with
 /// `Upgrade` switches protocols and echoes bytes.
 pub async fn http(addr: &str, name: &str) -> Backend {
@@ -133,6 +134,26 @@ async fn answer(
     }
     if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse().ok()) {
         return Ok(reply(code, &name, format!("{name}\n")));
+    }
+    if path == "/echo" {
+        let framing = if req.headers().contains_key("transfer-encoding") {
+            "chunked"
+        } else if req.headers().contains_key("content-length") {
+            "length"
+        } else {
+            "none"
+        };
+        let method = req.method().to_string();
+        let body = http_body_util::BodyExt::collect(req.into_body())
+            .await
+            .map_err(std::io::Error::other)?
+            .to_bytes();
+        let mut r = Response::new(Full::new(body));
+        r.headers_mut().insert("x-backend", name.parse().unwrap());
+        r.headers_mut().insert("x-method", method.parse().unwrap());
+        r.headers_mut()
+            .insert("x-body-framing", framing.parse().unwrap());
+        return Ok(r);
     }
     if path == "/headers" {
         let map: serde_json::Map<String, serde_json::Value> = req
