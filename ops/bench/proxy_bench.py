@@ -10,7 +10,9 @@ alternate round by round and medians are reported, because this machine's
 noise is 10-15% between runs.
 
 Environment: MODES (http1,h2,tcp,latency), DURATION (seconds, default 10),
-ROUNDS (default 3), MESHD (path to a release meshd binary).
+ROUNDS (default 3), MESHD (path to a release meshd binary), MESHD_B (optional:
+a second meshd build, run beside the first as contender `meshd_b` on
+127.0.0.4, to compare two builds in one run).
 """
 
 import os
@@ -28,6 +30,7 @@ ORIGIN = "127.0.0.1:18080"
 MESHD_HTTP, MESHD_TCP = "127.0.0.2:18100", "127.0.0.2:18101"
 HAPROXY_HTTP, HAPROXY_TCP, HAPROXY_H2 = "127.0.0.3:18100", "127.0.0.3:18101", "127.0.0.3:18102"
 MESHD_ADMIN = "127.0.0.1:19901"
+MESHD_B_HTTP, MESHD_B_TCP, MESHD_B_ADMIN = "127.0.0.4:18100", "127.0.0.4:18101", "127.0.0.1:19902"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 NGINX_CONF = """
@@ -200,11 +203,21 @@ class Bench:
         self.nginx = self.spawn("nginx", ["nginx", "-c", os.path.join(self.dir, "nginx.conf"), "-p", self.dir])
         self.meshd = self.spawn("meshd", [self.meshd_bin, "run", "--node", "bench", "--config-dir",
                                           os.path.join(self.dir, "nodes"), "--admin", MESHD_ADMIN, "--threads", "1"])
+        self.meshd_b = None
+        if os.environ.get("MESHD_B"):
+            os.makedirs(os.path.join(self.dir, "nodes_b"), exist_ok=True)
+            with open(os.path.join(self.dir, "nodes_b", "bench.yaml"), "w") as f:
+                f.write(NODE_CONFIG.format(origin=ORIGIN).replace("address: 127.0.0.2", "address: 127.0.0.4"))
+            self.meshd_b = self.spawn("meshd_b", [os.environ["MESHD_B"], "run", "--node", "bench", "--config-dir",
+                                                  os.path.join(self.dir, "nodes_b"), "--admin", MESHD_B_ADMIN,
+                                                  "--threads", "1"])
         self.haproxy = self.spawn("haproxy", ["haproxy", "-db", "-f", os.path.join(self.dir, "haproxy.cfg")])
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
                 urllib.request.urlopen(f"http://{MESHD_ADMIN}/ready", timeout=1)
+                if self.meshd_b:
+                    urllib.request.urlopen(f"http://{MESHD_B_ADMIN}/ready", timeout=1)
                 urllib.request.urlopen(f"http://{ORIGIN}/", timeout=1)
                 urllib.request.urlopen(f"http://{HAPROXY_HTTP}/", timeout=1)
                 break
@@ -216,6 +229,8 @@ class Bench:
     def pids(self, who):
         if who == "meshd":
             return [self.meshd.pid] + children(self.meshd.pid)
+        if who == "meshd_b":
+            return [self.meshd_b.pid] + children(self.meshd_b.pid)
         if who == "haproxy":
             return [self.haproxy.pid] + children(self.haproxy.pid)
         # nginx: taskset execs nginx, whose master forks the worker.
@@ -244,6 +259,13 @@ MODES = {
     "latency": [("direct", f"http://{ORIGIN}/", "wrk1"), ("meshd", f"http://{MESHD_HTTP}/", "wrk1"),
                 ("haproxy", f"http://{HAPROXY_HTTP}/", "wrk1")],
 }
+
+
+if os.environ.get("MESHD_B"):
+    B_URLS = {"http1": MESHD_B_HTTP, "h2": MESHD_B_HTTP, "tcp": MESHD_B_TCP, "latency": MESHD_B_HTTP}
+    for mode, contenders in MODES.items():
+        kind = next(k for who, _, k in contenders if who == "meshd")
+        contenders.insert(2 if mode != "h2" else 1, ("meshd_b", f"http://{B_URLS[mode]}/", kind))
 
 
 def measure(bench, who, url, kind, duration):
@@ -297,6 +319,10 @@ def main():
             print(f"| {who} | {m['rps']:.0f} | {m['p50']:.0f} us | {m['p99']:.0f} us | "
                   f"{cpu_label}{m['cpu_us']:.2f} us | {m['origin_us']:.2f} us | {m['failed']:.0f} |")
         ms, hp = med[(mode, "meshd")], med[(mode, "haproxy")]
+        if (mode, "meshd_b") in med:
+            mb = med[(mode, "meshd_b")]
+            print(f"- meshd_b/HAProxy req/s: **{mb['rps'] / hp['rps']:.3f}**; meshd_b/meshd req/s: "
+                  f"{mb['rps'] / ms['rps']:.3f}; CPU per request meshd_b/meshd: {mb['cpu_us'] / ms['cpu_us']:.3f}")
         print(f"\n- meshd/HAProxy req/s: **{ms['rps'] / hp['rps']:.3f}**; p99 meshd/HAProxy: "
               f"{ms['p99'] / hp['p99']:.3f}; CPU per request meshd/HAProxy: {ms['cpu_us'] / hp['cpu_us']:.3f}")
         if (mode, "direct") in med:

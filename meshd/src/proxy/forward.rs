@@ -201,6 +201,9 @@ async fn checkout(
         return Ok((conn, None));
     }
     let started = Instant::now();
-    let stream = connect_backend(route, i, certs).await?;
+    // Boxed: a connect (TLS handshake included) is rare on a kept pool and
+    // its large state would otherwise weigh on every request's future,
+    // which is moved whole when hyper spawns an HTTP/2 stream.
+    let stream = Box::pin(connect_backend(route, i, certs)).await?;
     Ok((upstream::Conn::new(stream), Some(started.elapsed())))
 }

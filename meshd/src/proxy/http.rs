@@ -80,7 +80,10 @@ where
     let conn = Arc::new(conn);
     let service = hyper::service::service_fn(move |req| {
         let conn = Arc::clone(&conn);
-        async move { Ok::<_, std::convert::Infallible>(handle(&conn, req).await) }
+        // Boxed once here: hyper moves the service future into a task of
+        // its own per HTTP/2 stream, and a few kilobytes moved per request
+        // cost more than one allocation.
+        Box::pin(async move { Ok::<_, std::convert::Infallible>(handle(&conn, req).await) })
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
