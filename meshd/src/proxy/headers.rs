@@ -8,8 +8,6 @@ use hyper::{HeaderMap, Request, Version};
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Whether a request asks to switch protocols (WebSocket and the like).
 pub fn is_upgrade<B>(req: &Request<B>) -> bool {
@@ -25,43 +23,6 @@ fn has_token(headers: &HeaderMap, token: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// Removes hop-by-hop headers; an upgrade keeps `Connection: upgrade` and `Upgrade`.
-fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most requests carry none: one pass over the names spares the removals.
-    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
-        return;
-    }
-    if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            if !(keep_upgrade && name == header::UPGRADE) {
-                headers.remove(name);
-            }
-        }
-        headers.remove(header::CONNECTION);
-    }
-    for name in [
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-    ] {
-        headers.remove(name);
-    }
-    if keep_upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
-    }
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -89,102 +50,138 @@ pub fn request_id_bytes() -> [u8; 16] {
     buf
 }
 
-fn request_id() -> HeaderValue {
-    // Sixteen hex digits are always a valid header value.
-    HeaderValue::from_bytes(&request_id_bytes()).unwrap_or(HeaderValue::from_static("0"))
-}
-
-/// Readies a client's request for a backend.
-pub fn prepare_request(
-    parts: &mut http::request::Parts,
+/// Writes the HTTP/1.1 head a backend gets for a request that came
+/// through hyper (HTTP/2, or the edge), straight from its parts: the header
+/// map is read, never changed. Hop-by-hop headers stop here; the target
+/// becomes origin-form; an HTTP/2 request's authority becomes `Host`;
+/// `X-Forwarded-For` gets the client, `X-Forwarded-Proto` and a request id
+/// are added unless present; a body of unknown length goes chunked.
+pub fn backend_head(
+    parts: &http::request::Parts,
     peer: &HeaderValue,
     upgrade: bool,
     https: bool,
-) {
-    let headers = &mut parts.headers;
-    if parts.version == Version::HTTP_2 && !headers.contains_key(header::HOST) {
-        if let Some(host) = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    chunked: bool,
+) -> Vec<u8> {
+    let headers = &parts.headers;
+    let mut out = Vec::with_capacity(256 + headers.len() * 32);
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let lists_names = headers.contains_key(header::CONNECTION);
+    for (name, value) in headers {
+        if is_hop_by_hop(name) && !(upgrade && *name == header::UPGRADE)
+            || *name == X_FORWARDED_FOR
+            || (lists_names
+                && has_token(headers, name.as_str())
+                && !(upgrade && *name == header::UPGRADE))
         {
-            headers.insert(header::HOST, host);
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !headers.contains_key(header::HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            out.extend_from_slice(b"host: ");
+            out.extend_from_slice(authority.as_str().as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
     }
-    strip_hop_by_hop(headers, upgrade);
-    let xff = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + peer.len());
-            v.extend_from_slice(prev);
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(peer.as_bytes());
-            HeaderValue::from_bytes(&v).unwrap_or_else(|_| peer.clone())
-        }
-        None => peer.clone(),
-    };
-    headers.insert(X_FORWARDED_FOR, xff);
-    let proto = HeaderValue::from_static(if https { "https" } else { "http" });
-    headers.entry(X_FORWARDED_PROTO).or_insert(proto);
-    headers.entry(X_REQUEST_ID).or_insert_with(request_id);
-    // Backends get origin-form over HTTP/1.1, whatever the client spoke.
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        if let Some(pq) = parts.uri.path_and_query() {
-            if let Ok(uri) = pq.as_str().parse() {
-                parts.uri = uri;
-            }
-        }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for v in headers.get_all(&X_FORWARDED_FOR) {
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b", ");
     }
-    parts.version = Version::HTTP_11;
-}
-
-/// Readies a backend's response for the client.
-pub fn prepare_response(parts: &mut http::response::Parts) {
-    strip_hop_by_hop(&mut parts.headers, false);
+    out.extend_from_slice(peer.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        out.extend_from_slice(if https {
+            b"x-forwarded-proto: https\r\n".as_slice()
+        } else {
+            b"x-forwarded-proto: http\r\n".as_slice()
+        });
+    }
+    if !headers.contains_key(&X_REQUEST_ID) {
+        out.extend_from_slice(b"x-request-id: ");
+        out.extend_from_slice(&request_id_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn request(version: Version, uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
-        let mut b = Request::builder().version(version).uri(uri);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        b.body(()).unwrap().into_parts().0
+    fn head(req: Request<()>, upgrade: bool, chunked: bool) -> String {
+        let parts = req.into_parts().0;
+        let out = backend_head(
+            &parts,
+            &HeaderValue::from_static("127.0.2.1"),
+            upgrade,
+            false,
+            chunked,
+        );
+        String::from_utf8(out).unwrap()
+    }
+
+    fn values<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
+        head.lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+            .collect()
     }
 
     #[test]
     fn hop_by_hop_headers_stop_here_and_forwarding_headers_are_added() {
-        let mut p = request(
-            Version::HTTP_11,
-            "/a?b=1",
-            &[
-                ("connection", "keep-alive, x-secret"),
-                ("x-secret", "1"),
-                ("keep-alive", "5"),
-                ("te", "trailers"),
-                ("x-forwarded-for", "198.51.100.7"),
-                ("host", "web"),
-            ],
-        );
-        prepare_request(&mut p, &HeaderValue::from_static("127.0.2.1"), false, false);
+        let req = Request::builder()
+            .uri("/a?b=1")
+            .header("connection", "keep-alive, x-secret")
+            .header("x-secret", "1")
+            .header("keep-alive", "5")
+            .header("te", "trailers")
+            .header("x-forwarded-for", "198.51.100.7")
+            .header("host", "web")
+            .body(())
+            .unwrap();
+        let h = head(req, false, false);
+        assert!(h.starts_with("GET /a?b=1 HTTP/1.1\r\n"), "{h}");
         for gone in ["connection", "x-secret", "keep-alive", "te"] {
-            assert!(!p.headers.contains_key(gone), "{gone}");
+            assert!(values(&h, gone).is_empty(), "{gone} in {h}");
         }
-        assert_eq!(p.headers["x-forwarded-for"], "198.51.100.7, 127.0.2.1");
-        assert_eq!(p.headers["x-forwarded-proto"], "http");
-        assert_eq!(p.headers["x-request-id"].len(), 16);
-        assert_eq!(p.headers["host"], "web");
+        assert_eq!(values(&h, "x-forwarded-for"), ["198.51.100.7, 127.0.2.1"]);
+        assert_eq!(values(&h, "x-forwarded-proto"), ["http"]);
+        assert_eq!(values(&h, "x-request-id")[0].len(), 16);
+        assert_eq!(values(&h, "host"), ["web"]);
+        assert!(h.ends_with("\r\n\r\n"));
     }
 
     #[test]
     fn h2_requests_become_origin_form_http11_with_a_host() {
-        let mut p = request(Version::HTTP_2, "http://shop.example:10000/cart?x=1", &[]);
-        prepare_request(&mut p, &HeaderValue::from_static("127.0.2.1"), false, false);
-        assert_eq!(p.version, Version::HTTP_11);
-        assert_eq!(p.uri.to_string(), "/cart?x=1");
-        assert_eq!(p.headers["host"], "shop.example:10000");
+        let req = Request::builder()
+            .version(Version::HTTP_2)
+            .uri("http://shop.example:10000/cart?x=1")
+            .header("x-request-id", "given")
+            .body(())
+            .unwrap();
+        let h = head(req, false, true);
+        assert!(h.starts_with("GET /cart?x=1 HTTP/1.1\r\n"), "{h}");
+        assert_eq!(values(&h, "host"), ["shop.example:10000"]);
+        assert_eq!(values(&h, "x-request-id"), ["given"]);
+        assert_eq!(values(&h, "transfer-encoding"), ["chunked"]);
     }
 
     #[test]
@@ -196,9 +193,8 @@ mod tests {
             .body(())
             .unwrap();
         assert!(is_upgrade(&req));
-        let mut p = req.into_parts().0;
-        prepare_request(&mut p, &HeaderValue::from_static("127.0.2.1"), true, false);
-        assert_eq!(p.headers["connection"], "upgrade");
-        assert_eq!(p.headers["upgrade"], "websocket");
+        let h = head(req, true, false);
+        assert_eq!(values(&h, "connection"), ["upgrade"]);
+        assert_eq!(values(&h, "upgrade"), ["websocket"]);
     }
 }

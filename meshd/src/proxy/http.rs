@@ -235,14 +235,18 @@ async fn proxy_request(
     }
     route.carried.retry_budget.deposit();
     let mut upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let client_version = parts.version;
-    headers::prepare_request(&mut parts, &conn.peer_header, upgrade.is_some(), conn.https);
     let empty = hyper::body::Body::is_end_stream(&body);
     let chunked = !empty && !parts.headers.contains_key(hyper::header::CONTENT_LENGTH);
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let mut out = HyperRequest {
-        head: upstream::build_head(&parts.method, target.as_bytes(), &parts.headers, chunked),
+        head: headers::backend_head(
+            &parts,
+            &conn.peer_header,
+            upgrade.is_some(),
+            conn.https,
+            chunked,
+        ),
         body: (!empty).then_some(UpBody::Stream(body)),
         has_body: !empty,
         chunked,
@@ -300,8 +304,7 @@ async fn proxy_request(
             return resp;
         }
     }
-    let (mut resp_parts, _) = resp.into_parts();
-    headers::prepare_response(&mut resp_parts);
+    let (resp_parts, _) = resp.into_parts();
     let reader = BodyReader::new(upstream, framing, reusable);
     let exchange = Exchange {
         route: Arc::clone(route),

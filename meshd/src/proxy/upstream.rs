@@ -10,7 +10,7 @@ use bytes::Buf;
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::{HeaderMap, Method, StatusCode};
+use hyper::{HeaderMap, StatusCode};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -54,7 +54,7 @@ pub enum ExchangeError {
 pub struct Head {
     /// Status.
     pub status: StatusCode,
-    /// Headers (hop-by-hop ones still in).
+    /// End-to-end headers (empty when the head was written raw).
     pub headers: HeaderMap,
     /// Body framing.
     pub framing: Framing,
@@ -304,9 +304,15 @@ impl Conn {
             None => {
                 // Header values are slices of the head: share its bytes instead of copying each.
                 let base = self.buf.as_ptr() as usize;
+                // Hop-by-hop headers stop here, as in the raw head.
                 let spans: Vec<(HeaderName, usize, usize)> = resp
                     .headers
                     .iter()
+                    .filter(|h| {
+                        let name = h.name.as_bytes();
+                        !(hop_by_hop(name, switching)
+                            || (lists_names && listed_in_connection(resp.headers, name)))
+                    })
                     .map(|h| {
                         let name = HeaderName::from_bytes(h.name.as_bytes())
                             .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
@@ -320,6 +326,12 @@ impl Conn {
                     let value = HeaderValue::from_maybe_shared(raw.slice(start..end))
                         .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
                     headers.append(name, value);
+                }
+                if switching {
+                    headers.insert(
+                        hyper::header::CONNECTION,
+                        HeaderValue::from_static("upgrade"),
+                    );
                 }
                 headers
             }
@@ -341,27 +353,6 @@ impl Conn {
     pub fn into_parts(self) -> (UpstreamIo, Bytes) {
         (self.io, self.buf.freeze())
     }
-}
-
-/// An HTTP/1.1 request head from a header map (requests that came over
-/// HTTP/2 or through hyper), chunked when a body of unknown length follows.
-pub fn build_head(method: &Method, target: &[u8], headers: &HeaderMap, chunked: bool) -> Vec<u8> {
-    let mut head = Vec::with_capacity(256 + headers.len() * 32);
-    head.extend_from_slice(method.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(target);
-    head.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    if chunked {
-        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-    head
 }
 
 /// The comma-separated tokens of a header value, trimmed.
