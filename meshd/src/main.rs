@@ -4,6 +4,12 @@ use clap::Parser;
 use meshd::cli::{Cli, Command, LogFormat};
 use std::process::ExitCode;
 
+// Every request allocates and frees a few kilobytes-sized futures and
+// buffers; mimalloc's per-thread free lists serve those without glibc's
+// bin sorting and consolidation (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
