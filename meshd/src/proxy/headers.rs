@@ -50,6 +50,68 @@ pub fn request_id_bytes() -> [u8; 16] {
     buf
 }
 
+/// What the end of a backend's request head depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Tail {
+    /// The client sent `X-Forwarded-Proto`.
+    pub has_proto: bool,
+    /// The client sent `X-Request-Id`.
+    pub has_id: bool,
+    /// The client came over TLS.
+    pub https: bool,
+    /// The body goes chunked.
+    pub chunked: bool,
+    /// The request switches protocols.
+    pub upgrade: bool,
+}
+
+/// Ends a backend's request head: `X-Forwarded-For` with the client added
+/// to what it said, `X-Forwarded-Proto` and a request id unless the client
+/// sent them, the body's framing, the upgrade, and the blank line.
+pub fn write_tail<'a>(
+    out: &mut Vec<u8>,
+    forwarded_for: impl Iterator<Item = &'a [u8]>,
+    peer: &[u8],
+    t: Tail,
+) {
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for v in forwarded_for {
+        out.extend_from_slice(v);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(peer);
+    out.extend_from_slice(b"\r\n");
+    if !t.has_proto {
+        out.extend_from_slice(if t.https {
+            b"x-forwarded-proto: https\r\n".as_slice()
+        } else {
+            b"x-forwarded-proto: http\r\n".as_slice()
+        });
+    }
+    if !t.has_id {
+        out.extend_from_slice(b"x-request-id: ");
+        out.extend_from_slice(&request_id_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if t.chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if t.upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The values of header `name` in a raw head (tests read heads with it).
+#[cfg(test)]
+pub fn values<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
+    head.lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .collect()
+}
+
 /// Writes the HTTP/1.1 head a backend gets for a request that came
 /// through hyper (HTTP/2, or the edge), straight from its parts: the header
 /// map is read, never changed. Hop-by-hop headers stop here; the target
@@ -92,32 +154,18 @@ pub fn backend_head(
             out.extend_from_slice(b"\r\n");
         }
     }
-    out.extend_from_slice(b"x-forwarded-for: ");
-    for v in headers.get_all(&X_FORWARDED_FOR) {
-        out.extend_from_slice(v.as_bytes());
-        out.extend_from_slice(b", ");
-    }
-    out.extend_from_slice(peer.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        out.extend_from_slice(if https {
-            b"x-forwarded-proto: https\r\n".as_slice()
-        } else {
-            b"x-forwarded-proto: http\r\n".as_slice()
-        });
-    }
-    if !headers.contains_key(&X_REQUEST_ID) {
-        out.extend_from_slice(b"x-request-id: ");
-        out.extend_from_slice(&request_id_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
-    if upgrade {
-        out.extend_from_slice(b"connection: upgrade\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+    let forwarded_for = headers
+        .get_all(&X_FORWARDED_FOR)
+        .into_iter()
+        .map(HeaderValue::as_bytes);
+    let tail = Tail {
+        has_proto: headers.contains_key(&X_FORWARDED_PROTO),
+        has_id: headers.contains_key(&X_REQUEST_ID),
+        https,
+        chunked,
+        upgrade,
+    };
+    write_tail(&mut out, forwarded_for, peer.as_bytes(), tail);
     out
 }
 
@@ -135,14 +183,6 @@ mod tests {
             chunked,
         );
         String::from_utf8(out).unwrap()
-    }
-
-    fn values<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
-        head.lines()
-            .filter_map(|l| l.split_once(": "))
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-            .collect()
     }
 
     #[test]
@@ -167,6 +207,7 @@ mod tests {
         assert_eq!(values(&h, "x-request-id")[0].len(), 16);
         assert_eq!(values(&h, "host"), ["web"]);
         assert!(h.ends_with("\r\n\r\n"));
+        assert_eq!(h.matches("\r\n\r\n").count(), 1, "one blank line: {h}");
     }
 
     #[test]

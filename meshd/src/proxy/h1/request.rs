@@ -4,7 +4,7 @@
 //! are added, the target becomes origin-form, and the body keeps its
 //! framing (RFC 9112 section 6). No header map is built.
 
-use crate::proxy::headers::request_id_bytes;
+use crate::proxy::headers::{write_tail, Tail};
 use crate::proxy::upstream::{listed_in_connection, parse_length, tokens, Framing};
 
 /// Most request headers accepted (431 beyond).
@@ -176,32 +176,14 @@ pub fn rewrite(
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"x-forwarded-for: ");
-    for v in forwarded_for {
-        out.extend_from_slice(v);
-        out.extend_from_slice(b", ");
-    }
-    out.extend_from_slice(peer);
-    out.extend_from_slice(b"\r\n");
-    if !has_xfp {
-        out.extend_from_slice(if https {
-            b"x-forwarded-proto: https\r\n".as_slice()
-        } else {
-            b"x-forwarded-proto: http\r\n".as_slice()
-        });
-    }
-    if !has_rid {
-        out.extend_from_slice(b"x-request-id: ");
-        out.extend_from_slice(&request_id_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if framing == Framing::Chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
-    if upgrade {
-        out.extend_from_slice(b"connection: upgrade\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+    let tail = Tail {
+        has_proto: has_xfp,
+        has_id: has_rid,
+        https,
+        chunked: framing == Framing::Chunked,
+        upgrade,
+    };
+    write_tail(out, forwarded_for.into_iter(), peer, tail);
 
     let idempotent = matches!(
         method,
@@ -247,13 +229,7 @@ mod tests {
         (p, String::from_utf8(out).unwrap())
     }
 
-    fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
-        head.lines()
-            .filter_map(|l| l.split_once(": "))
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-            .collect()
-    }
+    use crate::proxy::headers::values as header;
 
     #[test]
     fn hop_by_hop_headers_stop_here_and_forwarding_headers_are_added() {
@@ -273,6 +249,7 @@ mod tests {
         assert_eq!(header(&head, "x-request-id")[0].len(), 16);
         assert_eq!(header(&head, "host"), ["web"]);
         assert!(head.ends_with("\r\n\r\n"));
+        assert_eq!(head.matches("\r\n\r\n").count(), 1, "one blank line: {head}");
         assert!(p.keep_alive && !p.http10 && p.idempotent && !p.upgrade);
         assert_eq!(p.framing, Framing::Empty);
     }
