@@ -232,3 +232,54 @@ async fn bodies_framings_and_refusals_on_the_wire() {
     let r = exchange(echo, b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n").await;
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_waits_end_at_idle_and_slow_responses_at_the_response_timeout() {
+    let _echo = backends::http("127.0.57.1:8080", "echo.2").await;
+    let mut svc = service(
+        "/wire/idle",
+        22710,
+        Protocol::Http,
+        &[("127.0.57.1:8080", "echo.2")],
+    );
+    svc.timeouts.idle = Some("400ms".parse().unwrap());
+    svc.timeouts.request_header = Some("5s".parse().unwrap());
+    svc.timeouts.response = Some("300ms".parse().unwrap());
+    let dir = Scratch::new("wire-idle");
+    dir.write(
+        &format!("nodes/{NODE}.yaml"),
+        &node_config(NODE, "127.0.0.57", 1, vec![svc]),
+    );
+    let (_meshd, admin) = meshd(NODE, &dir.path("nodes"), &[]);
+    wait_generation(admin, 1).await;
+    let dest: SocketAddr = "127.0.0.57:22710".parse().unwrap();
+
+    // A kept connection that stays quiet is closed after `idle`, not before.
+    let mut s = tcp_from(CLIENT, dest).await.unwrap();
+    s.write_all(b"GET /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
+        .await
+        .unwrap();
+    read_until(&mut s, "\r\n\r\nhi", 1).await;
+    let quiet = std::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(STEP, s.read_to_end(&mut rest))
+        .await
+        .expect("closed after idle")
+        .unwrap();
+    let waited = quiet.elapsed();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert!(
+        waited >= std::time::Duration::from_millis(350)
+            && waited < std::time::Duration::from_secs(2),
+        "closed after {waited:?}"
+    );
+
+    // A backend slower than `response` gets the client a 504.
+    let r = exchange(
+        dest,
+        b"GET /slow/1500 HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 504 Gateway Timeout"), "{r}");
+    assert!(r.contains("did not answer in time"), "{r}");
+}
