@@ -249,7 +249,11 @@ mod tests {
         assert_eq!(header(&head, "x-request-id")[0].len(), 16);
         assert_eq!(header(&head, "host"), ["web"]);
         assert!(head.ends_with("\r\n\r\n"));
-        assert_eq!(head.matches("\r\n\r\n").count(), 1, "one blank line: {head}");
+        assert_eq!(
+            head.matches("\r\n\r\n").count(),
+            1,
+            "one blank line: {head}"
+        );
         assert!(p.keep_alive && !p.http10 && p.idempotent && !p.upgrade);
         assert_eq!(p.framing, Framing::Empty);
     }
