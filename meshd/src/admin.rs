@@ -107,10 +107,11 @@ fn reload_json(r: &ReloadStatus) -> Value {
 /// The `/status` document.
 pub fn status(runtime: &Runtime) -> Value {
     let snapshot = runtime.load();
-    let (last_reload, listener_errors) = runtime.with_report(|r| {
+    let (last_reload, listener_errors, listening_generation) = runtime.with_report(|r| {
         (
             r.last_reload.as_ref().map(reload_json),
             r.listener_errors.clone(),
+            r.listening_generation,
         )
     });
     let services: Vec<Value> = snapshot
@@ -142,7 +143,8 @@ pub fn status(runtime: &Runtime) -> Value {
     json!({
         "node": runtime.node,
         "ready": snapshot.is_some(),
-        "generation": snapshot.as_ref().map(|s| s.generation().0),
+        // The generation being served: swapped in and its listeners open.
+        "generation": listening_generation,
         "revision": snapshot.as_ref().map(|s| s.revision().0.clone()),
         "bind": snapshot.as_ref().map(|s| s.bind.to_string()),
         "last_reload": last_reload,

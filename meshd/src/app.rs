@@ -143,6 +143,9 @@ fn reload(
     }
     if let Some(snapshot) = runtime.load() {
         listeners.reconcile(&snapshot);
+        // Swapped first, so no accepted connection finds its service
+        // missing; reported only now, once the listeners are open.
+        runtime.with_report(|r| r.listening_generation = Some(snapshot.generation().0));
     }
     // Renewed certificate files are picked up on the same pass.
     runtime.certs.refresh();

@@ -32,6 +32,9 @@ pub struct Report {
     pub last_reload: Option<ReloadStatus>,
     /// Listen addresses that could not be bound, with the error.
     pub listener_errors: BTreeMap<SocketAddr, String>,
+    /// The generation whose listeners have been opened: what `/status`
+    /// reports, so a client that sees it can connect at once.
+    pub listening_generation: Option<u64>,
 }
 
 /// The running config of this node.

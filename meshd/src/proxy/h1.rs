@@ -52,6 +52,7 @@ where
     let (route, local, decision) = (Arc::clone(route), *local, *decision);
     let t = route.timeouts;
     let mut deadline = Deadline::new(t.request_header.min(t.idle).min(t.response));
+    let opened = Instant::now();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let stop = conn.stop.clone();
     // HTTP/2 with prior knowledge, or HTTP/1.x: the first bytes tell.
@@ -94,6 +95,7 @@ where
         local,
         decision,
         draining: &draining,
+        first_head: Some(opened),
     };
     tokio::select! {
         biased;
@@ -118,6 +120,8 @@ struct Session<'a, I> {
     local: SocketAddr,
     decision: Decision,
     draining: &'a CancellationToken,
+    /// When the first request's head began: the connection's opening.
+    first_head: Option<Instant>,
 }
 
 /// Whether the connection takes another request.
@@ -151,7 +155,9 @@ where
         mut drained: Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
     ) -> Option<Parsed> {
         let t = self.route.timeouts;
-        let mut head_started: Option<Instant> = None;
+        // The first head's time runs from the connection's opening, so the
+        // bytes read to tell HTTP/1 from HTTP/2 do not restart it.
+        let mut head_started: Option<Instant> = self.first_head.take();
         loop {
             if !self.buf.is_empty() {
                 self.up_head.clear();
