@@ -158,23 +158,28 @@ def run_wrk(url, conns, duration):
 
 
 def run_h2load(url, duration):
-    out = subprocess.run(
-        ["taskset", "-c", "0", "h2load", "-c32", "-m10", "-t1", "-D", str(duration), url],
-        capture_output=True, text=True, check=False,
-    ).stdout
-    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
-    if not m:
-        raise RuntimeError(f"h2load failed: {out[-400:]}")
-    reqs = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
-    # h2load reports per-request latency as min/max/mean/sd; it has no
-    # percentiles, so p50 is the mean and p99 is mean + 2.33 sd (normal approx).
-    lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", out)
-    mean, sd = parse_duration_us(lat.group(3)), parse_duration_us(lat.group(4))
+    # h2load prints no percentiles; its per-request log gives exact ones.
+    with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log") as logf:
+        out = subprocess.run(
+            ["taskset", "-c", "0", "h2load", "-c32", "-m10", "-t1", "-D", str(duration),
+             f"--log-file={logf.name}", url],
+            capture_output=True, text=True, check=False,
+        ).stdout
+        m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+        if not m:
+            raise RuntimeError(f"h2load failed: {out[-400:]}")
+        reqs = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                         r"(\d+) errored", out)
+        with open(logf.name) as f:
+            durations = sorted(int(line.split("\t")[2]) for line in f if line.count("\t") >= 2)
+    if not durations:
+        raise RuntimeError("h2load wrote no per-request log")
+    pct = lambda q: float(durations[min(len(durations) - 1, int(q * len(durations)))])
     return {
         "rps": float(m.group(1)),
         "reqs": int(reqs.group(2)),
-        "p50": mean,
-        "p99": mean + 2.33 * sd,
+        "p50": pct(0.50),
+        "p99": pct(0.99),
         "failed": int(reqs.group(3)) + int(reqs.group(4)),
     }
 
