@@ -12,8 +12,14 @@ use std::time::Instant;
 
 /// Milliseconds since meshd started: the clock of health and latency figures.
 pub fn now_ms() -> u64 {
+    ms_at(Instant::now())
+}
+
+/// `at` on the clock of [`now_ms`], for a caller that has just read the time.
+pub fn ms_at(at: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+    at.saturating_duration_since(*START.get_or_init(Instant::now))
+        .as_millis() as u64
 }
 
 /// Backends one request tried already (a request tries a handful at most).

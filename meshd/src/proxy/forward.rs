@@ -8,7 +8,7 @@ use super::connect::connect_backend;
 use super::deadline::Deadline;
 use super::upstream::{self, ExchangeError, Head};
 use crate::backend::InFlight;
-use crate::select::{now_ms, Tried};
+use crate::select::{ms_at, Tried};
 use crate::snapshot::Route;
 use hyper::StatusCode;
 use std::future::Future;
@@ -122,7 +122,7 @@ pub async fn forward<O: Outgoing>(
             upstream.read_response(expect_body, reused, raw_now).await
         };
         let outcome = match &mut wait {
-            Wait::Own => tokio::time::timeout(route.timeouts.response, exchange)
+            Wait::Own => tokio::time::timeout_at(sent_at + route.timeouts.response, exchange)
                 .await
                 .ok(),
             Wait::Shared(d) => d.within(sent_at + route.timeouts.response, exchange).await,
@@ -158,9 +158,12 @@ pub async fn forward<O: Outgoing>(
                 break;
             }
         };
-        let ttfb = sent_at.elapsed();
+        // One clock read serves the timing and the latency score.
+        let answered = Instant::now();
+        let ttfb = answered - sent_at;
         route.metrics.ttfb.record(ttfb.as_secs_f64());
-        b.state.observe_latency(ttfb.as_nanos() as u64, now_ms());
+        b.state
+            .observe_latency(ttfb.as_nanos() as u64, ms_at(answered.into_std()));
         if head.status.is_server_error() {
             route.failure(i);
             let retry_status = head.status == StatusCode::BAD_GATEWAY

@@ -17,7 +17,10 @@ use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -79,13 +82,7 @@ where
     };
     let stop = conn.stop.clone();
     let conn = Arc::new(conn);
-    let service = hyper::service::service_fn(move |req| {
-        let conn = Arc::clone(&conn);
-        // Boxed once here: hyper moves the service future into a task of
-        // its own per HTTP/2 stream, and a few kilobytes moved per request
-        // cost more than one allocation.
-        Box::pin(async move { Ok::<_, std::convert::Infallible>(handle(&conn, req).await) })
-    });
+    let service = hyper::service::service_fn(move |req| handle(Arc::clone(&conn), req));
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -182,42 +179,57 @@ fn idempotent(m: &Method) -> bool {
     )
 }
 
-async fn handle(conn: &Conn, req: Request<Incoming>) -> Reply {
+/// One request's future, boxed: hyper moves it into a task of its own per
+/// HTTP/2 stream, and one allocation costs less than moving kilobytes.
+type Handled = Pin<Box<dyn Future<Output = Result<Reply, Infallible>> + Send>>;
+
+/// Starts one request. Each target boxes only its own future, so a service
+/// port's requests do not carry the edge's state too.
+fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Handled {
     match &conn.target {
         Target::Service {
             route,
             local,
             decision,
         } => {
-            // Backends and balancing come from the newest snapshot on every request,
-            // so keep-alive clients follow reloads; the verdict stays the one taken at accept.
-            let current = conn.runtime.route(local);
-            proxy_request(conn, current.as_ref().unwrap_or(route), *decision, req).await
+            let (route, local, decision) = (Arc::clone(route), *local, *decision);
+            Box::pin(async move {
+                // Backends and balancing come from the newest snapshot on every request,
+                // so keep-alive clients follow reloads; the verdict stays the one taken at accept.
+                let current = conn.runtime.route(&local);
+                let route = current.as_ref().unwrap_or(&route);
+                Ok(proxy_request(&conn, route, decision, req).await)
+            })
         }
-        Target::Edge => match super::edge::choose(conn, &req) {
-            Ok((route, decision)) => {
-                let hsts = route
-                    .tls
-                    .as_ref()
-                    .and_then(|t| t.hsts)
-                    .filter(|_| conn.https);
-                let mut resp = proxy_request(conn, &route, decision, req).await;
-                if let Some(max_age) = hsts {
-                    if let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}")) {
-                        resp.headers_mut()
-                            .insert(hyper::header::STRICT_TRANSPORT_SECURITY, v);
-                    }
+        Target::Edge => Box::pin(async move { Ok(edge_request(&conn, req).await) }),
+    }
+}
+
+/// A request on a shared edge listener: routed by host and path.
+async fn edge_request(conn: &Conn, req: Request<Incoming>) -> Reply {
+    match super::edge::choose(conn, &req) {
+        Ok((route, decision)) => {
+            let hsts = route
+                .tls
+                .as_ref()
+                .and_then(|t| t.hsts)
+                .filter(|_| conn.https);
+            let mut resp = proxy_request(conn, &route, decision, req).await;
+            if let Some(max_age) = hsts {
+                if let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}")) {
+                    resp.headers_mut()
+                        .insert(hyper::header::STRICT_TRANSPORT_SECURITY, v);
                 }
-                resp
             }
-            Err((status, location, text)) => {
-                let mut r = local(status, text);
-                if let Some(l) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-                    r.headers_mut().insert(hyper::header::LOCATION, l);
-                }
-                r
+            resp
+        }
+        Err((status, location, text)) => {
+            let mut r = local(status, text);
+            if let Some(l) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                r.headers_mut().insert(hyper::header::LOCATION, l);
             }
-        },
+            r
+        }
     }
 }
 
