@@ -126,6 +126,18 @@ def cpu_ticks(pids):
     return total
 
 
+def wakeups(pids):
+    """Voluntary context switches: how often the processes went to sleep
+    (for nginx, how often it ran out of requests and waited in epoll)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
 def children(pid):
     try:
         out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
@@ -278,6 +290,7 @@ def measure(bench, who, url, kind, duration):
     pids = bench.pids(cpu_of)
     origin_pids = bench.pids("origin")
     before, origin_before = cpu_ticks(pids), cpu_ticks(origin_pids)
+    origin_sleeps = wakeups(origin_pids)
     if kind == "h2load":
         r = run_h2load(url, duration)
     else:
@@ -287,6 +300,9 @@ def measure(bench, who, url, kind, duration):
     # The origin shares the proxy's core: its CPU per request shows what a
     # proxy's way of writing costs the origin.
     r["origin_us"] = (cpu_ticks(origin_pids) - origin_before) * 1e6 / CLK_TCK / max(r["reqs"], 1)
+    # Requests the origin found per wake-up: the more a proxy hands it at
+    # once, the less the origin pays per request for sleeping and waking.
+    r["origin_batch"] = r["reqs"] / max(wakeups(origin_pids) - origin_sleeps, 1)
     return r
 
 
@@ -304,25 +320,26 @@ def main():
                 for who, url, kind in order:
                     r = measure(bench, who, url, kind, duration)
                     log(f"round {rnd + 1} {mode:8} {who:8} {r['rps']:>10.0f} req/s  p50 {r['p50']:>7.0f}us  "
-                        f"p99 {r['p99']:>7.0f}us  cpu {r['cpu_us']:.2f}us/req  origin {r['origin_us']:.2f}us/req  failed {r['failed']}")
+                        f"p99 {r['p99']:>7.0f}us  cpu {r['cpu_us']:.2f}us/req  origin {r['origin_us']:.2f}us/req "
+                        f"{r['origin_batch']:.1f} req/wake  failed {r['failed']}")
                     results.setdefault((mode, who), []).append(r)
     finally:
         bench.stop()
 
-    med = {k: {f: statistics.median(x[f] for x in v) for f in ["rps", "p50", "p99", "cpu_us", "origin_us", "failed"]}
+    med = {k: {f: statistics.median(x[f] for x in v) for f in ["rps", "p50", "p99", "cpu_us", "origin_us", "origin_batch", "failed"]}
            for k, v in results.items()}
     print(f"\nMedians of {rounds} alternated rounds, {duration}s each; proxies pinned with the origin "
           f"on core 1, clients on core 0; one worker thread per proxy.\n")
     for mode in modes:
         client = "h2load -c32 -m10" if mode == "h2" else ("wrk -c1" if mode == "latency" else "wrk -c32")
         print(f"### {mode} ({client})\n")
-        print("| contender | req/s | p50 | p99 | CPU per request | origin CPU per request | failed |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print("| contender | req/s | p50 | p99 | CPU per request | origin CPU per request | origin requests per wake-up | failed |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for who, _, _ in MODES[mode]:
             m = med[(mode, who)]
             cpu_label = "origin " if who == "direct" else ""
             print(f"| {who} | {m['rps']:.0f} | {m['p50']:.0f} us | {m['p99']:.0f} us | "
-                  f"{cpu_label}{m['cpu_us']:.2f} us | {m['origin_us']:.2f} us | {m['failed']:.0f} |")
+                  f"{cpu_label}{m['cpu_us']:.2f} us | {m['origin_us']:.2f} us | {m['origin_batch']:.1f} | {m['failed']:.0f} |")
         ms, hp = med[(mode, "meshd")], med[(mode, "haproxy")]
         if (mode, "meshd_b") in med:
             mb = med[(mode, "meshd_b")]
