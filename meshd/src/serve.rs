@@ -203,9 +203,16 @@ pub async fn edge_connection(
                 tokio::time::timeout(crate::timeouts::REQUEST_HEADER, acceptor.accept(stream))
                     .await;
             if let Ok(Ok(tls_stream)) = handshake {
-                proxy::http::serve(tls_stream, conn(true), signals.draining.clone()).await;
+                // HTTP/2 chosen by ALPN takes hyper's server; HTTP/1.1 meshd's own.
+                if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    proxy::http::serve(tls_stream, conn(true), signals.draining.clone()).await;
+                } else {
+                    proxy::h1::serve(tls_stream, conn(true), signals.draining.clone()).await;
+                }
             }
         }
-        None => proxy::http::serve(stream, conn(false), signals.draining.clone()).await,
+        // meshd's HTTP/1.1 server hands a connection that opens with the
+        // HTTP/2 preface to hyper's.
+        None => proxy::h1::serve(stream, conn(false), signals.draining.clone()).await,
     }
 }

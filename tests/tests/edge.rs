@@ -1,6 +1,7 @@
 //! The shared edge listeners: routing by Host and SNI with path prefixes,
 //! certificates per host, redirect to HTTPS, HSTS, 404 for unknown hosts
-//! with no backend touched, and allow-lists applied at the edge.
+//! with no backend touched, allow-lists applied at the edge, and an app
+//! chosen per request on one HTTP/1.1 keep-alive connection.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -178,4 +179,90 @@ async fn edge_routes_by_host_sni_and_path() {
         out.contains(" 403") && out.contains("may not reach /api/v1"),
         "{out}"
     );
+
+    // HTTP/1.1 over TLS gets HSTS too, in the head meshd writes itself.
+    let c = ca_s.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        curl(&[
+            "--http1.1",
+            "--cacert",
+            &c,
+            "--resolve",
+            "shop.test:22443:127.0.0.130",
+            "https://shop.test:22443/",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(
+        out.to_lowercase()
+            .matches("strict-transport-security: max-age=600")
+            .count(),
+        1,
+        "{out}"
+    );
+
+    // One keep-alive connection, an app chosen per request: by path, then
+    // by host, and an unknown host answered without closing.
+    let mut conn = tokio::net::TcpStream::connect("127.0.0.130:22480")
+        .await
+        .unwrap();
+    for (head, expect) in [
+        (
+            "GET /v1/a HTTP/1.1\r\nHost: api.test\r\n\r\n",
+            "x-backend: api.v1",
+        ),
+        (
+            "GET /b HTTP/1.1\r\nHost: API.test:22480\r\n\r\n",
+            "x-backend: api.root",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: nowhere.test\r\n\r\n",
+            "no app serves nowhere.test/",
+        ),
+        (
+            "GET http://api.test/v1/c HTTP/1.1\r\n\r\n",
+            "x-backend: api.v1",
+        ),
+    ] {
+        let out = exchange(&mut conn, head).await;
+        assert!(out.contains(expect), "{head:?}: {out}");
+    }
+}
+
+/// Writes one request on `conn` and reads one response (its body framed by length).
+async fn exchange(conn: &mut tokio::net::TcpStream, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        loop {
+            let n = conn.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "connection closed: {}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + length {
+                    return text;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .expect("a response within 5 s")
 }

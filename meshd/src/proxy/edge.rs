@@ -22,33 +22,50 @@ pub fn request_host<B>(req: &Request<B>) -> Option<String> {
         .headers()
         .get(hyper::header::HOST)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))?;
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+    Some(normalize_host(raw))
+}
+
+/// A `Host` value or authority, lowercased, without a port or IPv6 brackets.
+pub fn normalize_host(raw: &str) -> String {
     let host = match raw.rsplit_once(':') {
         Some((h, port))
             if port.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(']')
                 || raw.starts_with('[') =>
         {
-            h.trim_start_matches('[').trim_end_matches(']').to_owned()
+            h.trim_start_matches('[').trim_end_matches(']')
         }
         _ => raw,
     };
-    Some(host.to_ascii_lowercase())
+    host.to_ascii_lowercase()
 }
 
 /// Picks the route for an edge request, with its verdict, or says why not.
 pub fn choose(conn: &Conn, req: &Request<Incoming>) -> Result<(Arc<Route>, Decision), Refusal> {
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    choose_by(conn, request_host(req), pq)
+}
+
+/// Picks the route for a request naming `host` (normalized) and
+/// `path_and_query` (origin-form), with its verdict, or says why not.
+pub fn choose_by(
+    conn: &Conn,
+    host: Option<String>,
+    path_and_query: &str,
+) -> Result<(Arc<Route>, Decision), Refusal> {
     let snapshot = conn.runtime.load().ok_or((
         StatusCode::SERVICE_UNAVAILABLE,
         None,
         "palisade: no config yet\n".into(),
     ))?;
-    let host = request_host(req).ok_or((
+    let host = host.ok_or((
         StatusCode::BAD_REQUEST,
         None,
         "palisade: the request names no host\n".into(),
     ))?;
-    let path = req.uri().path();
+    let path = path_and_query
+        .split_once('?')
+        .map_or(path_and_query, |(p, _)| p);
     let route = snapshot
         .edge
         .get(&host)
@@ -67,8 +84,7 @@ pub fn choose(conn: &Conn, req: &Request<Incoming>) -> Result<(Arc<Route>, Decis
             )
         })?;
     if !conn.https && route.tls.as_ref().is_some_and(|t| t.redirect_https) {
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let location = format!("https://{host}{pq}");
+        let location = format!("https://{host}{path_and_query}");
         return Err((
             StatusCode::PERMANENT_REDIRECT,
             Some(location.clone()),
@@ -78,6 +94,16 @@ pub fn choose(conn: &Conn, req: &Request<Incoming>) -> Result<(Arc<Route>, Decis
     let (decision, counter) = route.authorize(&snapshot, conn.peer.ip());
     counter.increment(1);
     Ok((route, decision))
+}
+
+/// The `Strict-Transport-Security` max-age to send for `route`, if any:
+/// only to clients that came over TLS.
+pub fn hsts(conn: &Conn, route: &Route) -> Option<u64> {
+    route
+        .tls
+        .as_ref()
+        .and_then(|t| t.hsts)
+        .filter(|_| conn.https)
 }
 
 /// Chooses the edge certificate by SNI from the running snapshot.

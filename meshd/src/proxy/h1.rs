@@ -1,20 +1,23 @@
-//! The HTTP/1.1 server of a service port, without hyper. A request head is
+//! The HTTP/1.1 server of service ports and the edge, without hyper. A request head is
 //! parsed and rewritten for the backend in one pass over the raw bytes;
 //! the response head comes back client-ready from the backend connection;
 //! bodies are decoded and re-framed as they pass. No header map, no task
 //! hop and no timer registration per request: the connection keeps one
 //! deadline for its idle, request-head and response waits. A connection
 //! that opens with the HTTP/2 preface goes to the hyper server instead.
+//! The shared edge listeners use it too, choosing the app per request.
 
 pub mod request;
 
 use super::deadline::Deadline;
+use super::edge;
 use super::forward::{failure_text, forward, Failure, Outgoing, Sent, Wait};
 use super::http::{Conn, Exchange, Target, MAX_HEADER_BYTES};
 use super::tunnel::copy_with_idle;
 use super::upstream::{self, poll_fill, Decoder, ExchangeError, Framing};
 use crate::authz::Decision;
 use crate::snapshot::Route;
+use crate::timeouts::Resolved;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::{StatusCode, Version};
 use request::Parsed;
@@ -35,22 +38,27 @@ const READ_CHUNK: usize = 8 * 1024;
 /// Body bytes gathered before a write.
 const FLUSH_AT: usize = 64 * 1024;
 
-/// Serves one client connection of a service port until it closes, or
-/// until `draining` fires between requests.
+/// Serves one client connection of a service port or an edge listener
+/// until it closes, or until `draining` fires between requests.
 pub async fn serve<I>(mut io: I, conn: Conn, draining: CancellationToken)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Target::Service {
-        route,
-        local,
-        decision,
-    } = &conn.target
-    else {
-        return super::http::serve(io, conn, draining).await;
+    let (port, t) = match &conn.target {
+        Target::Service {
+            route,
+            local,
+            decision,
+        } => (
+            Some(Port {
+                route: Arc::clone(route),
+                local: *local,
+                decision: *decision,
+            }),
+            route.timeouts,
+        ),
+        Target::Edge => (None, Resolved::from(&schemas::Timeouts::default())),
     };
-    let (route, local, decision) = (Arc::clone(route), *local, *decision);
-    let t = route.timeouts;
     let mut deadline = Deadline::new(t.request_header.min(t.idle).min(t.response));
     let opened = Instant::now();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -91,9 +99,8 @@ where
         up_head: Vec::with_capacity(1024),
         deadline,
         conn: &conn,
-        route,
-        local,
-        decision,
+        port,
+        timeouts: t,
         draining: &draining,
         first_head: Some(opened),
     };
@@ -115,13 +122,21 @@ struct Session<'a, I> {
     up_head: Vec<u8>,
     deadline: Deadline,
     conn: &'a Conn,
-    /// The service as it was at accept.
-    route: Arc<Route>,
-    local: SocketAddr,
-    decision: Decision,
+    /// The service port, or `None` on a shared edge listener, where the
+    /// app and the verdict are chosen per request.
+    port: Option<Port>,
+    /// The connection's own waits: the service's, or the defaults on the edge.
+    timeouts: Resolved,
     draining: &'a CancellationToken,
     /// When the first request's head began: the connection's opening.
     first_head: Option<Instant>,
+}
+
+/// A service port's connection: its app as it was at accept, and the verdict taken then.
+struct Port {
+    route: Arc<Route>,
+    local: SocketAddr,
+    decision: Decision,
 }
 
 /// Whether the connection takes another request.
@@ -154,7 +169,7 @@ where
         &mut self,
         mut drained: Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
     ) -> Option<Parsed> {
-        let t = self.route.timeouts;
+        let t = self.timeouts;
         // The first head's time runs from the connection's opening, so the
         // bytes read to tell HTTP/1 from HTTP/2 do not restart it.
         let mut head_started: Option<Instant> = self.first_head.take();
@@ -205,29 +220,57 @@ where
 
     /// Carries one request and its response.
     async fn request(&mut self, parsed: Parsed) -> Next {
-        self.buf.advance(parsed.len);
         let start = std::time::Instant::now();
         let version = if parsed.http10 {
             Version::HTTP_10
         } else {
             Version::HTTP_11
         };
-        // Backends and balancing come from the newest snapshot on every request,
-        // so keep-alive clients follow reloads; the verdict stays the one taken at accept.
-        let route = self
-            .conn
-            .runtime
-            .route(&self.local)
-            .unwrap_or_else(|| Arc::clone(&self.route));
-        let decision = self.decision;
         let body_left = parsed.framing != Framing::Empty;
         let may_continue = parsed.keep_alive && !self.draining.is_cancelled();
+        let (route, decision, hsts) = match &self.port {
+            // Backends and balancing come from the newest snapshot on every request,
+            // so keep-alive clients follow reloads; the verdict stays the one taken at accept.
+            Some(port) => {
+                let route = self
+                    .conn
+                    .runtime
+                    .route(&port.local)
+                    .unwrap_or_else(|| Arc::clone(&port.route));
+                (route, port.decision, None)
+            }
+            None => {
+                let host = parsed
+                    .host
+                    .clone()
+                    .and_then(|r| std::str::from_utf8(&self.buf[r]).ok())
+                    .map(edge::normalize_host);
+                let target = std::str::from_utf8(&self.buf[parsed.target.clone()]).unwrap_or("/");
+                match edge::choose_by(self.conn, host, target) {
+                    Ok((route, decision)) => {
+                        let hsts = edge::hsts(self.conn, &route);
+                        (route, decision, hsts)
+                    }
+                    Err((status, location, text)) => {
+                        self.buf.advance(parsed.len);
+                        let keep = may_continue && !body_left;
+                        return self.local(status, &text, location.as_deref(), keep).await;
+                    }
+                }
+            }
+        };
+        self.buf.advance(parsed.len);
         if !decision.verdict.lets_through() {
             route.metrics.status(403).increment(1);
             super::http::log_denied(self.conn, &route, decision, version, start);
             let text = super::http::forbidden_text(self.conn, &route, decision);
             let next = self
-                .local(StatusCode::FORBIDDEN, &text, may_continue && !body_left)
+                .local(
+                    StatusCode::FORBIDDEN,
+                    &text,
+                    None,
+                    may_continue && !body_left,
+                )
                 .await;
             return next;
         }
@@ -256,7 +299,9 @@ where
             Err(Failure::ClientGone) => return Next::Close,
             Err(Failure::Status(status)) => {
                 let text = failure_text(&route, status);
-                return self.local(status, &text, may_continue && body_done).await;
+                return self
+                    .local(status, &text, None, may_continue && body_done)
+                    .await;
             }
         };
         let Sent {
@@ -272,7 +317,7 @@ where
                 tracing::warn!(app = %route.app, "backend switched protocols unasked");
                 let status = StatusCode::BAD_GATEWAY;
                 let text = failure_text(&route, status);
-                return self.local(status, &text, false).await;
+                return self.local(status, &text, None, false).await;
             }
             self.out.extend_from_slice(b"\r\n");
             if write_out(self.io, &mut self.out).await.is_err() {
@@ -305,6 +350,14 @@ where
         if rechunk {
             self.out
                 .extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        if let Some(max_age) = hsts {
+            // The edge's policy replaces whatever the backend said.
+            remove_field(&mut self.out, b"strict-transport-security");
+            self.out
+                .extend_from_slice(b"strict-transport-security: max-age=");
+            self.out.extend_from_slice(max_age.to_string().as_bytes());
+            self.out.extend_from_slice(b"\r\n");
         }
         self.out.extend_from_slice(b"\r\n");
         let exchange = Exchange {
@@ -341,14 +394,24 @@ where
         }
     }
 
-    /// Answers with a short text of meshd's own.
-    async fn local(&mut self, status: StatusCode, text: &str, keep: bool) -> Next {
+    /// Answers with a short text of meshd's own (and a `Location`, for a redirect).
+    async fn local(
+        &mut self,
+        status: StatusCode,
+        text: &str,
+        location: Option<&str>,
+        keep: bool,
+    ) -> Next {
         self.out.clear();
         self.out.extend_from_slice(b"HTTP/1.1 ");
         self.out.extend_from_slice(status.as_str().as_bytes());
         self.out.push(b' ');
         self.out
             .extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        if let Some(l) = location {
+            self.out.extend_from_slice(b"\r\nlocation: ");
+            self.out.extend_from_slice(l.as_bytes());
+        }
         self.out
             .extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
         self.out
@@ -369,8 +432,24 @@ where
     async fn refuse(&mut self, status: u16, text: &str) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
         tracing::debug!(peer = %self.conn.peer, %status, text, "request refused");
-        self.local(status, text, false).await;
+        self.local(status, text, None, false).await;
         let _ = self.io.shutdown().await;
+    }
+}
+
+/// Removes every `name:` field from a head being written (no blank line yet).
+fn remove_field(head: &mut Vec<u8>, name: &[u8]) {
+    let mut at = 0;
+    while let Some(len) = head[at..].iter().position(|&b| b == b'\n').map(|i| i + 1) {
+        let line = &head[at..at + len];
+        let named = line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line[name.len()] == b':';
+        if named {
+            head.drain(at..at + len);
+        } else {
+            at += len;
+        }
     }
 }
 
@@ -590,6 +669,16 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_field_is_removed_from_a_head_whatever_its_case() {
+        let mut head = b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\nx-a: 1\r\nstrict-transport-security: max-age=2\r\nx-strict-transport-security: 3\r\n".to_vec();
+        remove_field(&mut head, b"strict-transport-security");
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "HTTP/1.1 200 OK\r\nx-a: 1\r\nx-strict-transport-security: 3\r\n"
+        );
+    }
 
     #[test]
     fn chunk_sizes_are_lowercase_hex() {

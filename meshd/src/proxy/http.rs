@@ -209,11 +209,7 @@ fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Handled {
 async fn edge_request(conn: &Conn, req: Request<Incoming>) -> Reply {
     match super::edge::choose(conn, &req) {
         Ok((route, decision)) => {
-            let hsts = route
-                .tls
-                .as_ref()
-                .and_then(|t| t.hsts)
-                .filter(|_| conn.https);
+            let hsts = super::edge::hsts(conn, &route);
             let mut resp = proxy_request(conn, &route, decision, req).await;
             if let Some(max_age) = hsts {
                 if let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}")) {

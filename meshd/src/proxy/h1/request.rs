@@ -7,6 +7,7 @@
 use crate::proxy::headers::{write_tail, Tail};
 use crate::proxy::upstream::{listed_in_connection, parse_length, tokens, Framing};
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 /// Most request headers accepted (431 beyond).
 pub const MAX_HEADERS: usize = 100;
@@ -30,6 +31,11 @@ pub struct Parsed {
     pub idempotent: bool,
     /// The method is HEAD (the response has no body).
     pub head: bool,
+    /// Where in the buffer the host the request names is: its `Host`
+    /// header, else the authority of an absolute-form target.
+    pub host: Option<Range<usize>>,
+    /// Where in the buffer the origin-form target (path and query) is.
+    pub target: Range<usize>,
 }
 
 /// A request head meshd refuses.
@@ -86,6 +92,7 @@ pub fn rewrite(
         (false, false, false, false);
     let (mut has_upgrade, mut has_xfp, mut has_rid, mut expect_continue) =
         (false, false, false, false);
+    let mut host_header: Option<&[u8]> = None;
     let mut transfer_encoding: Option<bool> = None; // Some(last coding is chunked)
     let mut length: Option<u64> = None;
     for h in headers {
@@ -121,6 +128,8 @@ pub fn rewrite(
             has_xfp = true;
         } else if is(name, "x-request-id") {
             has_rid = true;
+        } else if is(name, "host") {
+            host_header.get_or_insert(h.value);
         } else if is(name, "expect") {
             expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
@@ -201,7 +210,29 @@ pub fn rewrite(
         framing,
         idempotent,
         head: method == "HEAD",
+        host: host_header
+            .or_else(|| authority(target))
+            .map(|h| span(buf, h)),
+        target: span(buf, origin_form(target).as_bytes()),
     }))
+}
+
+/// Where `part`, a slice of `buf`, lies in it.
+fn span(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// The authority of an absolute-form target (`http://host:port/path`).
+fn authority(target: &str) -> Option<&[u8]> {
+    ["http://", "https://"].iter().find_map(|scheme| {
+        let rest = target
+            .get(..scheme.len())
+            .filter(|s| s.eq_ignore_ascii_case(scheme))
+            .map(|_| &target[scheme.len()..])?;
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        (end > 0).then(|| &rest.as_bytes()[..end])
+    })
 }
 
 /// Backends get origin-form: `http://host/path?q` becomes `/path?q`.
@@ -233,6 +264,26 @@ mod tests {
     }
 
     use crate::proxy::headers::values as header;
+
+    #[test]
+    fn the_host_and_target_an_edge_routes_by_are_found_in_the_head() {
+        let at = |raw: &str, r: Option<Range<usize>>| r.map(|r| raw[r].to_owned());
+        let raw = "GET /shop/cart?x=1 HTTP/1.1\r\nAccept: */*\r\nHost: Shop.Test:8080\r\n\r\n";
+        let (p, _) = run(raw);
+        assert_eq!(at(raw, p.host.clone()).as_deref(), Some("Shop.Test:8080"));
+        assert_eq!(&raw[p.target], "/shop/cart?x=1");
+
+        // Absolute form: the authority names the host unless a Host header does.
+        let raw = "GET http://api.test:81/v1?q HTTP/1.1\r\n\r\n";
+        let (p, _) = run(raw);
+        assert_eq!(at(raw, p.host.clone()).as_deref(), Some("api.test:81"));
+        assert_eq!(&raw[p.target], "/v1?q");
+        let raw = "GET http://api.test/v1 HTTP/1.1\r\nHost: other.test\r\n\r\n";
+        assert_eq!(at(raw, run(raw).0.host).as_deref(), Some("other.test"));
+
+        let raw = "GET / HTTP/1.0\r\n\r\n";
+        assert_eq!(run(raw).0.host, None);
+    }
 
     #[test]
     fn hop_by_hop_headers_stop_here_and_forwarding_headers_are_added() {
