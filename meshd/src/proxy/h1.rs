@@ -1,11 +1,12 @@
-//! The HTTP/1.1 server of service ports and the edge, without hyper. A request head is
-//! parsed and rewritten for the backend in one pass over the raw bytes;
-//! the response head comes back client-ready from the backend connection;
-//! bodies are decoded and re-framed as they pass. No header map, no task
-//! hop and no timer registration per request: the connection keeps one
-//! deadline for its idle, request-head and response waits. A connection
-//! that opens with the HTTP/2 preface goes to the hyper server instead.
-//! The shared edge listeners use it too, choosing the app per request.
+//! The HTTP/1.1 server of service ports and edge listeners, without hyper.
+//! A request head is parsed and rewritten for the backend in one pass over
+//! the raw bytes; the response head comes back client-ready from the
+//! backend connection; bodies are decoded and re-framed as they pass. No
+//! header map, no task hop and no timer registration per request: the
+//! connection keeps one deadline for its idle, request-head and response
+//! waits. On an edge listener the app is chosen per request, by host and
+//! path. A connection that opens with the HTTP/2 preface goes to the hyper
+//! server instead.
 
 pub mod request;
 
