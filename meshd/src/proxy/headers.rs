@@ -3,18 +3,11 @@
 //! are added, and an HTTP/2 request becomes an HTTP/1.1 one for the backend.
 
 use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::{HeaderMap, Request, Version};
+use hyper::HeaderMap;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Whether a request asks to switch protocols (WebSocket and the like).
-pub fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && has_token(req.headers(), "upgrade")
-}
 
 fn has_token(headers: &HeaderMap, token: &str) -> bool {
     headers
@@ -121,7 +114,6 @@ pub fn values<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
 pub fn backend_head(
     parts: &http::request::Parts,
     peer: &HeaderValue,
-    upgrade: bool,
     https: bool,
     chunked: bool,
 ) -> Vec<u8> {
@@ -134,11 +126,9 @@ pub fn backend_head(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let lists_names = headers.contains_key(header::CONNECTION);
     for (name, value) in headers {
-        if is_hop_by_hop(name) && !(upgrade && *name == header::UPGRADE)
+        if is_hop_by_hop(name)
             || *name == X_FORWARDED_FOR
-            || (lists_names
-                && has_token(headers, name.as_str())
-                && !(upgrade && *name == header::UPGRADE))
+            || (lists_names && has_token(headers, name.as_str()))
         {
             continue;
         }
@@ -163,7 +153,7 @@ pub fn backend_head(
         has_id: headers.contains_key(&X_REQUEST_ID),
         https,
         chunked,
-        upgrade,
+        upgrade: false,
     };
     write_tail(&mut out, forwarded_for, peer.as_bytes(), tail);
     out
@@ -172,13 +162,13 @@ pub fn backend_head(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::{Request, Version};
 
-    fn head(req: Request<()>, upgrade: bool, chunked: bool) -> String {
+    fn head(req: Request<()>, chunked: bool) -> String {
         let parts = req.into_parts().0;
         let out = backend_head(
             &parts,
             &HeaderValue::from_static("127.0.2.1"),
-            upgrade,
             false,
             chunked,
         );
@@ -197,7 +187,7 @@ mod tests {
             .header("host", "web")
             .body(())
             .unwrap();
-        let h = head(req, false, false);
+        let h = head(req, false);
         assert!(h.starts_with("GET /a?b=1 HTTP/1.1\r\n"), "{h}");
         for gone in ["connection", "x-secret", "keep-alive", "te"] {
             assert!(values(&h, gone).is_empty(), "{gone} in {h}");
@@ -218,24 +208,10 @@ mod tests {
             .header("x-request-id", "given")
             .body(())
             .unwrap();
-        let h = head(req, false, true);
+        let h = head(req, true);
         assert!(h.starts_with("GET /cart?x=1 HTTP/1.1\r\n"), "{h}");
         assert_eq!(values(&h, "host"), ["shop.example:10000"]);
         assert_eq!(values(&h, "x-request-id"), ["given"]);
         assert_eq!(values(&h, "transfer-encoding"), ["chunked"]);
-    }
-
-    #[test]
-    fn upgrades_keep_their_connection_and_upgrade_headers() {
-        let req = Request::builder()
-            .uri("/ws")
-            .header("connection", "Upgrade")
-            .header("upgrade", "websocket")
-            .body(())
-            .unwrap();
-        assert!(is_upgrade(&req));
-        let h = head(req, true, false);
-        assert_eq!(values(&h, "connection"), ["upgrade"]);
-        assert_eq!(values(&h, "upgrade"), ["websocket"]);
     }
 }

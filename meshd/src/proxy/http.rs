@@ -1,5 +1,6 @@
-//! HTTP mode: HTTP/1.1 and HTTP/2 (prior knowledge) on one port, carried to
-//! backends over pooled HTTP/1.1 connections. The allow-list verdict was
+//! HTTP mode over HTTP/2 (prior knowledge, or ALPN `h2`) on hyper's server,
+//! carried to backends over pooled HTTP/1.1 connections; HTTP/1.1 clients
+//! take meshd's own server (`h1.rs`), which shares the request types here. The allow-list verdict was
 //! taken at accept; a denied connection gets 403 on every request. Failed
 //! connects move on to another backend; idempotent requests without a body
 //! are retried once on a reset or 502/503, within the retry budget.
@@ -7,7 +8,7 @@
 use super::body::{DownBody, Settle, UpBody};
 use super::forward::{failure_text, forward, Failure, Outgoing, Sent, Wait};
 use super::headers;
-use super::tunnel::{copy_with_idle, Watched};
+use super::tunnel::Watched;
 use super::upstream::{self, BodyReader, ExchangeError};
 use crate::access_log::{AccessLog, Entry};
 use crate::authz::Decision;
@@ -25,7 +26,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 /// Largest request header block accepted (431 beyond it).
@@ -83,16 +83,10 @@ where
     let stop = conn.stop.clone();
     let conn = Arc::new(conn);
     let service = hyper::service::service_fn(move |req| handle(Arc::clone(&conn), req));
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Only HTTP/2 reaches this server: HTTP/1.1 takes meshd's own (h1.rs),
+    // which hands over a connection that opens with the HTTP/2 preface.
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
-        .http1()
-        .timer(TokioTimer::new())
-        // hyper also starts this timer while a keep-alive connection waits
-        // for its next request, so HTTP/1.1 idle is at most this long too.
-        .header_read_timeout(timeouts.request_header.min(timeouts.idle))
-        .max_buf_size(MAX_HEADER_BYTES.max(8192));
-    builder
-        .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_header_list_size(MAX_HEADER_BYTES as u32);
@@ -100,7 +94,7 @@ where
     // any request still in flight finish, so only truly quiet connections close.
     let seen = Arc::new(AtomicBool::new(true));
     let io = TokioIo::new(Watched::new(stream, Arc::clone(&seen)));
-    let connection = builder.serve_connection_with_upgrades(io, service);
+    let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     let mut idle = tokio::time::interval(timeouts.idle);
     idle.reset();
@@ -233,7 +227,7 @@ async fn proxy_request(
     conn: &Conn,
     route: &Arc<Route>,
     decision: Decision,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Reply {
     let start = Instant::now();
     if !decision.verdict.lets_through() {
@@ -242,19 +236,12 @@ async fn proxy_request(
         return local(StatusCode::FORBIDDEN, forbidden_text(conn, route, decision));
     }
     route.carried.retry_budget.deposit();
-    let mut upgrade = headers::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let client_version = parts.version;
     let empty = hyper::body::Body::is_end_stream(&body);
     let chunked = !empty && !parts.headers.contains_key(hyper::header::CONTENT_LENGTH);
     let mut out = HyperRequest {
-        head: headers::backend_head(
-            &parts,
-            &conn.peer_header,
-            upgrade.is_some(),
-            conn.https,
-            chunked,
-        ),
+        head: headers::backend_head(&parts, &conn.peer_header, conn.https, chunked),
         body: (!empty).then_some(UpBody::Stream(body)),
         has_body: !empty,
         chunked,
@@ -292,27 +279,13 @@ async fn proxy_request(
         framing,
         reusable,
     } = head;
-    let mut resp = Response::new(DownBody::Local(None));
-    *resp.status_mut() = status;
-    *resp.headers_mut() = resp_headers;
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_side) = upgrade.take() {
-            let (backend_io, early) = upstream.into_parts();
-            let (idle, stop) = (route.timeouts.tunnel_idle, conn.stop.clone());
-            tokio::spawn(async move {
-                if let Ok(client) = client_side.await {
-                    let mut client = TokioIo::new(client);
-                    // Bytes the backend sent right after its 101 go first.
-                    if early.is_empty() || client.write_all(&early).await.is_ok() {
-                        copy_with_idle(client, backend_io, idle, stop).await;
-                    }
-                }
-                drop(in_flight);
-            });
-            return resp;
-        }
+        // HTTP/2 has no upgrades and meshd asked for none.
+        tracing::warn!(app = %route.app, "backend switched protocols unasked");
+        drop(in_flight);
+        let status = StatusCode::BAD_GATEWAY;
+        return local(status, failure_text(route, status));
     }
-    let (resp_parts, _) = resp.into_parts();
     let reader = BodyReader::new(upstream, framing, reusable);
     let exchange = Exchange {
         route: Arc::clone(route),
@@ -328,7 +301,10 @@ async fn proxy_request(
             .as_ref()
             .map(|l| (l.clone(), conn.src_app.clone(), conn.peer, client_version)),
     };
-    Response::from_parts(resp_parts, DownBody::upstream(reader, exchange))
+    let mut resp = Response::new(DownBody::upstream(reader, exchange));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = resp_headers;
+    resp
 }
 
 /// A request that came through hyper (HTTP/2, or the edge): its head is
