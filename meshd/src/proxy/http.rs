@@ -24,7 +24,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -331,12 +330,9 @@ impl Outgoing for HyperRequest<'_> {
         *self.method != Method::HEAD
     }
     async fn send(&mut self, up: &mut upstream::Conn) -> Result<(), ExchangeError> {
-        // One read of an HTTP/2 connection brings many streams' HEADERS.
-        // Letting the other streams ready now start first groups the
-        // backend writes, so a backend on the same core wakes once for
-        // several requests instead of once for each (-11% CPU per h2
-        // request here, and -5% for the origin; docs/benchmarks.md).
-        YieldOnce(false).await;
+        // Written at once: holding the write until the other streams of the
+        // same read had started (one yield) saved CPU on an older build and
+        // machine, but now costs p99 and saves nothing (docs/benchmarks.md).
         up.write_head(&self.head).await?;
         if let Some(mut body) = self.body.take() {
             up.send_body(&mut body, self.chunked)
@@ -344,22 +340,6 @@ impl Outgoing for HyperRequest<'_> {
                 .map_err(ExchangeError::Failed)?;
         }
         Ok(())
-    }
-}
-
-/// Lets the other tasks that are ready run first, once.
-struct YieldOnce(bool);
-
-impl std::future::Future for YieldOnce {
-    type Output = ();
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        // Woken at once, the task goes to the back of the run queue.
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 
