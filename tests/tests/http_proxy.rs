@@ -1,6 +1,6 @@
 //! HTTP mode through a real meshd: HTTP/1.1 and h2 on one port, forwarding
 //! headers, 403 with a reason, WebSocket upgrades, retries and ejection,
-//! draining backends, limits and timeouts, access log and metrics.
+//! draining backends, limits and timeouts (idle tunnels too), access log and metrics.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -402,4 +402,97 @@ async fn slow_headers_time_out_and_connection_limits_hold() {
     )
     .await;
     let _ = mesh.dir.path("");
+}
+
+/// Reads until the peer closes the connection (or it errors); how long that took.
+async fn time_to_close(s: &mut tokio::net::TcpStream, within: Duration) -> Duration {
+    let start = Instant::now();
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout_at((start + within).into(), s.read(&mut buf)).await {
+            Err(_) => panic!("still open {within:?} after the last byte"),
+            Ok(Ok(0) | Err(_)) => return start.elapsed(),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_tunnels_close_after_tunnel_idle_and_busy_ones_stay_up() {
+    let _tcp = backends::tcp("127.0.70.1:9000", "idle.tcp").await;
+    let _ws = backends::http("127.0.70.2:8080", "idle.ws").await;
+    let idle = schemas::Timeouts {
+        tunnel_idle: Some(schemas::duration::Duration(Duration::from_secs(1))),
+        ..Default::default()
+    };
+    let mut tcp = service(
+        "/e2e/idle-tcp",
+        22020,
+        Protocol::Tcp,
+        &[("127.0.70.1:9000", "idle.tcp")],
+    );
+    tcp.timeouts = idle;
+    let mut ws = service(
+        "/e2e/idle-ws",
+        22021,
+        Protocol::Http,
+        &[("127.0.70.2:8080", "idle.ws")],
+    );
+    ws.timeouts = idle;
+    let mesh = start("idle", "127.0.0.70", vec![tcp, ws], &[]);
+    wait_generation(mesh.admin, 1).await;
+
+    // TCP mode: a line every 400 ms keeps the connection up for 2.4 s,
+    // more than twice the idle timeout; then silence closes it.
+    let mut t = tcp_from("127.0.71.1", "127.0.0.70:22020".parse().unwrap())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(3), t.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"idle.tcp\n");
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let line = format!("ping {i}\n");
+        t.write_all(line.as_bytes()).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(3), t.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], line.as_bytes(), "busy TCP tunnel closed early");
+    }
+    let closed = time_to_close(&mut t, Duration::from_secs(4)).await;
+    assert!(
+        closed >= Duration::from_millis(900),
+        "closed {closed:?} after the last byte, before tunnel_idle"
+    );
+
+    // An upgraded (WebSocket) connection: the same timeout, the same rule.
+    let mut s = tcp_from("127.0.71.1", "127.0.0.70:22021".parse().unwrap())
+        .await
+        .unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: ws\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 101"));
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let msg = format!("frame {i}");
+        s.write_all(msg.as_bytes()).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], msg.as_bytes(), "busy WebSocket closed early");
+    }
+    let closed = time_to_close(&mut s, Duration::from_secs(4)).await;
+    assert!(
+        closed >= Duration::from_millis(900),
+        "closed {closed:?} after the last byte, before tunnel_idle"
+    );
+    drop(mesh);
 }
