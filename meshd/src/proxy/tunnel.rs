@@ -3,10 +3,11 @@
 //! idle timeout, or when `stop` fires. The idle check costs one relaxed
 //! store per read, not a timer reset.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
@@ -70,28 +71,156 @@ where
         inner: b,
         seen: Arc::clone(&seen),
     };
-    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
-    tokio::pin!(copy);
-    let mut tick = tokio::time::interval(idle);
-    tick.reset();
-    loop {
-        tokio::select! {
-            r = &mut copy => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "tunnel ended with an error");
+    let copy = std::pin::pin!(tokio::io::copy_bidirectional(&mut a, &mut b));
+    match (Tunnel {
+        copy,
+        idle,
+        tick: Box::pin(tokio::time::sleep(idle)),
+        stop: Box::pin(stop.cancelled_owned()),
+        seen,
+        wakes: Wakes::new(),
+    })
+    .await
+    {
+        End::Done(Ok(_)) => {}
+        End::Done(Err(e)) => tracing::debug!(error = %e, "tunnel ended with an error"),
+        End::Idle => tracing::debug!(idle_secs = idle.as_secs(), "tunnel idle; closed"),
+        End::Stopped => tracing::debug!("tunnel closed at the drain deadline"),
+    }
+}
+
+/// Why a tunnel ended.
+enum End {
+    Done(std::io::Result<(u64, u64)>),
+    Idle,
+    Stopped,
+}
+
+const TICK: u8 = 1;
+const STOP: u8 = 2;
+
+/// The copy, raced against the idle check and the drain deadline. Unlike a
+/// `select!`, a wake-up for bytes polls only the copy: the timer and the
+/// token are polled when their own wakers fired (TCP mode wakes twice per
+/// request, and polling both every time was 1% of meshd's CPU there).
+struct Tunnel<F> {
+    copy: F,
+    idle: Duration,
+    tick: Pin<Box<tokio::time::Sleep>>,
+    stop: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    seen: Arc<AtomicBool>,
+    wakes: Wakes,
+}
+
+/// Per-branch wakers that note which branch fired, then wake the task.
+struct Wakes {
+    shared: Arc<Fired>,
+    tick: Waker,
+    stop: Waker,
+    /// The task waker last handed to `shared`; `None` before the first poll.
+    task: Option<Waker>,
+}
+
+struct Fired {
+    which: AtomicU8,
+    task: Mutex<Option<Waker>>,
+}
+
+struct BranchWaker {
+    shared: Arc<Fired>,
+    bit: u8,
+}
+
+impl Wake for BranchWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.shared.which.fetch_or(self.bit, Ordering::AcqRel);
+        let task = self
+            .shared
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(w) = task.as_ref() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+impl Wakes {
+    fn new() -> Wakes {
+        let shared = Arc::new(Fired {
+            which: AtomicU8::new(0),
+            task: Mutex::new(None),
+        });
+        let branch = |bit| {
+            Waker::from(Arc::new(BranchWaker {
+                shared: Arc::clone(&shared),
+                bit,
+            }))
+        };
+        Wakes {
+            tick: branch(TICK),
+            stop: branch(STOP),
+            shared,
+            task: None,
+        }
+    }
+
+    /// Which branches to poll: all on the first poll, then those that fired.
+    fn due(&mut self, cx: &Context<'_>) -> u8 {
+        let first = self.task.is_none();
+        if !self.task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            let w = cx.waker().clone();
+            *self
+                .shared
+                .task
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(w.clone());
+            self.task = Some(w);
+        }
+        let fired = self.shared.which.swap(0, Ordering::AcqRel);
+        if first {
+            TICK | STOP
+        } else {
+            fired
+        }
+    }
+}
+
+impl<F> Future for Tunnel<F>
+where
+    F: Future<Output = std::io::Result<(u64, u64)>> + Unpin,
+{
+    type Output = End;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<End> {
+        let this = &mut *self;
+        let due = this.wakes.due(cx);
+        if let Poll::Ready(r) = Pin::new(&mut this.copy).poll(cx) {
+            return Poll::Ready(End::Done(r));
+        }
+        if due & STOP != 0
+            && this
+                .stop
+                .as_mut()
+                .poll(&mut Context::from_waker(&this.wakes.stop))
+                .is_ready()
+        {
+            return Poll::Ready(End::Stopped);
+        }
+        if due & TICK != 0 {
+            let mut tcx = Context::from_waker(&this.wakes.tick);
+            while this.tick.as_mut().poll(&mut tcx).is_ready() {
+                if !this.seen.swap(false, Ordering::Relaxed) {
+                    return Poll::Ready(End::Idle);
                 }
-                return;
-            }
-            _ = tick.tick() => {
-                if !seen.swap(false, Ordering::Relaxed) {
-                    tracing::debug!(idle_secs = idle.as_secs(), "tunnel idle; closed");
-                    return;
-                }
-            }
-            () = stop.cancelled() => {
-                tracing::debug!("tunnel closed at the drain deadline");
-                return;
+                this.tick
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + this.idle);
             }
         }
+        Poll::Pending
     }
 }
