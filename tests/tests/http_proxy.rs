@@ -404,6 +404,28 @@ async fn slow_headers_time_out_and_connection_limits_hold() {
     let _ = mesh.dir.path("");
 }
 
+/// Sends a line every 400 ms for 2.4 s (more than twice a 1 s
+/// `tunnel_idle`), each echoed back, then goes quiet and checks that the
+/// tunnel closes, and not before `tunnel_idle`.
+async fn busy_then_quiet(s: &mut tokio::net::TcpStream, what: &str) {
+    let mut buf = [0u8; 256];
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let line = format!("ping {i}\n");
+        s.write_all(line.as_bytes()).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], line.as_bytes(), "busy {what} closed early");
+    }
+    let closed = time_to_close(s, Duration::from_secs(4)).await;
+    assert!(
+        closed >= Duration::from_millis(900),
+        "{what} closed {closed:?} after the last byte, before tunnel_idle"
+    );
+}
+
 /// Reads until the peer closes the connection (or it errors); how long that took.
 async fn time_to_close(s: &mut tokio::net::TcpStream, within: Duration) -> Duration {
     let start = Instant::now();
@@ -442,8 +464,7 @@ async fn quiet_tunnels_close_after_tunnel_idle_and_busy_ones_stay_up() {
     let mesh = start("idle", "127.0.0.70", vec![tcp, ws], &[]);
     wait_generation(mesh.admin, 1).await;
 
-    // TCP mode: a line every 400 ms keeps the connection up for 2.4 s,
-    // more than twice the idle timeout; then silence closes it.
+    // TCP mode: traffic keeps the connection up; silence closes it.
     let mut t = tcp_from("127.0.71.1", "127.0.0.70:22020".parse().unwrap())
         .await
         .unwrap();
@@ -453,21 +474,7 @@ async fn quiet_tunnels_close_after_tunnel_idle_and_busy_ones_stay_up() {
         .unwrap()
         .unwrap();
     assert_eq!(&buf[..n], b"idle.tcp\n");
-    for i in 0..6 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        let line = format!("ping {i}\n");
-        t.write_all(line.as_bytes()).await.unwrap();
-        let n = tokio::time::timeout(Duration::from_secs(3), t.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(&buf[..n], line.as_bytes(), "busy TCP tunnel closed early");
-    }
-    let closed = time_to_close(&mut t, Duration::from_secs(4)).await;
-    assert!(
-        closed >= Duration::from_millis(900),
-        "closed {closed:?} after the last byte, before tunnel_idle"
-    );
+    busy_then_quiet(&mut t, "TCP tunnel").await;
 
     // An upgraded (WebSocket) connection: the same timeout, the same rule.
     let mut s = tcp_from("127.0.71.1", "127.0.0.70:22021".parse().unwrap())
@@ -479,20 +486,6 @@ async fn quiet_tunnels_close_after_tunnel_idle_and_busy_ones_stay_up() {
         .unwrap()
         .unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 101"));
-    for i in 0..6 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        let msg = format!("frame {i}");
-        s.write_all(msg.as_bytes()).await.unwrap();
-        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(&buf[..n], msg.as_bytes(), "busy WebSocket closed early");
-    }
-    let closed = time_to_close(&mut s, Duration::from_secs(4)).await;
-    assert!(
-        closed >= Duration::from_millis(900),
-        "closed {closed:?} after the last byte, before tunnel_idle"
-    );
+    busy_then_quiet(&mut s, "WebSocket").await;
     drop(mesh);
 }
