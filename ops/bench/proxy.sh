@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # meshd against HAProxy and a direct baseline, on loopback, in one run.
 # Installs wrk, h2load, HAProxy and nginx from Debian's packages when missing,
-# builds meshd in release mode, then runs ops/bench/proxy_bench.py.
-#   MODES=http1,h2,tcp,latency DURATION=10 ROUNDS=3 ops/bench/proxy.sh
+# builds meshd and the paired latency client (latency-pair) in release mode,
+# then runs ops/bench/proxy_bench.py.
+#   MODES=http1,h2,tcp,latency DURATION=10 ROUNDS=3 SLICES=5 ops/bench/proxy.sh
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 bench_setup wrk:wrk h2load:nghttp2-client haproxy:haproxy nginx:nginx-light taskset:util-linux python3:python3
+cargo build --release -q -p palisade-tests --bin latency-pair
+export LATENCY_PAIR="${CARGO_TARGET_DIR:-$bench_root/target}/release/latency-pair"
 exec python3 ops/bench/proxy_bench.py

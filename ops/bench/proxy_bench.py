@@ -10,9 +10,21 @@ alternate round by round and medians are reported, because this machine's
 noise is 10-15% between runs.
 
 Environment: MODES (http1,h2,tcp,latency), DURATION (seconds, default 10),
-ROUNDS (default 3), MESHD (path to a release meshd binary), MESHD_B (optional:
-a second meshd build, run beside the first as contender `meshd_b` on
-127.0.0.4, to compare two builds in one run).
+ROUNDS (default 3), SLICES (default 5: how many slices each latency round is
+cut into, see below), MESHD (path to a release meshd binary), MESHD_B
+(optional: a second meshd build, run beside the first as contender `meshd_b`
+on 127.0.0.4, to compare two builds in one run).
+
+The single-connection (latency) mode's p99 is set by this machine's stalls
+(idle-vCPU wake-ups, kernel threads), which come in bursts lasting seconds.
+So each latency round is cut into SLICES short runs that alternate the
+contenders, and the p50/p99 reported for that mode come from the pooled
+histogram of every sample of every round (wrk's own, via wrk_histogram.lua),
+not from a median of per-round percentiles. Even so, that p99 drifts by more
+than the proxies differ, so each latency round also runs `latency-pair`
+(LATENCY_PAIR, default: beside MESHD; built by proxy.sh) for DURATION
+seconds: one client, one connection per contender, the contenders taking
+turns request by request, so that every stall lands on all of them alike.
 """
 
 import os
@@ -154,9 +166,24 @@ def parse_duration_us(text):
     return v * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
 
 
-def run_wrk(url, conns, duration):
+HISTOGRAM_LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk_histogram.lua")
+
+
+def percentile(hist, q):
+    """The q-quantile of a {microseconds: count} histogram."""
+    total = sum(hist.values())
+    rank, seen = q * total, 0
+    for us in sorted(hist):
+        seen += hist[us]
+        if seen >= rank:
+            return float(us)
+    return float("nan")
+
+
+def run_wrk(url, conns, duration, histogram=False):
+    script = ["-s", HISTOGRAM_LUA] if histogram else []
     out = subprocess.run(
-        ["taskset", "-c", "0", "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", url],
+        ["taskset", "-c", "0", "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency"] + script + [url],
         capture_output=True, text=True, check=False,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -166,7 +193,13 @@ def run_wrk(url, conns, duration):
     failed = (int(errors.group(1)) if errors else 0) + (sum(map(int, sock.groups())) if sock else 0)
     p50 = parse_duration_us(re.search(r"\s50%\s+(\S+)", out).group(1))
     p99 = parse_duration_us(re.search(r"\s99%\s+(\S+)", out).group(1))
-    return {"rps": rps, "reqs": reqs, "p50": p50, "p99": p99, "failed": failed}
+    r = {"rps": rps, "reqs": reqs, "p50": p50, "p99": p99, "failed": failed}
+    if histogram:
+        line = re.search(r"^latency-histogram (.*)$", out, re.M)
+        if not line:
+            raise RuntimeError(f"wrk printed no latency histogram: {out[-400:]}")
+        r["hist"] = {int(us): int(n) for us, n in (pair.split(":") for pair in line.group(1).split())}
+    return r
 
 
 def run_h2load(url, duration):
@@ -286,6 +319,8 @@ if os.environ.get("MESHD_B"):
 
 
 def measure(bench, who, url, kind, duration):
+    """One run of one contender: throughput and percentiles from the client,
+    CPU from /proc."""
     cpu_of = "origin" if who == "direct" else who
     pids = bench.pids(cpu_of)
     origin_pids = bench.pids("origin")
@@ -294,7 +329,7 @@ def measure(bench, who, url, kind, duration):
     if kind == "h2load":
         r = run_h2load(url, duration)
     else:
-        r = run_wrk(url, 32 if kind == "wrk32" else 1, duration)
+        r = run_wrk(url, 32 if kind == "wrk32" else 1, duration, histogram=(kind == "wrk1"))
     used_us = (cpu_ticks(pids) - before) * 1e6 / CLK_TCK
     r["cpu_us"] = used_us / max(r["reqs"], 1)
     # The origin shares the proxy's core: its CPU per request shows what a
@@ -306,10 +341,70 @@ def measure(bench, who, url, kind, duration):
     return r
 
 
+def run_paired(contenders, duration):
+    """Paired single-connection latency: {contender: histogram}."""
+    tool = os.environ.get("LATENCY_PAIR") or os.path.join(os.path.dirname(os.environ["MESHD"]), "latency-pair")
+    if not os.access(tool, os.X_OK):
+        raise RuntimeError(f"{tool} not found: build it with `cargo build --release -p palisade-tests "
+                           f"--bin latency-pair` or run ops/bench/proxy.sh")
+    targets = [f"{who}={url.split('//', 1)[1].rstrip('/')}" for who, url, _ in contenders]
+    out = subprocess.run(["taskset", "-c", "0", tool, str(duration)] + targets,
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"latency-pair failed: {out.stderr[-400:]}")
+    hists, failed = {}, {}
+    for line in out.stdout.splitlines():
+        kind, who, *rest = line.split()
+        if kind == "latency-histogram":
+            hists[who] = {int(us): int(n) for us, n in (pair.split(":") for pair in rest)}
+        elif kind == "failed":
+            failed[who] = int(rest[0])
+    if any(failed.values()):
+        raise RuntimeError(f"latency-pair saw failed requests: {failed}")
+    return hists
+
+
+def merge_histograms(hists):
+    pooled = {}
+    for hist in hists:
+        for us, n in hist.items():
+            pooled[us] = pooled.get(us, 0) + n
+    return pooled
+
+
+def measure_sliced(bench, order, duration, slices):
+    """One latency round: `slices` short runs per contender, alternating, so
+    that a burst of machine noise lands on every contender alike. Returns one
+    combined result per contender, its percentiles from the merged samples."""
+    slice_s = max(1, duration // slices)
+    parts = {}
+    for i in range(slices):
+        for who, url, kind in (order if i % 2 == 0 else list(reversed(order))):
+            parts.setdefault(who, []).append(measure(bench, who, url, kind, slice_s))
+    combined = []
+    for who, _, _ in order:
+        runs = parts[who]
+        reqs = sum(r["reqs"] for r in runs)
+        hist = merge_histograms(r["hist"] for r in runs)
+        combined.append((who, {
+            "rps": statistics.mean(r["rps"] for r in runs),
+            "reqs": reqs,
+            "p50": percentile(hist, 0.50),
+            "p99": percentile(hist, 0.99),
+            "failed": sum(r["failed"] for r in runs),
+            "cpu_us": sum(r["cpu_us"] * r["reqs"] for r in runs) / max(reqs, 1),
+            "origin_us": sum(r["origin_us"] * r["reqs"] for r in runs) / max(reqs, 1),
+            "origin_batch": reqs / max(sum(r["reqs"] / r["origin_batch"] for r in runs), 1e-9),
+            "hist": hist,
+        }))
+    return combined
+
+
 def main():
     modes = [m for m in os.environ.get("MODES", "http1,h2,tcp,latency").split(",") if m]
     duration = int(os.environ.get("DURATION", "10"))
     rounds = int(os.environ.get("ROUNDS", "3"))
+    slices = max(1, int(os.environ.get("SLICES", "5")))
     bench = Bench(os.environ["MESHD"])
     results = {}
     try:
@@ -317,8 +412,16 @@ def main():
         for rnd in range(rounds):
             for mode in modes:
                 order = MODES[mode] if rnd % 2 == 0 else list(reversed(MODES[mode]))
-                for who, url, kind in order:
-                    r = measure(bench, who, url, kind, duration)
+                if mode == "latency":
+                    round_results = measure_sliced(bench, order, duration, slices)
+                    paired = run_paired(order, duration)
+                    for who, r in round_results:
+                        r["pair_hist"] = paired[who]
+                        log(f"round {rnd + 1} latency  {who:8} paired: p50 {percentile(paired[who], 0.5):.0f}us  "
+                            f"p99 {percentile(paired[who], 0.99):.0f}us")
+                else:
+                    round_results = [(who, measure(bench, who, url, kind, duration)) for who, url, kind in order]
+                for who, r in round_results:
                     log(f"round {rnd + 1} {mode:8} {who:8} {r['rps']:>10.0f} req/s  p50 {r['p50']:>7.0f}us  "
                         f"p99 {r['p99']:>7.0f}us  cpu {r['cpu_us']:.2f}us/req  origin {r['origin_us']:.2f}us/req "
                         f"{r['origin_batch']:.1f} req/wake  failed {r['failed']}")
@@ -328,6 +431,19 @@ def main():
 
     med = {k: {f: statistics.median(x[f] for x in v) for f in ["rps", "p50", "p99", "cpu_us", "origin_us", "origin_batch", "failed"]}
            for k, v in results.items()}
+    # Where every sample was kept, percentiles come from all rounds' samples
+    # pooled; the median of the per-round p99s stays beside them for reference.
+    for k, v in results.items():
+        if all("hist" in x for x in v):
+            pooled = merge_histograms(x["hist"] for x in v)
+            med[k]["round_p99"] = med[k]["p99"]
+            med[k]["p50"], med[k]["p99"] = percentile(pooled, 0.50), percentile(pooled, 0.99)
+            med[k]["p999"] = percentile(pooled, 0.999)
+            med[k]["samples"] = sum(pooled.values())
+        if all("pair_hist" in x for x in v):
+            pooled = merge_histograms(x["pair_hist"] for x in v)
+            for name, q in [("pair_p50", 0.50), ("pair_p99", 0.99), ("pair_p999", 0.999)]:
+                med[k][name] = percentile(pooled, q)
     print(f"\nMedians of {rounds} alternated rounds, {duration}s each; proxies pinned with the origin "
           f"on core 1, clients on core 0; one worker thread per proxy.\n")
     for mode in modes:
@@ -351,9 +467,20 @@ def main():
             d = med[(mode, "direct")]
             print(f"- meshd/direct req/s: {ms['rps'] / d['rps']:.3f}")
             if mode == "latency":
+                print(f"- p50 and p99 above are pooled over every sample of every round "
+                      f"({rounds} rounds of {slices} alternated slices); p99.9 pooled: "
+                      + ", ".join(f"{who} {med[(mode, who)]['p999']:.0f} us" for who, _, _ in MODES[mode])
+                      + "; median of the per-round p99s: "
+                      + ", ".join(f"{who} {med[(mode, who)]['round_p99']:.0f} us" for who, _, _ in MODES[mode]))
+                print(f"- paired (latency-pair, {rounds} x {duration}s, contenders taking turns request by request): "
+                      + ", ".join(f"{who} p50 {med[(mode, who)]['pair_p50']:.0f} / p99 {med[(mode, who)]['pair_p99']:.0f} / "
+                                  f"p99.9 {med[(mode, who)]['pair_p999']:.0f} us" for who, _, _ in MODES[mode])
+                      + f"; paired p99 meshd/HAProxy: **{ms['pair_p99'] / hp['pair_p99']:.3f}**")
                 print(f"- latency meshd adds on one connection: p50 +{ms['p50'] - d['p50']:.0f} us, "
                       f"p99 +{ms['p99'] - d['p99']:.0f} us (HAProxy: p50 +{hp['p50'] - d['p50']:.0f} us, "
-                      f"p99 +{hp['p99'] - d['p99']:.0f} us)")
+                      f"p99 +{hp['p99'] - d['p99']:.0f} us); paired: meshd p50 +{ms['pair_p50'] - d['pair_p50']:.0f} us, "
+                      f"p99 +{ms['pair_p99'] - d['pair_p99']:.0f} us (HAProxy: p50 +{hp['pair_p50'] - d['pair_p50']:.0f} us, "
+                      f"p99 +{hp['pair_p99'] - d['pair_p99']:.0f} us)")
         print()
 
 
