@@ -6,9 +6,13 @@ the size configsrv renders for a 10,000-app cluster) plus one bench service
 in front of nginx. One client (wrk -c1, on core 0) measures that service
 for DURATION seconds, once quiet and once while the file is rewritten every
 INTERVAL seconds with a newer generation and changed backends, so that
-every rewrite is parsed, validated, compiled and swapped. meshd and nginx
-share core 1, as in proxy_bench.py. With MESHD_B, a second meshd build runs
-beside the first (127.0.0.4) and the two alternate, for A/B comparisons.
+every rewrite is parsed, validated, compiled and swapped. The peer is
+HAProxy as marathon-lb runs it: the same services as frontends and
+backends, its config rewritten and the master-worker process reloaded
+(SIGUSR2) at every change; a new worker parses the config while the old
+one finishes its requests. The proxies and nginx share core 1, as in
+proxy_bench.py. With MESHD_B, a second meshd build runs beside the first
+(127.0.0.4), for A/B comparisons.
 
 Environment: MESHD, MESHD_B (optional), SERVICES (10000), DURATION (10),
 INTERVAL (1.0), ROUNDS (3).
@@ -16,6 +20,7 @@ INTERVAL (1.0), ROUNDS (3).
 
 import os
 import re
+import signal
 import statistics
 import sys
 import threading
@@ -27,10 +32,34 @@ from proxy_bench import (  # noqa: E402
     NGINX_CONF, ORIGIN, Bench, log, merge_histograms, percentile, run_wrk,
 )
 
-CONTENDERS = [("meshd", "127.0.0.2", "127.0.0.1:19901")]
+# (contender, address, meshd's admin address or None for HAProxy)
+CONTENDERS = [("meshd", "127.0.0.2", "127.0.0.1:19901"), ("haproxy", "127.0.0.3", None)]
 if os.environ.get("MESHD_B"):
-    CONTENDERS.append(("meshd_b", "127.0.0.4", "127.0.0.1:19902"))
+    CONTENDERS.insert(1, ("meshd_b", "127.0.0.4", "127.0.0.1:19902"))
 BENCH_PORT = 18100
+
+
+def task_address(a, t, generation):
+    ip = 10 + a * 3 + t
+    return f"127.{100 + ip // 65000}.{(ip // 250) % 250}.{1 + ip % 250}:{8080 + generation % 2}"
+
+
+def haproxy_cfg(address, services, generation):
+    """The same services for HAProxy, as marathon-lb would write them: one
+    frontend and one backend per service port, the allow-list as an ACL."""
+    out = [
+        "global", "  nbthread 1", "  maxconn 4000",
+        "defaults", "  mode http", "  timeout connect 2s", "  timeout client 30s", "  timeout server 30s",
+        "frontend bench", f"  bind {address}:{BENCH_PORT}",
+        "  http-request deny unless { src 127.0.0.0/8 }", "  default_backend bench",
+        "backend bench", "  http-reuse always", f"  server origin {ORIGIN}",
+    ]
+    for a in range(services):
+        out += [f"frontend app{a}", f"  bind {address}:{20000 + a}",
+                "  http-request deny unless { src 10.0.0.0/8 }", f"  default_backend app{a}",
+                f"backend app{a}", "  balance roundrobin"]
+        out += [f"  server t{t} {task_address(a, t, generation)}" for t in range(3)]
+    return "\n".join(out) + "\n"
 
 
 def node_file(address, services, generation):
@@ -50,10 +79,7 @@ def node_file(address, services, generation):
             "    balance: round_robin", "    access:", "      policy: /bench/*", "      default_action: deny",
             "      allow:", "        - from: /bench/*", "        - from_cidr: 10.0.0.0/8", "    backends:",
         ]
-        for t in range(3):
-            ip = 10 + a * 3 + t
-            out.append(f"      - {{address: '127.{100 + ip // 65000}.{(ip // 250) % 250}.{1 + ip % 250}:"
-                       f"{8080 + generation % 2}', task: app{a}.{t:08x}}}")
+        out += [f"      - {{address: '{task_address(a, t, generation)}', task: app{a}.{t:08x}}}" for t in range(3)]
     out.append("identities: []")
     return "\n".join(out) + "\n"
 
@@ -84,7 +110,7 @@ def wait_generation(admin, generation, timeout=60):
 
 
 class ReloadBench(Bench):
-    """nginx plus one or two meshd, each with its own node directory."""
+    """nginx, HAProxy, and one or two meshd, each with its own node directory."""
 
     def start(self, services):
         for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"]:
@@ -94,16 +120,23 @@ class ReloadBench(Bench):
         self.nginx = self.spawn("nginx", ["nginx", "-c", os.path.join(self.dir, "nginx.conf"), "-p", self.dir])
         self.files, self.generation, self.children = {}, {}, {}
         for who, address, admin in CONTENDERS:
+            self.generation[who] = 1
+            if admin is None:
+                self.files[who] = os.path.join(self.dir, "haproxy.cfg")
+                write_atomically(self.files[who], haproxy_cfg(address, services, 1))
+                # Master-worker mode: SIGUSR2 to the master reloads, as marathon-lb does.
+                self.children[who] = self.spawn(who, ["haproxy", "-W", "-db", "-f", self.files[who]])
+                continue
             nodes = os.path.join(self.dir, f"nodes-{who}")
             os.makedirs(nodes)
             self.files[who] = os.path.join(nodes, "bench.yaml")
-            self.generation[who] = 1
             write_atomically(self.files[who], node_file(address, services, 1))
             binary = os.environ["MESHD_B"] if who == "meshd_b" else self.meshd_bin
             self.children[who] = self.spawn(who, [binary, "run", "--node", "bench", "--config-dir", nodes,
                                                   "--admin", admin, "--threads", "1"])
         for who, address, admin in CONTENDERS:
-            wait_generation(admin, 1)
+            if admin:
+                wait_generation(admin, 1)
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -122,10 +155,14 @@ def measure(bench, who, address, admin, services, duration, interval, reloading)
     def rewrite():
         while not stop.wait(interval):
             bench.generation[who] += 1
-            write_atomically(bench.files[who], node_file(address, services, bench.generation[who]))
+            if admin is None:
+                write_atomically(bench.files[who], haproxy_cfg(address, services, bench.generation[who]))
+                bench.children[who].send_signal(signal.SIGUSR2)
+            else:
+                write_atomically(bench.files[who], node_file(address, services, bench.generation[who]))
             written.append(bench.generation[who])
 
-    before = reloads_applied(admin)
+    before = reloads_applied(admin) if admin else 0
     writer = threading.Thread(target=rewrite) if reloading else None
     if writer:
         writer.start()
@@ -135,9 +172,17 @@ def measure(bench, who, address, admin, services, duration, interval, reloading)
         stop.set()
         if writer:
             writer.join()
+    if admin is None:
+        # HAProxy reports no reload count; each signal is one reload.
+        r["reloads"] = len(written)
+        return finish(r)
     if written:
         wait_generation(admin, written[-1])
     r["reloads"] = reloads_applied(admin) - before
+    return finish(r)
+
+
+def finish(r):
     r["max"] = float(max(r["hist"]))
     return r
 
@@ -171,7 +216,7 @@ def main():
           f"({size_mb:.1f} MB); "
           f"{rounds} alternated rounds of {duration}s; reloading = the file rewritten every {interval:g}s. "
           f"Percentiles pooled over all rounds' samples; max is the median of the rounds' maxima.\n")
-    print("| meshd | while | req/s | p50 | p99 | p99.9 | max | reloads applied | failed |")
+    print("| contender | while | req/s | p50 | p99 | p99.9 | max | reloads applied | failed |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for who, _, _ in CONTENDERS:
         for kind in ("quiet", "reloading"):
