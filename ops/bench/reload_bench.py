@@ -29,7 +29,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_bench import (  # noqa: E402
-    NGINX_CONF, ORIGIN, Bench, log, merge_histograms, percentile, run_wrk,
+    NGINX_CONF, ORIGIN, Bench, children, log, merge_histograms, percentile, run_wrk,
 )
 
 # (contender, address, meshd's admin address or None for HAProxy)
@@ -173,8 +173,14 @@ def measure(bench, who, address, admin, services, duration, interval, reloading)
         if writer:
             writer.join()
     if admin is None:
-        # HAProxy reports no reload count; each signal is one reload.
+        # HAProxy reports no reload count; each signal is one reload. The
+        # next run starts once the old workers are gone and the new one is
+        # up, as meshd's starts once the last generation is applied.
         r["reloads"] = len(written)
+        deadline = time.time() + 60
+        while len(children(bench.children[who].pid)) > 1 and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
         return finish(r)
     if written:
         wait_generation(admin, written[-1])
