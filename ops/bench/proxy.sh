@@ -3,7 +3,7 @@
 # Installs wrk, h2load, HAProxy and nginx from Debian's packages when missing,
 # builds meshd and the paired latency client (latency-pair) in release mode,
 # then runs ops/bench/proxy_bench.py.
-#   MODES=http1,h2,tcp,latency DURATION=10 ROUNDS=3 SLICES=5 ops/bench/proxy.sh
+#   MODES=http1,h2,h2rate,tcp,latency DURATION=10 ROUNDS=3 SLICES=5 H2_RPS=2000 ops/bench/proxy.sh
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 bench_setup wrk:wrk h2load:nghttp2-client haproxy:haproxy nginx:nginx-light taskset:util-linux python3:python3

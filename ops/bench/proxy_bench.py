@@ -9,7 +9,8 @@ request is read from /proc rather than inferred from throughput. Contenders
 alternate round by round and medians are reported, because this machine's
 noise is 10-15% between runs.
 
-Environment: MODES (http1,h2,tcp,latency), DURATION (seconds, default 10),
+Environment: MODES (http1,h2,tcp,latency; also h2rate: h2 at a fixed rate of
+H2_RPS, default 2000, requests/s per client), DURATION (seconds, default 10),
 ROUNDS (default 3), SLICES (default 5: how many slices each latency round is
 cut into, see below), MESHD (path to a release meshd binary), MESHD_B
 (optional: a second meshd build, run beside the first as contender `meshd_b`
@@ -166,6 +167,10 @@ def parse_duration_us(text):
     return v * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
 
 
+# h2rate: requests per second per h2load client (32 clients); 2000 offers
+# 64,000 requests/s, about 80% of HAProxy's h2 capacity on this machine.
+H2_RPS = int(os.environ.get("H2_RPS", "2000"))
+
 HISTOGRAM_LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk_histogram.lua")
 
 
@@ -202,12 +207,13 @@ def run_wrk(url, conns, duration, histogram=False):
     return r
 
 
-def run_h2load(url, duration):
+def run_h2load(url, duration, rps=None):
     # h2load prints no percentiles; its per-request log gives exact ones.
+    rate = [f"--rps={rps}"] if rps else []
     with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log") as logf:
         out = subprocess.run(
             ["taskset", "-c", "0", "h2load", "-c32", "-m10", "-t1", "-D", str(duration),
-             f"--log-file={logf.name}", url],
+             f"--log-file={logf.name}"] + rate + [url],
             capture_output=True, text=True, check=False,
         ).stdout
         m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
@@ -304,6 +310,10 @@ MODES = {
     "http1": [("direct", f"http://{ORIGIN}/", "wrk32"), ("meshd", f"http://{MESHD_HTTP}/", "wrk32"),
               ("haproxy", f"http://{HAPROXY_HTTP}/", "wrk32")],
     "h2": [("meshd", f"http://{MESHD_HTTP}/", "h2load"), ("haproxy", f"http://{HAPROXY_H2}/", "h2load")],
+    # The same h2 load at a fixed rate both proxies can carry: latency at
+    # equal throughput, where the closed-loop h2 mode compares each proxy
+    # at its own.
+    "h2rate": [("meshd", f"http://{MESHD_HTTP}/", "h2rate"), ("haproxy", f"http://{HAPROXY_H2}/", "h2rate")],
     "tcp": [("direct", f"http://{ORIGIN}/", "wrk32"), ("meshd", f"http://{MESHD_TCP}/", "wrk32"),
             ("haproxy", f"http://{HAPROXY_TCP}/", "wrk32")],
     "latency": [("direct", f"http://{ORIGIN}/", "wrk1"), ("meshd", f"http://{MESHD_HTTP}/", "wrk1"),
@@ -312,10 +322,11 @@ MODES = {
 
 
 if os.environ.get("MESHD_B"):
-    B_URLS = {"http1": MESHD_B_HTTP, "h2": MESHD_B_HTTP, "tcp": MESHD_B_TCP, "latency": MESHD_B_HTTP}
+    B_URLS = {"http1": MESHD_B_HTTP, "h2": MESHD_B_HTTP, "h2rate": MESHD_B_HTTP, "tcp": MESHD_B_TCP,
+              "latency": MESHD_B_HTTP}
     for mode, contenders in MODES.items():
         kind = next(k for who, _, k in contenders if who == "meshd")
-        contenders.insert(2 if mode != "h2" else 1, ("meshd_b", f"http://{B_URLS[mode]}/", kind))
+        contenders.insert(1 if mode in ("h2", "h2rate") else 2, ("meshd_b", f"http://{B_URLS[mode]}/", kind))
 
 
 def measure(bench, who, url, kind, duration):
@@ -328,6 +339,8 @@ def measure(bench, who, url, kind, duration):
     origin_sleeps = wakeups(origin_pids)
     if kind == "h2load":
         r = run_h2load(url, duration)
+    elif kind == "h2rate":
+        r = run_h2load(url, duration, rps=H2_RPS)
     else:
         r = run_wrk(url, 32 if kind == "wrk32" else 1, duration, histogram=(kind == "wrk1"))
     used_us = (cpu_ticks(pids) - before) * 1e6 / CLK_TCK
@@ -401,7 +414,7 @@ def measure_sliced(bench, order, duration, slices):
 
 
 def main():
-    modes = [m for m in os.environ.get("MODES", "http1,h2,tcp,latency").split(",") if m]
+    modes = [m for m in os.environ.get("MODES", "http1,h2,h2rate,tcp,latency").split(",") if m]
     duration = int(os.environ.get("DURATION", "10"))
     rounds = int(os.environ.get("ROUNDS", "3"))
     slices = max(1, int(os.environ.get("SLICES", "5")))
@@ -447,7 +460,8 @@ def main():
     print(f"\nMedians of {rounds} alternated rounds, {duration}s each; proxies pinned with the origin "
           f"on core 1, clients on core 0; one worker thread per proxy.\n")
     for mode in modes:
-        client = "h2load -c32 -m10" if mode == "h2" else ("wrk -c1" if mode == "latency" else "wrk -c32")
+        client = {"h2": "h2load -c32 -m10", "h2rate": f"h2load -c32 -m10 --rps={H2_RPS}: {32 * H2_RPS} requests/s",
+                  "latency": "wrk -c1"}.get(mode, "wrk -c32")
         print(f"### {mode} ({client})\n")
         print("| contender | req/s | p50 | p99 | CPU per request | origin CPU per request | origin requests per wake-up | failed |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -463,6 +477,10 @@ def main():
                   f"{mb['rps'] / ms['rps']:.3f}; CPU per request meshd_b/meshd: {mb['cpu_us'] / ms['cpu_us']:.3f}")
         print(f"\n- meshd/HAProxy req/s: **{ms['rps'] / hp['rps']:.3f}**; p99 meshd/HAProxy: "
               f"{ms['p99'] / hp['p99']:.3f}; CPU per request meshd/HAProxy: {ms['cpu_us'] / hp['cpu_us']:.3f}")
+        if mode == "h2rate":
+            short = [who for who, _, _ in MODES[mode] if med[(mode, who)]["rps"] < 0.99 * 32 * H2_RPS]
+            print(f"- offered {32 * H2_RPS} requests/s; "
+                  + (f"NOT carried by {', '.join(short)}: lower H2_RPS" if short else "carried by every contender"))
         if (mode, "direct") in med:
             d = med[(mode, "direct")]
             print(f"- meshd/direct req/s: {ms['rps'] / d['rps']:.3f}")
