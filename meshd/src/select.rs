@@ -92,7 +92,7 @@ impl Route {
     /// Scores a failure of backend `i` (connect failure, reset or 5xx).
     pub fn failure(&self, i: usize) {
         let b = &self.backends[i];
-        b.metrics.failures.increment(1);
+        self.backend_metrics(i).failures.increment(1);
         let now = now_ms();
         let ejected_now = self
             .picks
@@ -102,7 +102,7 @@ impl Route {
             .count();
         let allowed = may_eject(ejected_now, self.picks.healthy().len());
         if b.state.outlier.failure(now, allowed, fastrand::f64()) {
-            b.metrics.ejections.increment(1);
+            self.backend_metrics(i).ejections.increment(1);
             tracing::warn!(app = %self.app, backend = %b.label, task = %b.task, "backend ejected after consecutive failures");
         }
     }

@@ -68,7 +68,7 @@ pub async fn connection(
         None => None,
     };
     let _ = stream.set_nodelay(true);
-    route.metrics.active.increment(1.0);
+    route.metrics().active.increment(1.0);
     let tls = snapshot_tls(&runtime, &route);
     match tls {
         Some(acceptor) => {
@@ -102,7 +102,7 @@ pub async fn connection(
             .await
         }
     }
-    route.metrics.active.decrement(1.0);
+    route.metrics().active.decrement(1.0);
 }
 
 /// The acceptor of a service that terminates TLS.

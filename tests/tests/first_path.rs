@@ -205,6 +205,23 @@ async fn render_serve_allow_deny_and_hot_reload() {
                 && l.contains("verdict=\"deny\"")),
         "no deny verdict counted:\n{metrics}"
     );
+    // Per-app and per-backend series appear with an app's first use, so a
+    // node file of many apps does not fill /metrics with idle ones: node
+    // 127.0.0.3 serves /prod/edge too, but nothing called it there.
+    assert!(
+        metrics.contains("palisade_meshd_backend_requests_total{dst_app=\"/prod/edge\""),
+        "a called app's backend is counted:\n{metrics}"
+    );
+    let (_, on_3) = node_file(&dir, "127.0.0.3");
+    assert!(on_3
+        .services
+        .iter()
+        .any(|s| s.app.to_string() == "/prod/edge"));
+    let (_, metrics3) = admin_get(admin3, "/metrics").await.unwrap();
+    assert!(
+        !metrics3.contains("dst_app=\"/prod/edge\""),
+        "an app nobody called has series:\n{metrics3}"
+    );
 
     // A connection opened before the reload must live through it.
     let (mut early, _) = greet_from(EDGE_TASK, web_on_2).await.unwrap();

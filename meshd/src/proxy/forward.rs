@@ -98,11 +98,11 @@ pub async fn forward<O: Outgoing>(
             break;
         }
         let b = &route.backends[i];
-        b.metrics.requests.increment(1);
+        route.backend_metrics(i).requests.increment(1);
         let (mut upstream, connect_time) = match checkout(route, i, certs).await {
             Ok(c) => c,
             Err(e) => {
-                route.metrics.connect_failures.increment(1);
+                route.metrics().connect_failures.increment(1);
                 route.failure(i);
                 tracing::warn!(app = %route.app, backend = %b.label, error = %e, "backend connect failed; trying the next");
                 // Nothing was sent: any request may go to the next backend.
@@ -111,7 +111,7 @@ pub async fn forward<O: Outgoing>(
             }
         };
         if let Some(t) = connect_time {
-            route.metrics.connect.record(t.as_secs_f64());
+            route.metrics().connect.record(t.as_secs_f64());
         }
         let in_flight = b.state.begin();
         let sent_at = Instant::now();
@@ -146,7 +146,7 @@ pub async fn forward<O: Outgoing>(
                 status_for_none = StatusCode::BAD_GATEWAY;
                 if retryable && !retried && route.carried.retry_budget.withdraw() {
                     retried = true;
-                    route.metrics.retries.increment(1);
+                    route.metrics().retries.increment(1);
                     continue;
                 }
                 break;
@@ -161,7 +161,7 @@ pub async fn forward<O: Outgoing>(
         // One clock read serves the timing and the latency score.
         let answered = Instant::now();
         let ttfb = answered - sent_at;
-        route.metrics.ttfb.record(ttfb.as_secs_f64());
+        route.metrics().ttfb.record(ttfb.as_secs_f64());
         b.state
             .observe_latency(ttfb.as_nanos() as u64, ms_at(answered.into_std()));
         if head.status.is_server_error() {
@@ -170,13 +170,13 @@ pub async fn forward<O: Outgoing>(
                 || head.status == StatusCode::SERVICE_UNAVAILABLE;
             if retry_status && retryable && !retried && route.carried.retry_budget.withdraw() {
                 retried = true;
-                route.metrics.retries.increment(1);
+                route.metrics().retries.increment(1);
                 continue;
             }
         } else {
             route.success(i);
         }
-        route.metrics.status(head.status.as_u16()).increment(1);
+        route.metrics().status(head.status.as_u16()).increment(1);
         return Ok(Sent {
             upstream,
             head,
@@ -187,9 +187,12 @@ pub async fn forward<O: Outgoing>(
         });
     }
     if tried.is_empty() {
-        route.metrics.no_backend.increment(1);
+        route.metrics().no_backend.increment(1);
     }
-    route.metrics.status(status_for_none.as_u16()).increment(1);
+    route
+        .metrics()
+        .status(status_for_none.as_u16())
+        .increment(1);
     Err(Failure::Status(status_for_none))
 }
 

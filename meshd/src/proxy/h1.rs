@@ -262,7 +262,7 @@ where
         };
         self.buf.advance(parsed.len);
         if !decision.verdict.lets_through() {
-            route.metrics.status(403).increment(1);
+            route.metrics().status(403).increment(1);
             super::http::log_denied(self.conn, &route, decision, version, start);
             let text = super::http::forbidden_text(self.conn, &route, decision);
             let next = self

@@ -230,7 +230,7 @@ async fn proxy_request(
 ) -> Reply {
     let start = Instant::now();
     if !decision.verdict.lets_through() {
-        route.metrics.status(403).increment(1);
+        route.metrics().status(403).increment(1);
         log_denied(conn, route, decision, req.version(), start);
         return local(StatusCode::FORBIDDEN, forbidden_text(conn, route, decision));
     }
@@ -364,8 +364,8 @@ impl Settle for Exchange {
             b.state.put_idle(c);
         }
         let total = self.start.elapsed();
-        self.route.metrics.duration.record(total.as_secs_f64());
-        self.route.metrics.bytes_down.increment(bytes);
+        self.route.metrics().duration.record(total.as_secs_f64());
+        self.route.metrics().bytes_down.increment(bytes);
         if let Some((log, src, peer, version)) = self.log.take() {
             log.write(Entry {
                 src_app: &src,

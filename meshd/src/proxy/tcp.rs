@@ -25,7 +25,7 @@ pub async fn serve<D>(
             break;
         }
         let b = &route.backends[i];
-        b.metrics.requests.increment(1);
+        route.backend_metrics(i).requests.increment(1);
         match connect_backend(route, i, certs).await {
             Ok(upstream) => {
                 route.success(i);
@@ -34,12 +34,12 @@ pub async fn serve<D>(
                 return;
             }
             Err(e) => {
-                route.metrics.connect_failures.increment(1);
+                route.metrics().connect_failures.increment(1);
                 route.failure(i);
                 tracing::warn!(app = %route.app, backend = %b.label, error = %e, "backend connect failed; trying the next");
             }
         }
     }
-    route.metrics.no_backend.increment(1);
+    route.metrics().no_backend.increment(1);
     tracing::warn!(%peer, dst_app = %route.app, "no healthy backend could be reached; connection closed");
 }
