@@ -9,8 +9,53 @@ use tokio::sync::mpsc;
 
 /// Quiet time after the last event before the file is read.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
-/// How often the file is re-read even without an event.
+/// How often the file is checked even without an event.
 pub const POLL: Duration = Duration::from_secs(2);
+/// A poll reads the whole file only when its stamp changed, or after this
+/// many polls that trusted the stamp: on NFS, where the watch sees no remote
+/// writes and the poll is the real mechanism, `stat` may answer from the
+/// attribute cache while `open` revalidates.
+pub const FULL_READ_EVERY: u32 = 15;
+
+/// What ended a wait for the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// The directory reported a change to the file (or events were lost).
+    Event,
+    /// The poll interval passed without one.
+    Poll,
+}
+
+/// What `stat` says of a file: a rename gives a new inode, a rewrite in
+/// place a new size, mtime or ctime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// The file's stamp, or `None` when it cannot be read (then read the file).
+#[cfg(unix)]
+pub fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        ctime: (m.ctime(), m.ctime_nsec()),
+    })
+}
+
+/// Without inode and change times a stamp could miss a rewrite: always read.
+#[cfg(not(unix))]
+pub fn stamp(_path: &Path) -> Option<Stamp> {
+    None
+}
 
 /// Watches one file in a directory; `changed()` resolves once per burst of events.
 pub struct FileWatch {
@@ -59,12 +104,42 @@ impl FileWatch {
     }
 
     /// Waits for a burst of events to settle, or for the poll interval to pass.
-    pub async fn changed(&mut self) {
-        let _ = tokio::time::timeout(POLL, self.events.recv()).await;
+    pub async fn changed(&mut self) -> Wake {
+        let wake = match tokio::time::timeout(POLL, self.events.recv()).await {
+            Ok(_) => Wake::Event,
+            Err(_) => Wake::Poll,
+        };
         // Debounce: keep waiting while events keep coming.
         while tokio::time::timeout(DEBOUNCE, self.events.recv())
             .await
             .is_ok()
         {}
+        wake
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_changes_with_a_rename_or_a_rewrite_and_not_otherwise() {
+        let dir = std::env::temp_dir().join(format!("meshd-stamp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("n.yaml");
+        std::fs::write(&file, "generation: 1\n").unwrap();
+        let first = stamp(&file).expect("a stamp");
+        assert_eq!(stamp(&file), Some(first), "nothing changed");
+        // configsrv's way: a new file renamed over the old one.
+        let tmp = dir.join("n.yaml.tmp");
+        std::fs::write(&tmp, "generation: 2\n").unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        let renamed = stamp(&file).expect("a stamp");
+        assert_ne!(renamed, first, "same size, but a new inode");
+        // An editor's way: rewritten in place, longer.
+        std::fs::write(&file, "generation: 30\n").unwrap();
+        assert_ne!(stamp(&file), Some(renamed));
+        assert_eq!(stamp(&dir.join("missing.yaml")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
