@@ -127,7 +127,7 @@ async fn refresh(
 ) -> Option<Seen> {
     let (runtime, path) = (Arc::clone(runtime), path.to_owned());
     match tokio::task::spawn_blocking(move || check_and_apply(&runtime, &path, seen, wake)).await {
-        Ok(text) => text,
+        Ok(seen) => seen,
         Err(e) => {
             // A panic is a bug; the running snapshot stays, and the next
             // pass reads the file afresh.
@@ -154,30 +154,30 @@ struct Seen {
 fn check_and_apply(
     runtime: &Runtime,
     path: &std::path::Path,
-    mut seen: Option<Seen>,
+    seen: Option<Seen>,
     wake: Wake,
 ) -> Option<Seen> {
     // Taken before the read: a write racing with it changes the stamp
     // again, so the next poll reads.
     let now = stamp(path);
-    if let Some(s) = seen.as_mut() {
-        if wake == Wake::Poll
-            && now.is_some()
-            && now == s.stamp
-            && s.trusted_polls < FULL_READ_EVERY
-        {
-            s.trusted_polls += 1;
-            runtime.certs.refresh();
-            return seen;
-        }
-    }
-    let text = read_and_apply(runtime, path, seen.map(|s| s.text));
+    let trusted = matches!(&seen, Some(s) if wake == Wake::Poll
+        && now.is_some()
+        && now == s.stamp
+        && s.trusted_polls < FULL_READ_EVERY);
+    let seen = if trusted {
+        seen.map(|s| Seen {
+            trusted_polls: s.trusted_polls + 1,
+            ..s
+        })
+    } else {
+        read_and_apply(runtime, path, seen.map(|s| s.text)).map(|text| Seen {
+            text,
+            stamp: now,
+            trusted_polls: 0,
+        })
+    };
     runtime.certs.refresh();
-    text.map(|text| Seen {
-        text,
-        stamp: now,
-        trusted_polls: 0,
-    })
+    seen
 }
 
 /// Reads the file; if its text changed, loads it and swaps it in.

@@ -6,7 +6,7 @@ use crate::balance::p2c_ewma::update_ewma;
 use crate::health::Outlier;
 use crate::proxy::upstream::Conn;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// Idle upstream connections kept per backend; more are closed when returned.
 pub const MAX_IDLE: usize = 1024;
@@ -22,6 +22,9 @@ pub struct BackendState {
     /// Passive health.
     pub outlier: Outlier,
     idle: Mutex<Vec<Conn>>,
+    /// This backend's counters, registered at its first use
+    /// (`Route::backend_metrics`), once for the life of the backend.
+    pub metrics: OnceLock<crate::metrics::BackendMetrics>,
 }
 
 impl BackendState {

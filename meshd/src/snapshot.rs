@@ -44,6 +44,12 @@ pub struct Carried {
     pub retry_budget: RetryBudget,
     /// Open connections allowed (`max_connections`), with the limit it was made for.
     pub limit: Option<(u32, Arc<Semaphore>)>,
+    /// Per-destination handles, registered at first use (`Route::metrics`):
+    /// a node file of 10,000 services would otherwise put 10,000 apps'
+    /// series on /metrics (66 MB) and into every fold of the histograms
+    /// (38 ms a second), though a node's apps call few of them. Kept here,
+    /// an app registers once, not again after every reload.
+    pub metrics: OnceLock<ServiceMetrics>,
 }
 
 /// One service as the connection path sees it.
@@ -76,11 +82,6 @@ pub struct Route {
     known_counters: Vec<OnceLock<Counter>>,
     /// Counters for unknown sources, by verdict: allow, deny, would_deny.
     unknown_counters: [OnceLock<Counter>; 3],
-    /// Per-destination handles, registered at first use (`metrics()`): a
-    /// node file of 10,000 services would otherwise put 10,000 apps' series
-    /// on /metrics (66 MB) and into every fold of the histograms (38 ms a
-    /// second), though a node's apps call few of them.
-    metrics: OnceLock<ServiceMetrics>,
 }
 
 /// One backend of one service.
@@ -98,8 +99,6 @@ pub struct RouteBackend {
     pub state: Arc<BackendState>,
     /// Hash of task and address, for `source_hash`.
     pub key_hash: u64,
-    /// Per-backend counters, registered at first use (`Route::backend_metrics`).
-    metrics: OnceLock<BackendMetrics>,
 }
 
 impl Pickable for RouteBackend {
@@ -181,7 +180,6 @@ impl Snapshot {
                         weight: b.weight,
                         state,
                         key_hash,
-                        metrics: OnceLock::new(),
                     }
                 })
                 .collect();
@@ -207,6 +205,12 @@ impl Snapshot {
                     limit: svc
                         .max_connections
                         .map(|n| (n, Arc::new(Semaphore::new(n as usize)))),
+                    metrics: c
+                        .metrics
+                        .get()
+                        .cloned()
+                        .map(OnceLock::from)
+                        .unwrap_or_default(),
                 }),
                 None => Arc::new(Carried {
                     cursor: AtomicUsize::new(0),
@@ -214,6 +218,7 @@ impl Snapshot {
                     limit: svc
                         .max_connections
                         .map(|n| (n, Arc::new(Semaphore::new(n as usize)))),
+                    metrics: OnceLock::new(),
                 }),
             };
             routes.insert(
@@ -232,7 +237,6 @@ impl Snapshot {
                     known,
                     known_counters: config.identities.iter().map(|_| OnceLock::new()).collect(),
                     unknown_counters: Default::default(),
-                    metrics: OnceLock::new(),
                 }),
             );
         }
@@ -295,17 +299,18 @@ impl Route {
         }
     }
 
-    /// This destination's handles, registered by the first connection or
-    /// request after a reload (one registry lookup; the series persists).
+    /// This destination's handles, registered by its first connection.
     pub fn metrics(&self) -> &ServiceMetrics {
-        self.metrics
+        self.carried
+            .metrics
             .get_or_init(|| ServiceMetrics::new(self.app.as_str()))
     }
 
-    /// Backend `i`'s handles, registered at its first use after a reload.
+    /// Backend `i`'s handles, registered at its first use.
     pub fn backend_metrics(&self, i: usize) -> &BackendMetrics {
         let b = &self.backends[i];
-        b.metrics
+        b.state
+            .metrics
             .get_or_init(|| BackendMetrics::new(self.app.as_str(), &b.label))
     }
 }
