@@ -45,7 +45,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let runtime = Arc::new(Runtime::new(args.node.clone(), args.bind, access_log));
+    let mut runtime = Runtime::new(args.node.clone(), args.bind, access_log);
+    runtime.trusted_forwarders = args.trust_forwarded.clone();
+    let runtime = Arc::new(runtime);
     let admin_addr = admin::spawn(args.admin, Arc::clone(&runtime), prometheus)
         .await
         .with_context(|| format!("binding the admin endpoint on {}", args.admin))?;

@@ -88,4 +88,9 @@ pub struct RunArgs {
     /// How long connections of a removed service, or of a stopping meshd, may finish.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub drain_deadline: Duration,
+    /// Sources (CIDR ranges, comma-separated or repeated) trusted to set
+    /// `X-Forwarded-Proto` and `X-Request-Id`, such as a load balancer in
+    /// front of the edge. From anyone else meshd overwrites both. Default: nobody.
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    pub trust_forwarded: Vec<schemas::Cidr>,
 }

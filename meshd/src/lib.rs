@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod identity;
+pub mod judge;
 pub mod listen;
 pub mod metrics;
 pub mod proxy;

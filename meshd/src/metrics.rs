@@ -11,6 +11,8 @@ pub const ACTIVE_CONNECTIONS: &str = "palisade_meshd_active_connections";
 pub const UPSTREAM_CONNECT_FAILURES: &str = "palisade_meshd_upstream_connect_failures_total";
 /// Allowed connections closed because no backend could be reached.
 pub const NO_BACKEND: &str = "palisade_meshd_no_backend_total";
+/// Open tunnels closed because a reload denied their source.
+pub const REVOKED: &str = "palisade_meshd_revoked_connections_total";
 /// Config reloads applied.
 pub const RELOADS: &str = "palisade_meshd_reloads_total";
 /// Config reloads refused (invalid, older, or for another node).

@@ -2,6 +2,7 @@
 //! proxies requests; `connect`, `tunnel`, `headers` and `body` serve both.
 
 pub mod body;
+pub mod codec;
 pub mod connect;
 pub mod deadline;
 pub mod edge;

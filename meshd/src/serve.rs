@@ -1,15 +1,19 @@
 //! One downstream connection: load the snapshot once -> identify the source
 //! -> authorize -> hand over to the TCP or HTTP proxy. A denied TCP
 //! connection is closed before any byte is read or forwarded; a denied HTTP
-//! connection gets 403 on each request.
+//! request gets 403. Only allowed connections hold a slot of the app's
+//! `max_connections`, so a denied source cannot lock an app out. HTTP
+//! requests are judged again after each reload (`judge`); a TCP connection
+//! is registered so that a reload denying its source closes it.
 
 use crate::authz::Verdict;
+use crate::judge::Judged;
 use crate::proxy;
 use crate::swap::Runtime;
 use hyper::header::HeaderValue;
 use schemas::Protocol;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +48,7 @@ pub async fn connection(
         .lookup(peer.ip())
         .map_or("unknown", |i| snapshot.config.identities[i].app.as_str())
         .into();
+    let judged = Judged::new(Arc::clone(&route), decision, &snapshot);
     drop(snapshot);
     match decision.verdict {
         Verdict::Deny => {
@@ -58,6 +63,8 @@ pub async fn connection(
         Verdict::Allow => {}
     }
     let _permit = match &route.carried.limit {
+        // A denied HTTP connection is answered 403 and closed: it takes no slot.
+        Some(_) if !decision.verdict.lets_through() => None,
         Some((limit, sem)) => match Arc::clone(sem).try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
@@ -78,29 +85,13 @@ pub async fn connection(
                 Ok(Ok(tls_stream)) => {
                     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     let tls = if h2 { Tls::H2 } else { Tls::Http1 };
-                    carry(
-                        tls_stream, peer, local, &route, decision, src, &runtime, signals, tls,
-                    )
-                    .await
+                    carry(tls_stream, peer, judged, src, &runtime, signals, tls).await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         }
-        None => {
-            carry(
-                stream,
-                peer,
-                local,
-                &route,
-                decision,
-                src,
-                &runtime,
-                signals,
-                Tls::No,
-            )
-            .await
-        }
+        None => carry(stream, peer, judged, src, &runtime, signals, Tls::No).await,
     }
     route.metrics().active.decrement(1.0);
 }
@@ -125,13 +116,10 @@ enum Tls {
 }
 
 /// Hands the (plain or decrypted) stream to the TCP or HTTP proxy.
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
 async fn carry<I>(
     io: I,
     peer: SocketAddr,
-    local: SocketAddr,
-    route: &Arc<crate::snapshot::Route>,
-    decision: crate::authz::Decision,
+    judged: Judged,
     src: Arc<str>,
     runtime: &Arc<Runtime>,
     signals: Signals,
@@ -139,17 +127,20 @@ async fn carry<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let route = Arc::clone(&judged.route);
     match route.protocol {
-        Protocol::Tcp => proxy::tcp::serve(io, peer, route, &runtime.certs, signals.stop).await,
+        Protocol::Tcp => {
+            // Its own stop: fired at the drain deadline, or by a reload
+            // that denies this source.
+            let stop = signals.stop.child_token();
+            let _open = runtime.tunnels.open(route.listen, peer.ip(), stop.clone());
+            proxy::tcp::serve(io, peer, &route, &runtime.certs, stop).await
+        }
         Protocol::Http => {
             let peer_header = HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown"));
             let conn = proxy::http::Conn {
-                target: proxy::http::Target::Service {
-                    route: Arc::clone(route),
-                    local,
-                    decision,
-                },
+                target: proxy::http::Target::Service(Mutex::new(judged)),
                 runtime: Arc::clone(runtime),
                 peer,
                 src_app: src,
@@ -157,6 +148,7 @@ async fn carry<I>(
                 access_log: runtime.access_log.clone(),
                 stop: signals.stop,
                 https: tls != Tls::No,
+                trusted: runtime.trusts_forwarded(peer.ip()),
             };
             // HTTP/1.1 takes meshd's own server; HTTP/2 (chosen by ALPN, or
             // recognised by its preface in h1::serve) takes hyper's.
@@ -196,6 +188,7 @@ pub async fn edge_connection(
         access_log: runtime.access_log.clone(),
         stop: signals.stop.clone(),
         https,
+        trusted: runtime.trusts_forwarded(peer.ip()),
     };
     match tls {
         Some(acceptor) => {

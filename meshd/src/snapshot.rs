@@ -55,6 +55,8 @@ pub struct Carried {
 /// One service as the connection path sees it.
 #[derive(Debug)]
 pub struct Route {
+    /// Where its service listens: its key in `Snapshot::routes`.
+    pub listen: SocketAddr,
     /// Index into `config.services`.
     pub service: usize,
     /// Destination app, for logs.
@@ -221,9 +223,11 @@ impl Snapshot {
                     metrics: OnceLock::new(),
                 }),
             };
+            let listen = SocketAddr::new(bind, svc.port.0);
             routes.insert(
-                SocketAddr::new(bind, svc.port.0),
+                listen,
                 Arc::new(Route {
+                    listen,
                     service: i,
                     app: svc.app.clone(),
                     protocol: svc.protocol,

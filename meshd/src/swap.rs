@@ -48,6 +48,11 @@ pub struct Runtime {
     pub access_log: Option<crate::access_log::AccessLog>,
     /// Certificates of TLS services, reloaded when their files change.
     pub certs: crate::tls::CertStore,
+    /// Open tunnels, judged again at each reload.
+    pub tunnels: Arc<crate::judge::Tunnels>,
+    /// `--trust-forwarded`: sources whose `X-Forwarded-Proto` and
+    /// `X-Request-Id` are kept.
+    pub trusted_forwarders: Vec<schemas::Cidr>,
     current: ArcSwapOption<Snapshot>,
     report: Mutex<Report>,
 }
@@ -64,6 +69,8 @@ impl Runtime {
             bind,
             access_log,
             certs: crate::tls::CertStore::default(),
+            tunnels: Arc::default(),
+            trusted_forwarders: Vec::new(),
             current: ArcSwapOption::empty(),
             report: Mutex::new(Report::default()),
         }
@@ -72,6 +79,17 @@ impl Runtime {
     /// The snapshot to serve a new connection with.
     pub fn load(&self) -> Option<Arc<Snapshot>> {
         self.current.load_full()
+    }
+
+    /// Whether `peer` is a trusted forwarder.
+    pub fn trusts_forwarded(&self, peer: IpAddr) -> bool {
+        self.trusted_forwarders.iter().any(|c| c.contains(peer))
+    }
+
+    /// Runs `f` on the snapshot in force, without touching its reference
+    /// count (the request path).
+    pub fn with_current<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> Option<T> {
+        self.current.load().as_deref().map(f)
     }
 
     /// The current route of the service listening at `local`, without
@@ -89,6 +107,12 @@ impl Runtime {
         let generation = config.generation.0;
         let snapshot = Arc::new(Snapshot::compile(config, self.bind, previous.as_deref()));
         self.current.store(Some(Arc::clone(&snapshot)));
+        // Requests take the new verdicts as they come; open tunnels are
+        // judged here, once the new snapshot is in force.
+        let revoked = self.tunnels.revoke(&snapshot);
+        if revoked > 0 {
+            ::metrics::counter!(metrics::REVOKED).increment(revoked as u64);
+        }
         ::metrics::counter!(metrics::RELOADS).increment(1);
         ::metrics::gauge!(metrics::GENERATION).set(generation as f64);
         tracing::info!(generation, revision = %snapshot.revision().0, services = snapshot.routes.len(), "config applied");

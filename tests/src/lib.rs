@@ -14,3 +14,4 @@ pub mod client;
 pub mod cluster;
 pub mod harness;
 pub mod marathon_sim;
+pub mod recorder;

@@ -194,7 +194,7 @@ async fn edge_routes_by_host_sni_and_path() {
             "no app serves nowhere.test/",
         ),
         (
-            "GET http://api.test/v1/c HTTP/1.1\r\n\r\n",
+            "GET http://api.test/v1/c HTTP/1.1\r\nHost: ignored.test\r\n\r\n",
             "x-backend: api.v1",
         ),
     ] {

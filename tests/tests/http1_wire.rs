@@ -154,7 +154,7 @@ async fn bodies_framings_and_refusals_on_the_wire() {
 
     // Two pipelined requests in one write get two answers, in order.
     let mut s = tcp_from(CLIENT, echo).await.unwrap();
-    s.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nfirstPOST /echo HTTP/1.1\r\nContent-Length: 6\r\n\r\nsecond")
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: e\r\nContent-Length: 5\r\n\r\nfirstPOST /echo HTTP/1.1\r\nHost: e\r\nContent-Length: 6\r\n\r\nsecond")
         .await
         .unwrap();
     let r = read_until(&mut s, "HTTP/1.1 200 OK", 2).await;
@@ -168,7 +168,7 @@ async fn bodies_framings_and_refusals_on_the_wire() {
     // HEAD keeps the length and sends no body.
     let r = exchange(
         echo,
-        b"HEAD /echo HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"HEAD /echo HTTP/1.1\r\nHost: e\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(
@@ -218,7 +218,7 @@ async fn bodies_framings_and_refusals_on_the_wire() {
     // headers; the backend never sees them, and the connection closes.
     let r = exchange(
         echo,
-        b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: e\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     )
     .await;
     assert!(r.starts_with("HTTP/1.1 400 Bad Request"), "{r}");
@@ -227,9 +227,13 @@ async fn bodies_framings_and_refusals_on_the_wire() {
         "{r}"
     );
     let many: String = (0..120).map(|i| format!("x-h{i}: v\r\n")).collect();
-    let r = exchange(echo, format!("GET /echo HTTP/1.1\r\n{many}\r\n").as_bytes()).await;
+    let r = exchange(
+        echo,
+        format!("GET /echo HTTP/1.1\r\nHost: e\r\n{many}\r\n").as_bytes(),
+    )
+    .await;
     assert!(r.starts_with("HTTP/1.1 431"), "{r}");
-    let r = exchange(echo, b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n").await;
+    let r = exchange(echo, b"GET / HTTP/1.1\r\nHost: e\r\nBad Header: x\r\n\r\n").await;
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
 }
 
@@ -256,7 +260,7 @@ async fn keep_alive_waits_end_at_idle_and_slow_responses_at_the_response_timeout
 
     // A kept connection that stays quiet is closed after `idle`, not before.
     let mut s = tcp_from(CLIENT, dest).await.unwrap();
-    s.write_all(b"GET /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
+    s.write_all(b"GET /echo HTTP/1.1\r\nHost: e\r\nContent-Length: 2\r\n\r\nhi")
         .await
         .unwrap();
     read_until(&mut s, "\r\n\r\nhi", 1).await;
@@ -277,7 +281,7 @@ async fn keep_alive_waits_end_at_idle_and_slow_responses_at_the_response_timeout
     // A backend slower than `response` gets the client a 504.
     let r = exchange(
         dest,
-        b"GET /slow/1500 HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET /slow/1500 HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(r.starts_with("HTTP/1.1 504 Gateway Timeout"), "{r}");

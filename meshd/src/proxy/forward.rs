@@ -1,8 +1,10 @@
 //! The attempt loop both HTTP server paths share: pick a backend, send the
 //! request, read the response head. A failed connect moves on to the next
-//! backend (nothing was sent); a stale pooled connection is replaced; an
+//! backend (nothing was sent); a pooled connection whose write failed is
+//! replaced; one that closed after the request was written is replaced only
+//! for an idempotent request (the backend may have acted on it); an
 //! idempotent request without a body is retried once on a reset or 502/503,
-//! within the app's retry budget.
+//! within the app's retry budget. Nothing else is ever sent twice.
 
 use super::connect::connect_backend;
 use super::deadline::Deadline;
@@ -129,7 +131,11 @@ pub async fn forward<O: Outgoing>(
         };
         let head = match outcome {
             Some(Ok(head)) => head,
-            Some(Err(ExchangeError::NotSent(e))) if req.body_less() && stale_retries < 3 => {
+            Some(Err(e @ (ExchangeError::NotSent(_) | ExchangeError::Unanswered(_))))
+                if req.body_less()
+                    && stale_retries < 3
+                    && (req.idempotent() || matches!(e, ExchangeError::NotSent(_))) =>
+            {
                 // A pooled connection the backend had closed: not the backend's fault.
                 tracing::debug!(app = %route.app, backend = %b.label, error = %e, "stale backend connection; sending again");
                 stale_retries += 1;

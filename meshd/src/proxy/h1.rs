@@ -10,21 +10,20 @@
 
 pub mod request;
 
+use super::codec::{poll_fill, Decoder, Framing};
 use super::deadline::Deadline;
 use super::edge;
 use super::forward::{failure_text, forward, Failure, Outgoing, Sent, Wait};
 use super::http::{Conn, Exchange, Target, MAX_HEADER_BYTES};
 use super::tunnel::copy_with_idle;
-use super::upstream::{self, poll_fill, Decoder, ExchangeError, Framing};
-use crate::authz::Decision;
-use crate::snapshot::Route;
+use super::upstream::{self, ExchangeError};
+use crate::judge::Judged;
 use crate::timeouts::Resolved;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::{StatusCode, Version};
-use request::Parsed;
+use request::{Client, Parsed};
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -46,18 +45,15 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (port, t) = match &conn.target {
-        Target::Service {
-            route,
-            local,
-            decision,
-        } => (
-            Some(Port {
-                route: Arc::clone(route),
-                local: *local,
-                decision: *decision,
-            }),
-            route.timeouts,
-        ),
+        Target::Service(judged) => {
+            conn.judge(judged);
+            let judged = judged
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let t = judged.route.timeouts;
+            (Some(judged), t)
+        }
         Target::Edge => (None, Resolved::from(&schemas::Timeouts::default())),
     };
     let mut deadline = Deadline::new(t.request_header.min(t.idle).min(t.response));
@@ -123,21 +119,15 @@ struct Session<'a, I> {
     up_head: Vec<u8>,
     deadline: Deadline,
     conn: &'a Conn,
-    /// The service port, or `None` on a shared edge listener, where the
-    /// app and the verdict are chosen per request.
-    port: Option<Port>,
+    /// The service port's route and this client's verdict, taken again
+    /// after each reload; `None` on a shared edge listener, where the app
+    /// and the verdict are chosen per request.
+    port: Option<Judged>,
     /// The connection's own waits: the service's, or the defaults on the edge.
     timeouts: Resolved,
     draining: &'a CancellationToken,
     /// When the first request's head began: the connection's opening.
     first_head: Option<Instant>,
-}
-
-/// A service port's connection: its app as it was at accept, and the verdict taken then.
-struct Port {
-    route: Arc<Route>,
-    local: SocketAddr,
-    decision: Decision,
 }
 
 /// Whether the connection takes another request.
@@ -177,8 +167,12 @@ where
         loop {
             if !self.buf.is_empty() {
                 self.up_head.clear();
-                let peer = self.conn.peer_header.as_bytes();
-                match request::rewrite(&self.buf, peer, self.conn.https, &mut self.up_head) {
+                let client = Client {
+                    peer: self.conn.peer_header.as_bytes(),
+                    https: self.conn.https,
+                    trusted: self.conn.trusted,
+                };
+                match request::rewrite(&self.buf, client, &mut self.up_head) {
                     Ok(Some(p)) if p.len <= MAX_HEADER_BYTES => return Some(p),
                     Ok(Some(_)) => {
                         self.refuse(431, "palisade: request head too large\n").await;
@@ -227,18 +221,16 @@ where
         } else {
             Version::HTTP_11
         };
-        let body_left = parsed.framing != Framing::Empty;
+        let body_left = parsed.framing() != Framing::Empty;
         let may_continue = parsed.keep_alive && !self.draining.is_cancelled();
-        let (route, decision, hsts) = match &self.port {
-            // Backends and balancing come from the newest snapshot on every request,
-            // so keep-alive clients follow reloads; the verdict stays the one taken at accept.
-            Some(port) => {
-                let route = self
-                    .conn
-                    .runtime
-                    .route(&port.local)
-                    .unwrap_or_else(|| Arc::clone(&port.route));
-                (route, port.decision, None)
+        let (route, decision, hsts) = match &mut self.port {
+            // Route and verdict follow the snapshot in force (invariant 8):
+            // a reload that removes the client's allow rule, or moves the
+            // port to another app, applies to its next request.
+            Some(judged) => {
+                let peer = self.conn.peer.ip();
+                self.conn.runtime.with_current(|s| judged.refresh(s, peer));
+                (Arc::clone(&judged.route), judged.decision, None)
             }
             None => {
                 let host = parsed
@@ -265,15 +257,9 @@ where
             route.metrics().status(403).increment(1);
             super::http::log_denied(self.conn, &route, decision, version, start);
             let text = super::http::forbidden_text(self.conn, &route, decision);
-            let next = self
-                .local(
-                    StatusCode::FORBIDDEN,
-                    &text,
-                    None,
-                    may_continue && !body_left,
-                )
-                .await;
-            return next;
+            // Closed after the answer: a denied source holds no connection
+            // (and no slot of the app's) longer than one request.
+            return self.local(StatusCode::FORBIDDEN, &text, None, false).await;
         }
         route.carried.retry_budget.deposit();
         let mut req = RawRequest {
@@ -333,14 +319,20 @@ where
             if !backend_early.is_empty() && self.io.write_all(&backend_early).await.is_err() {
                 return Next::Close;
             }
-            let stop = self.conn.stop.clone();
+            // Its own stop: the drain deadline, or a reload that denies this source.
+            let stop = self.conn.stop.child_token();
+            let _open =
+                self.conn
+                    .runtime
+                    .tunnels
+                    .open(route.listen, self.conn.peer.ip(), stop.clone());
             copy_with_idle(&mut *self.io, backend_io, route.timeouts.tunnel_idle, stop).await;
             drop(in_flight);
             return Next::Close;
         }
         // A body that ends when the backend closes needs chunked framing to
         // an HTTP/1.1 client; an HTTP/1.0 client gets it up to the close.
-        let unsized_body = matches!(head.framing, Framing::Chunked | Framing::Close);
+        let unsized_body = matches!(head.body.framing, Framing::Chunked | Framing::Close);
         let rechunk = unsized_body && !parsed.http10;
         let keep = may_continue && body_done && !(unsized_body && parsed.http10);
         if !keep {
@@ -348,10 +340,8 @@ where
         } else if parsed.http10 {
             self.out.extend_from_slice(b"connection: keep-alive\r\n");
         }
-        if rechunk {
-            self.out
-                .extend_from_slice(b"transfer-encoding: chunked\r\n");
-        }
+        // meshd's own framing, never the backend's field copied (invariant 9).
+        head.body.write(&mut self.out, rechunk);
         if let Some(max_age) = hsts {
             // The edge's policy replaces whatever the backend said.
             remove_field(&mut self.out, b"strict-transport-security");
@@ -379,7 +369,7 @@ where
                 )
             }),
         };
-        let mut decoder = Decoder::new(head.framing);
+        let mut decoder = Decoder::new(head.body.framing);
         let (ubuf, uio) = upstream.parts_mut();
         let (bytes, pumped) = pump(&mut decoder, ubuf, uio, self.io, &mut self.out, rechunk).await;
         let clean = pumped.is_ok();
@@ -478,7 +468,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send,
 {
     fn body_less(&self) -> bool {
-        self.parsed.framing == Framing::Empty
+        self.parsed.framing() == Framing::Empty
     }
     fn can_send(&self) -> bool {
         !self.started
@@ -503,8 +493,8 @@ where
         // The head and the body bytes already here leave in one write.
         self.scratch.clear();
         self.scratch.extend_from_slice(self.head);
-        let chunked = self.parsed.framing == Framing::Chunked;
-        let mut decoder = Decoder::new(self.parsed.framing);
+        let chunked = self.parsed.framing() == Framing::Chunked;
+        let mut decoder = Decoder::new(self.parsed.framing());
         let (_, upstream_io) = up.parts_mut();
         let (_, r) = pump(
             &mut decoder,

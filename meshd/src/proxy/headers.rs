@@ -1,7 +1,8 @@
 //! Header rules of the HTTP proxy: hop-by-hop headers stop here (RFC 9110
 //! section 7.6.1), `X-Forwarded-For`, `X-Forwarded-Proto` and a request id
-//! are added, and an HTTP/2 request becomes an HTTP/1.1 one for the backend.
+//! are set, and an HTTP/2 request becomes an HTTP/1.1 one for the backend.
 
+use super::codec::BodyFraming;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::HeaderMap;
 
@@ -18,6 +19,7 @@ fn has_token(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Hop-by-hop fields, and the framing fields meshd writes itself.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
@@ -27,8 +29,15 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "te"
             | "trailer"
             | "transfer-encoding"
+            | "content-length"
             | "upgrade"
+            | "http2-settings"
     )
+}
+
+/// Fields a client may set only when it is a trusted forwarder.
+fn is_forwarding(name: &HeaderName) -> bool {
+    *name == X_FORWARDED_PROTO || *name == X_REQUEST_ID
 }
 
 /// A fresh request id: sixteen random hex digits.
@@ -45,27 +54,28 @@ pub fn request_id_bytes() -> [u8; 16] {
 
 /// What the end of a backend's request head depends on.
 #[derive(Debug, Clone, Copy)]
-pub struct Tail {
-    /// The client sent `X-Forwarded-Proto`.
-    pub has_proto: bool,
-    /// The client sent `X-Request-Id`.
-    pub has_id: bool,
+pub struct Tail<'a> {
+    /// A trusted forwarder's `X-Forwarded-Proto` was kept.
+    pub keep_proto: bool,
+    /// A trusted forwarder's `X-Request-Id` was kept.
+    pub keep_id: bool,
     /// The client came over TLS.
     pub https: bool,
-    /// The body goes chunked.
-    pub chunked: bool,
+    /// How meshd frames the body.
+    pub body: &'a BodyFraming,
     /// The request switches protocols.
     pub upgrade: bool,
 }
 
 /// Ends a backend's request head: `X-Forwarded-For` with the client added
-/// to what it said, `X-Forwarded-Proto` and a request id unless the client
-/// sent them, the body's framing, the upgrade, and the blank line.
+/// to what it said, `X-Forwarded-Proto` and a request id of meshd's own
+/// unless a trusted forwarder's were kept, the body's framing (meshd's,
+/// never the client's), the upgrade, and the blank line.
 pub fn write_tail<'a>(
     out: &mut Vec<u8>,
     forwarded_for: impl Iterator<Item = &'a [u8]>,
     peer: &[u8],
-    t: Tail,
+    t: Tail<'_>,
 ) {
     out.extend_from_slice(b"x-forwarded-for: ");
     for v in forwarded_for {
@@ -74,21 +84,19 @@ pub fn write_tail<'a>(
     }
     out.extend_from_slice(peer);
     out.extend_from_slice(b"\r\n");
-    if !t.has_proto {
+    if !t.keep_proto {
         out.extend_from_slice(if t.https {
             b"x-forwarded-proto: https\r\n".as_slice()
         } else {
             b"x-forwarded-proto: http\r\n".as_slice()
         });
     }
-    if !t.has_id {
+    if !t.keep_id {
         out.extend_from_slice(b"x-request-id: ");
         out.extend_from_slice(&request_id_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if t.chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
+    t.body.write(out, true);
     if t.upgrade {
         out.extend_from_slice(b"connection: upgrade\r\n");
     }
@@ -110,12 +118,14 @@ pub fn values<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
 /// map is read, never changed. Hop-by-hop headers stop here; the target
 /// becomes origin-form; an HTTP/2 request's authority becomes `Host`;
 /// `X-Forwarded-For` gets the client, `X-Forwarded-Proto` and a request id
-/// are added unless present; a body of unknown length goes chunked.
+/// are set (a trusted forwarder's kept); the body's length, when known,
+/// goes as `Content-Length`, else the body goes chunked.
 pub fn backend_head(
     parts: &http::request::Parts,
     peer: &HeaderValue,
     https: bool,
-    chunked: bool,
+    trusted: bool,
+    body: &BodyFraming,
 ) -> Vec<u8> {
     let headers = &parts.headers;
     let mut out = Vec::with_capacity(256 + headers.len() * 32);
@@ -128,7 +138,8 @@ pub fn backend_head(
     for (name, value) in headers {
         if is_hop_by_hop(name)
             || *name == X_FORWARDED_FOR
-            || (lists_names && has_token(headers, name.as_str()))
+            || (!trusted && is_forwarding(name))
+            || (*name != header::HOST && lists_names && has_token(headers, name.as_str()))
         {
             continue;
         }
@@ -149,10 +160,10 @@ pub fn backend_head(
         .into_iter()
         .map(HeaderValue::as_bytes);
     let tail = Tail {
-        has_proto: headers.contains_key(&X_FORWARDED_PROTO),
-        has_id: headers.contains_key(&X_REQUEST_ID),
+        keep_proto: trusted && headers.contains_key(&X_FORWARDED_PROTO),
+        keep_id: trusted && headers.contains_key(&X_REQUEST_ID),
         https,
-        chunked,
+        body,
         upgrade: false,
     };
     write_tail(&mut out, forwarded_for, peer.as_bytes(), tail);
@@ -162,15 +173,26 @@ pub fn backend_head(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::codec::Framing;
     use hyper::{Request, Version};
 
     fn head(req: Request<()>, chunked: bool) -> String {
         let parts = req.into_parts().0;
+        let body = BodyFraming {
+            framing: if chunked {
+                Framing::Chunked
+            } else {
+                Framing::Empty
+            },
+            declared: None,
+            codings: None,
+        };
         let out = backend_head(
             &parts,
             &HeaderValue::from_static("127.0.2.1"),
             false,
-            chunked,
+            true,
+            &body,
         );
         String::from_utf8(out).unwrap()
     }

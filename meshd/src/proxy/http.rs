@@ -6,6 +6,7 @@
 //! are retried once on a reset or 502/503, within the retry budget.
 
 use super::body::{DownBody, Settle, UpBody};
+use super::codec::{parse_length, BodyFraming, Framing};
 use super::forward::{failure_text, forward, Failure, Outgoing, Sent, Wait};
 use super::headers;
 use super::tunnel::Watched;
@@ -13,6 +14,7 @@ use super::upstream::{self, BodyReader, ExchangeError};
 use crate::access_log::{AccessLog, Entry};
 use crate::authz::Decision;
 use crate::backend::InFlight;
+use crate::judge::Judged;
 use crate::snapshot::Route;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
@@ -23,7 +25,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -34,15 +36,10 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 
 /// Where a connection's requests go.
 pub enum Target {
-    /// A service port: one app, the verdict taken at accept.
-    Service {
-        /// The service as it was at accept; used once the service is removed.
-        route: Arc<Route>,
-        /// The listener's address, where the current route is looked up per request.
-        local: SocketAddr,
-        /// The verdict taken at accept.
-        decision: Decision,
-    },
+    /// A service port: its route and the client's verdict, taken again
+    /// whenever a reload swapped the snapshot (invariant 8). Shared by the
+    /// streams of an HTTP/2 connection.
+    Service(Mutex<Judged>),
     /// A shared edge listener: the app is chosen per request by host and
     /// path, and so is the verdict.
     Edge,
@@ -66,9 +63,21 @@ pub struct Conn {
     pub stop: CancellationToken,
     /// Whether the client came over TLS (`X-Forwarded-Proto: https`).
     pub https: bool,
+    /// Whether the client is a trusted forwarder (`--trust-forwarded`),
+    /// whose `X-Forwarded-Proto` and `X-Request-Id` are kept.
+    pub trusted: bool,
 }
 
 type Reply = Response<DownBody<Exchange>>;
+
+impl Conn {
+    /// The route and this client's verdict under the snapshot in force.
+    pub fn judge(&self, judged: &Mutex<Judged>) -> (Arc<Route>, Decision) {
+        let mut j = judged.lock().unwrap_or_else(PoisonError::into_inner);
+        self.runtime.with_current(|s| j.refresh(s, self.peer.ip()));
+        (Arc::clone(&j.route), j.decision)
+    }
+}
 
 /// Serves one client connection until it closes, or drains when `draining` fires.
 pub async fn serve<I>(stream: I, conn: Conn, draining: CancellationToken)
@@ -76,7 +85,7 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let timeouts = match &conn.target {
-        Target::Service { route, .. } => route.timeouts,
+        Target::Service(judged) => conn.judge(judged).0.timeouts,
         Target::Edge => crate::timeouts::Resolved::from(&schemas::Timeouts::default()),
     };
     let stop = conn.stop.clone();
@@ -180,19 +189,9 @@ type Handled = Pin<Box<dyn Future<Output = Result<Reply, Infallible>> + Send>>;
 /// port's requests do not carry the edge's state too.
 fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Handled {
     match &conn.target {
-        Target::Service {
-            route,
-            local,
-            decision,
-        } => {
-            let (route, local, decision) = (Arc::clone(route), *local, *decision);
-            Box::pin(async move {
-                // Backends and balancing come from the newest snapshot on every request,
-                // so keep-alive clients follow reloads; the verdict stays the one taken at accept.
-                let current = conn.runtime.route(&local);
-                let route = current.as_ref().unwrap_or(&route);
-                Ok(proxy_request(&conn, route, decision, req).await)
-            })
+        Target::Service(judged) => {
+            let (route, decision) = conn.judge(judged);
+            Box::pin(async move { Ok(proxy_request(&conn, &route, decision, req).await) })
         }
         Target::Edge => Box::pin(async move { Ok(edge_request(&conn, req).await) }),
     }
@@ -238,9 +237,30 @@ async fn proxy_request(
     let (parts, body) = req.into_parts();
     let client_version = parts.version;
     let empty = hyper::body::Body::is_end_stream(&body);
-    let chunked = !empty && !parts.headers.contains_key(hyper::header::CONTENT_LENGTH);
+    // meshd frames the body itself: by the length the client declared (h2
+    // checks the DATA against it), else chunked.
+    let framing = BodyFraming {
+        framing: match hyper::body::Body::size_hint(&body).exact() {
+            _ if empty => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::Chunked,
+        },
+        declared: parts
+            .headers
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| parse_length(v.as_bytes()))
+            .filter(|_| empty),
+        codings: None,
+    };
+    let chunked = framing.framing == Framing::Chunked;
     let mut out = HyperRequest {
-        head: headers::backend_head(&parts, &conn.peer_header, conn.https, chunked),
+        head: headers::backend_head(
+            &parts,
+            &conn.peer_header,
+            conn.https,
+            conn.trusted,
+            &framing,
+        ),
         body: (!empty).then_some(UpBody::Stream(body)),
         has_body: !empty,
         chunked,
@@ -275,7 +295,7 @@ async fn proxy_request(
     let upstream::Head {
         status,
         headers: resp_headers,
-        framing,
+        body: resp_body,
         reusable,
     } = head;
     if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -285,7 +305,7 @@ async fn proxy_request(
         let status = StatusCode::BAD_GATEWAY;
         return local(status, failure_text(route, status));
     }
-    let reader = BodyReader::new(upstream, framing, reusable);
+    let reader = BodyReader::new(upstream, resp_body.framing, reusable);
     let exchange = Exchange {
         route: Arc::clone(route),
         backend,

@@ -2,9 +2,13 @@
 //! inside the request's own task. hyper's client puts each connection in a
 //! task of its own and hands requests and bodies across channels; here the
 //! request is written and the response read in place, which saves two task
-//! hops per request. Framing follows RFC 9112 section 6.
+//! hops per request. How bodies are framed is `codec`'s to say.
 
 use super::body::UpBody;
+use super::codec::{
+    listed_in_connection, poll_fill, tokens, BodyFraming, Decoder, Framing, FramingFields,
+    READ_CHUNK,
+};
 use super::stream::UpstreamIo;
 use bytes::Buf;
 use bytes::{Bytes, BytesMut};
@@ -15,14 +19,12 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Largest response head accepted from a backend.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most response headers accepted.
 const MAX_HEADERS: usize = 100;
-/// Read buffer growth step.
-const READ_CHUNK: usize = 8 * 1024;
 
 /// One connection to a backend, with what was read past the last message.
 #[derive(Debug)]
@@ -34,10 +36,15 @@ pub struct Conn {
 /// Why an exchange failed, and whether the request reached the backend.
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
-    /// Nothing reached the backend, or it closed a reused connection
-    /// without reading: the request may go elsewhere.
+    /// Writing the request failed: the backend did not take it, and it
+    /// may go elsewhere.
     #[error("connection closed before the request was taken: {0}")]
     NotSent(io::Error),
+    /// A reused connection closed after the request was written, before
+    /// any byte of an answer: most likely stale, but the backend may have
+    /// read and acted on it, so only an idempotent request goes again.
+    #[error("reused connection closed unanswered: {0}")]
+    Unanswered(io::Error),
     /// The backend may have seen the request.
     #[error("{0}")]
     Failed(io::Error),
@@ -56,23 +63,10 @@ pub struct Head {
     pub status: StatusCode,
     /// End-to-end headers (empty when the head was written raw).
     pub headers: HeaderMap,
-    /// Body framing.
-    pub framing: Framing,
+    /// How the body is framed, and what meshd writes to frame it.
+    pub body: BodyFraming,
     /// Whether the connection may carry another request afterwards.
     pub reusable: bool,
-}
-
-/// How a response body ends (RFC 9112 section 6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body.
-    Empty,
-    /// Exactly this many bytes.
-    Length(u64),
-    /// Chunked transfer coding.
-    Chunked,
-    /// Until the backend closes.
-    Close,
 }
 
 impl Conn {
@@ -183,7 +177,7 @@ impl Conn {
             }
             match self.fill().await {
                 Ok(0) if first && self.buf.is_empty() && reused => {
-                    return Err(ExchangeError::NotSent(
+                    return Err(ExchangeError::Unanswered(
                         io::ErrorKind::ConnectionReset.into(),
                     ))
                 }
@@ -195,7 +189,7 @@ impl Conn {
                         && reused
                         && e.kind() == io::ErrorKind::ConnectionReset =>
                 {
-                    return Err(ExchangeError::NotSent(e))
+                    return Err(ExchangeError::Unanswered(e))
                 }
                 Err(e) => return Err(ExchangeError::Failed(e)),
             }
@@ -223,9 +217,8 @@ impl Conn {
             StatusCode::from_u16(code).map_err(|e| ExchangeError::Malformed(e.to_string()))?;
         let http11 = resp.version == Some(1);
         // One pass over the raw headers finds what framing and reuse depend on.
-        let (mut close, mut keep_alive, mut chunked, mut lists_names) =
-            (false, false, false, false);
-        let mut length: Option<u64> = None;
+        let (mut close, mut keep_alive, mut lists_names) = (false, false, false);
+        let mut framing_fields = FramingFields::default();
         for h in resp.headers.iter() {
             let name = h.name.as_bytes();
             if name.eq_ignore_ascii_case(b"connection") {
@@ -238,33 +231,17 @@ impl Conn {
                         lists_names = true;
                     }
                 }
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                chunked |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"chunked"));
-            } else if name.eq_ignore_ascii_case(b"content-length") {
-                let n = parse_length(h.value)
-                    .ok_or_else(|| ExchangeError::Malformed("bad content-length".into()))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(ExchangeError::Malformed(
-                        "conflicting content-length".into(),
-                    ));
-                }
-                length = Some(n);
+            } else {
+                framing_fields.take(name, h.value);
             }
         }
         let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-        let framing = if !expect_body
-            || status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
-        {
-            Framing::Empty
-        } else if chunked {
-            Framing::Chunked
-        } else if let Some(n) = length {
-            Framing::Length(n)
-        } else {
-            Framing::Close
-        };
+        let never_length = status.is_informational() || status == StatusCode::NO_CONTENT;
+        let no_body = !expect_body || status == StatusCode::NOT_MODIFIED;
+        let body = framing_fields
+            .response(no_body, never_length)
+            .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
+        let framing = body.framing;
         let reusable = !close && (http11 || keep_alive) && framing != Framing::Close && !switching;
         let headers = match raw {
             Some(out) => {
@@ -278,6 +255,7 @@ impl Conn {
                 for h in resp.headers.iter() {
                     let name = h.name.as_bytes();
                     if hop_by_hop(name, switching)
+                        || is_framing(name)
                         || (lists_names && listed_in_connection(resp.headers, name))
                     {
                         continue;
@@ -303,6 +281,7 @@ impl Conn {
                     .filter(|h| {
                         let name = h.name.as_bytes();
                         !(hop_by_hop(name, switching)
+                            || is_framing(name)
                             || (lists_names && listed_in_connection(resp.headers, name)))
                     })
                     .map(|h| {
@@ -325,13 +304,25 @@ impl Conn {
                         HeaderValue::from_static("upgrade"),
                     );
                 }
+                // HTTP/2 frames by DATA and END_STREAM and has no transfer
+                // codings: a coded body cannot pass without losing them.
+                if body.codings.is_some() {
+                    return Err(ExchangeError::Malformed(
+                        "transfer codings other than chunked".into(),
+                    ));
+                }
+                if let (Framing::Length(n), _) | (Framing::Empty, Some(n)) =
+                    (body.framing, body.declared)
+                {
+                    headers.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(n));
+                }
                 headers
             }
         };
         Ok(Some(Head {
             status,
             headers,
-            framing,
+            body,
             reusable,
         }))
     }
@@ -347,18 +338,9 @@ impl Conn {
     }
 }
 
-/// The comma-separated tokens of a header value, trimmed.
-pub fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&b| b == b',').map(<[u8]>::trim_ascii)
-}
-
-/// A content-length value: digits only.
-pub fn parse_length(v: &[u8]) -> Option<u64> {
-    let v = v.trim_ascii();
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
+/// The fields meshd frames a message with itself.
+fn is_framing(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding")
 }
 
 /// Hop-by-hop response headers (RFC 9110 section 7.6.1); `Upgrade` stays on a 101.
@@ -373,147 +355,6 @@ fn hop_by_hop(name: &[u8], switching: bool) -> bool {
     ];
     NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
         || (!switching && name.eq_ignore_ascii_case(b"upgrade"))
-}
-
-/// Whether a `Connection` header names `name` (so it is hop-by-hop too).
-pub fn listed_in_connection(headers: &[httparse::Header<'_>], name: &[u8]) -> bool {
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| tokens(h.value))
-        .any(|t| t.eq_ignore_ascii_case(name))
-}
-
-/// Reads into `buf` from `io`, growing it a step when it runs short.
-pub fn poll_fill<R: AsyncRead + Unpin>(
-    buf: &mut BytesMut,
-    io: &mut R,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<usize>> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-        buf.reserve(READ_CHUNK);
-    }
-    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
-}
-
-/// Finds the data of a framed HTTP/1.1 body (RFC 9112 sections 6 and 7.1)
-/// in a read buffer, reading more when it needs to. It says how many bytes
-/// at the front of the buffer are data; the caller takes exactly those.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decoder {
-    state: State,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Length(u64),
-    ChunkSize,
-    ChunkData(u64),
-    ChunkDataEnd,
-    Trailers,
-    Close,
-    Done,
-}
-
-impl Decoder {
-    /// A decoder for a body framed as `framing`.
-    pub fn new(framing: Framing) -> Decoder {
-        let state = match framing {
-            Framing::Empty | Framing::Length(0) => State::Done,
-            Framing::Length(n) => State::Length(n),
-            Framing::Chunked => State::ChunkSize,
-            Framing::Close => State::Close,
-        };
-        Decoder { state }
-    }
-
-    /// Whether the body has been read to its end.
-    pub fn is_done(&self) -> bool {
-        self.state == State::Done
-    }
-
-    /// Whether the body ended because the peer closed (no reuse then).
-    pub fn ended_by_close(&self) -> bool {
-        self.state == State::Close
-    }
-
-    /// What is known of the body's length.
-    pub fn size_hint(&self) -> http_body::SizeHint {
-        match self.state {
-            State::Done => http_body::SizeHint::with_exact(0),
-            State::Length(n) => http_body::SizeHint::with_exact(n),
-            _ => http_body::SizeHint::default(),
-        }
-    }
-
-    /// The number of data bytes now at the front of `buf` (the caller
-    /// takes them all before polling again), `None` at the body's end.
-    pub fn poll_data<R: AsyncRead + Unpin>(
-        &mut self,
-        buf: &mut BytesMut,
-        io: &mut R,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<io::Result<usize>>> {
-        loop {
-            match self.state {
-                State::Done => return Poll::Ready(None),
-                State::Length(left) | State::ChunkData(left) if !buf.is_empty() => {
-                    let n = (buf.len() as u64).min(left) as usize;
-                    let left = left - n as u64;
-                    self.state = match self.state {
-                        State::Length(_) if left == 0 => State::Done,
-                        State::Length(_) => State::Length(left),
-                        _ if left == 0 => State::ChunkDataEnd,
-                        _ => State::ChunkData(left),
-                    };
-                    return Poll::Ready(Some(Ok(n)));
-                }
-                State::Close if !buf.is_empty() => return Poll::Ready(Some(Ok(buf.len()))),
-                State::ChunkSize | State::ChunkDataEnd | State::Trailers => {
-                    if let Some(pos) = buf.windows(2).position(|w| w == b"\r\n") {
-                        let line = buf.split_to(pos + 2);
-                        let line = &line[..pos];
-                        self.state = match self.state {
-                            State::ChunkDataEnd if line.is_empty() => State::ChunkSize,
-                            State::ChunkDataEnd => {
-                                return Poll::Ready(Some(Err(io::Error::other("bad chunk end"))))
-                            }
-                            State::Trailers if line.is_empty() => State::Done,
-                            State::Trailers => State::Trailers,
-                            _ => {
-                                let hex = line.split(|&b| b == b';').next().unwrap_or(&[]);
-                                let size = std::str::from_utf8(hex.trim_ascii())
-                                    .ok()
-                                    .filter(|s| !s.is_empty() && s.len() <= 16)
-                                    .and_then(|s| u64::from_str_radix(s, 16).ok())
-                                    .ok_or_else(|| io::Error::other("bad chunk size"));
-                                match size {
-                                    Ok(0) => State::Trailers,
-                                    Ok(n) => State::ChunkData(n),
-                                    Err(e) => return Poll::Ready(Some(Err(e))),
-                                }
-                            }
-                        };
-                        continue;
-                    }
-                    if buf.len() > MAX_HEAD {
-                        return Poll::Ready(Some(Err(io::Error::other("chunk line too long"))));
-                    }
-                }
-                _ => {}
-            }
-            // Need more bytes.
-            match std::task::ready!(poll_fill(buf, io, cx)) {
-                Err(e) => return Poll::Ready(Some(Err(e))),
-                Ok(0) if self.state == State::Close => {
-                    self.state = State::Done;
-                    return Poll::Ready(None);
-                }
-                Ok(0) => return Poll::Ready(Some(Err(io::ErrorKind::UnexpectedEof.into()))),
-                Ok(_) => {}
-            }
-        }
-    }
 }
 
 /// Reading a response body off a backend connection, piece by piece.

@@ -1,11 +1,11 @@
 //! A client's HTTP/1.x request head, read and rewritten for the backend in
 //! one pass over the raw bytes: hop-by-hop headers stop here (RFC 9110
 //! section 7.6.1), `X-Forwarded-For`, `X-Forwarded-Proto` and a request id
-//! are added, the target becomes origin-form, and the body keeps its
-//! framing (RFC 9112 section 6). No header map is built.
+//! are set, the target becomes origin-form, and meshd frames the body
+//! itself from what `codec` decided (RFC 9112 section 6). No header map is built.
 
+use crate::proxy::codec::{listed_in_connection, tokens, BodyFraming, Framing, FramingFields};
 use crate::proxy::headers::{write_tail, Tail};
-use crate::proxy::upstream::{listed_in_connection, parse_length, tokens, Framing};
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -25,14 +25,14 @@ pub struct Parsed {
     pub upgrade: bool,
     /// The client waits for `100 Continue` before sending its body.
     pub expect_continue: bool,
-    /// How the request body is framed.
-    pub framing: Framing,
+    /// How the request body is framed, and how meshd frames it onward.
+    pub body: BodyFraming,
     /// The method is idempotent (retries allowed).
     pub idempotent: bool,
     /// The method is HEAD (the response has no body).
     pub head: bool,
-    /// Where in the buffer the host the request names is: its `Host`
-    /// header, else the authority of an absolute-form target.
+    /// Where in the buffer the host the request names is: the authority
+    /// of an absolute-form target, else its `Host` header.
     pub host: Option<Range<usize>>,
     /// Where in the buffer the origin-form target (path and query) is.
     pub target: Range<usize>,
@@ -63,12 +63,30 @@ fn is(name: &str, expected: &str) -> bool {
     name.eq_ignore_ascii_case(expected)
 }
 
+impl Parsed {
+    /// How the request body is framed.
+    pub fn framing(&self) -> Framing {
+        self.body.framing
+    }
+}
+
+/// Who sent a request and how: what the rewrite of its head depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    /// The client's address as `X-Forwarded-For` gets it.
+    pub peer: &'a [u8],
+    /// It came over TLS.
+    pub https: bool,
+    /// It is a trusted forwarder (`--trust-forwarded`): its own
+    /// `X-Forwarded-Proto` and `X-Request-Id` are kept.
+    pub trusted: bool,
+}
+
 /// Parses the request head at the front of `buf` and writes the head the
 /// backend gets into `out`. `Ok(None)`: the head is not complete yet.
 pub fn rewrite(
     buf: &[u8],
-    peer: &[u8],
-    https: bool,
+    client: Client<'_>,
     out: &mut Vec<u8>,
 ) -> Result<Option<Parsed>, BadRequest> {
     // Left uninitialised: filling 100 empty slots on every request costs
@@ -90,11 +108,11 @@ pub fn rewrite(
     // First pass: what the framing, the connection and the rewrite depend on.
     let (mut close, mut keep_alive_token, mut upgrade_token, mut lists_names) =
         (false, false, false, false);
-    let (mut has_upgrade, mut has_xfp, mut has_rid, mut expect_continue) =
-        (false, false, false, false);
+    let (mut has_upgrade, mut h2c, mut has_xfp, mut has_rid, mut expect_continue) =
+        (false, false, false, false, false);
     let mut host_header: Option<&[u8]> = None;
-    let mut transfer_encoding: Option<bool> = None; // Some(last coding is chunked)
-    let mut length: Option<u64> = None;
+    let mut hosts = 0;
+    let mut framing = FramingFields::default();
     for h in headers {
         let name = h.name;
         if is(name, "connection") {
@@ -109,59 +127,59 @@ pub fn rewrite(
                     lists_names = true;
                 }
             }
-        } else if is(name, "transfer-encoding") {
-            let last = tokens(h.value)
-                .filter(|t| !t.is_empty())
-                .last()
-                .unwrap_or(b"");
-            transfer_encoding = Some(last.eq_ignore_ascii_case(b"chunked"));
-        } else if is(name, "content-length") {
-            let n = parse_length(h.value)
-                .ok_or_else(|| BadRequest::Malformed("bad content-length".into()))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(BadRequest::Malformed("conflicting content-length".into()));
-            }
-            length = Some(n);
+        } else if framing.take(name.as_bytes(), h.value) {
         } else if is(name, "upgrade") {
             has_upgrade = true;
+            // h2c would hand the connection to a protocol meshd does not
+            // read past: the request is served as HTTP/1.1 instead.
+            h2c |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"h2c"));
         } else if is(name, "x-forwarded-proto") {
             has_xfp = true;
         } else if is(name, "x-request-id") {
             has_rid = true;
         } else if is(name, "host") {
+            hosts += 1;
             host_header.get_or_insert(h.value);
         } else if is(name, "expect") {
             expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
     }
-    let framing = match (transfer_encoding, length) {
-        (Some(_), Some(_)) => {
-            return Err(BadRequest::Malformed(
-                "both transfer-encoding and content-length".into(),
-            ))
-        }
-        (Some(true), None) if !http10 => Framing::Chunked,
-        (Some(_), None) => {
-            return Err(BadRequest::Malformed(
-                "unsupported transfer-encoding".into(),
-            ))
-        }
-        (None, Some(0) | None) => Framing::Empty,
-        (None, Some(n)) => Framing::Length(n),
-    };
-    let upgrade = !http10 && upgrade_token && has_upgrade;
+    // RFC 9112 section 3.2: one Host, and in HTTP/1.1 always one.
+    if hosts > 1 {
+        return Err(BadRequest::Malformed("more than one host header".into()));
+    }
+    if hosts == 0 && !http10 {
+        return Err(BadRequest::Malformed("no host header".into()));
+    }
+    // RFC 9112 section 3.2.2: an absolute-form target's authority is the
+    // host, whatever `Host` says; the backend gets it as `Host`.
+    let absolute = authority(target);
+    if absolute.is_some_and(|a| a.contains(&b'@')) {
+        return Err(BadRequest::Malformed(
+            "user info in the request target".into(),
+        ));
+    }
+    let body = framing
+        .request(http10)
+        .map_err(|e| BadRequest::Malformed(e.to_string()))?;
+    let upgrade = !http10 && upgrade_token && has_upgrade && !h2c;
     let keep_alive = if http10 {
         keep_alive_token && !close
     } else {
         !close
     };
-    let expect_continue = expect_continue && !http10 && framing != Framing::Empty;
+    let expect_continue = expect_continue && !http10 && body.framing != Framing::Empty;
 
     // Second pass: the backend's head.
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(origin_form(target).as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(a) = absolute {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
     let mut forwarded_for: Vec<&[u8]> = Vec::new();
     for h in headers {
         let name = h.name;
@@ -175,8 +193,12 @@ pub fn rewrite(
             || is(name, "te")
             || is(name, "trailer")
             || is(name, "transfer-encoding")
+            || is(name, "content-length")
+            || is(name, "http2-settings")
+            || (absolute.is_some() && is(name, "host"))
             || (is(name, "upgrade") && !upgrade)
             || (is(name, "expect") && expect_continue)
+            || (!client.trusted && (is(name, "x-forwarded-proto") || is(name, "x-request-id")))
             || (lists_names
                 && !(upgrade && is(name, "upgrade"))
                 && listed_in_connection(headers, name.as_bytes()));
@@ -189,13 +211,13 @@ pub fn rewrite(
         out.extend_from_slice(b"\r\n");
     }
     let tail = Tail {
-        has_proto: has_xfp,
-        has_id: has_rid,
-        https,
-        chunked: framing == Framing::Chunked,
+        keep_proto: client.trusted && has_xfp,
+        keep_id: client.trusted && has_rid,
+        https: client.https,
+        body: &body,
         upgrade,
     };
-    write_tail(out, forwarded_for.into_iter(), peer, tail);
+    write_tail(out, forwarded_for.into_iter(), client.peer, tail);
 
     let idempotent = matches!(
         method,
@@ -207,12 +229,10 @@ pub fn rewrite(
         keep_alive,
         upgrade,
         expect_continue,
-        framing,
+        body,
         idempotent,
         head: method == "HEAD",
-        host: host_header
-            .or_else(|| authority(target))
-            .map(|h| span(buf, h)),
+        host: absolute.or(host_header).map(|h| span(buf, h)),
         target: span(buf, origin_form(target).as_bytes()),
     }))
 }
@@ -255,9 +275,19 @@ fn origin_form(target: &str) -> &str {
 mod tests {
     use super::*;
 
+    const UNTRUSTED: Client<'static> = Client {
+        peer: b"127.0.2.1",
+        https: false,
+        trusted: false,
+    };
+
     fn run(raw: &str) -> (Parsed, String) {
+        run_as(raw, UNTRUSTED)
+    }
+
+    fn run_as(raw: &str, client: Client<'_>) -> (Parsed, String) {
         let mut out = Vec::new();
-        let p = rewrite(raw.as_bytes(), b"127.0.2.1", false, &mut out)
+        let p = rewrite(raw.as_bytes(), client, &mut out)
             .expect("valid")
             .expect("complete");
         (p, String::from_utf8(out).unwrap())
@@ -274,12 +304,14 @@ mod tests {
         assert_eq!(&raw[p.target], "/shop/cart?x=1");
 
         // Absolute form: the authority names the host unless a Host header does.
-        let raw = "GET http://api.test:81/v1?q HTTP/1.1\r\n\r\n";
+        let raw = "GET http://api.test:81/v1?q HTTP/1.0\r\n\r\n";
         let (p, _) = run(raw);
         assert_eq!(at(raw, p.host.clone()).as_deref(), Some("api.test:81"));
         assert_eq!(&raw[p.target], "/v1?q");
         let raw = "GET http://api.test/v1 HTTP/1.1\r\nHost: other.test\r\n\r\n";
-        assert_eq!(at(raw, run(raw).0.host).as_deref(), Some("other.test"));
+        let (p, head) = run(raw);
+        assert_eq!(at(raw, p.host).as_deref(), Some("api.test"));
+        assert_eq!(header(&head, "host"), ["api.test"]);
 
         let raw = "GET / HTTP/1.0\r\n\r\n";
         assert_eq!(run(raw).0.host, None);
@@ -309,61 +341,104 @@ mod tests {
             "one blank line: {head}"
         );
         assert!(p.keep_alive && !p.http10 && p.idempotent && !p.upgrade);
-        assert_eq!(p.framing, Framing::Empty);
+        assert_eq!(p.framing(), Framing::Empty);
     }
 
     #[test]
-    fn a_client_request_id_and_proto_are_kept() {
-        let (_, head) =
-            run("GET / HTTP/1.1\r\nX-Request-Id: abc\r\nX-Forwarded-Proto: https\r\n\r\n");
+    fn a_request_id_and_proto_are_kept_only_from_trusted_forwarders() {
+        let raw =
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: abc\r\nX-Forwarded-Proto: https\r\n\r\n";
+        let trusted = Client {
+            trusted: true,
+            ..UNTRUSTED
+        };
+        let (_, head) = run_as(raw, trusted);
         assert_eq!(header(&head, "x-request-id"), ["abc"]);
         assert_eq!(header(&head, "x-forwarded-proto"), ["https"]);
+        let (_, head) = run(raw);
+        let id = header(&head, "x-request-id");
+        assert!(id.len() == 1 && id[0] != "abc", "{head}");
+        assert_eq!(header(&head, "x-forwarded-proto"), ["http"]);
+    }
+
+    #[test]
+    fn host_must_be_there_once_and_connection_cannot_remove_framing() {
+        let bad = |raw: &str| rewrite(raw.as_bytes(), UNTRUSTED, &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            bad("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n").status(),
+            400
+        );
+        assert_eq!(bad("GET / HTTP/1.1\r\n\r\n").status(), 400);
+        let (p, head) = run(
+            "POST / HTTP/1.1\r\nHost: h\r\nConnection: content-length, host, x-a\r\nX-A: 1\r\nContent-Length: 3\r\n\r\n",
+        );
+        assert_eq!(p.framing(), Framing::Length(3));
+        assert_eq!(header(&head, "content-length"), ["3"]);
+        assert_eq!(header(&head, "host"), ["h"]);
+        assert!(header(&head, "x-a").is_empty());
+    }
+
+    #[test]
+    fn an_h2c_upgrade_is_not_an_upgrade() {
+        let (p, head) = run(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMA\r\n\r\n",
+        );
+        assert!(!p.upgrade);
+        for gone in ["upgrade", "http2-settings", "connection"] {
+            assert!(header(&head, gone).is_empty(), "{gone} in {head}");
+        }
     }
 
     #[test]
     fn bodies_keep_their_framing() {
-        let (p, head) = run("POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
-        assert_eq!(p.framing, Framing::Length(5));
+        let (p, head) = run("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(p.framing(), Framing::Length(5));
         assert_eq!(header(&head, "content-length"), ["5"]);
         assert!(!p.idempotent);
-        let (p, head) = run("POST /x HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
-        assert_eq!(p.framing, Framing::Chunked);
-        assert_eq!(header(&head, "transfer-encoding"), ["chunked"]);
-        let (p, head) = run("PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+        let (p, head) =
+            run("POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(p.framing(), Framing::Chunked);
+        assert_eq!(header(&head, "transfer-encoding"), ["gzip, chunked"]);
+        let (p, head) =
+            run("PUT /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
         assert!(p.expect_continue);
         assert!(header(&head, "expect").is_empty());
     }
 
     #[test]
     fn smuggling_shapes_and_bad_lengths_are_refused() {
-        let bad = |raw: &str| rewrite(raw.as_bytes(), b"x", false, &mut Vec::new()).unwrap_err();
+        let bad = |raw: &str| rewrite(raw.as_bytes(), UNTRUSTED, &mut Vec::new()).unwrap_err();
         assert_eq!(
-            bad("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n")
+            bad("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n")
                 .status(),
             400
         );
         assert_eq!(
-            bad("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n").status(),
+            bad("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n")
+                .status(),
             400
         );
         assert_eq!(
-            bad("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").status(),
+            bad("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n").status(),
             400
         );
         assert_eq!(
-            bad("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n").status(),
+            bad("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n").status(),
             400
         );
         assert_eq!(bad("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n").status(), 400);
         let many: String = (0..=MAX_HEADERS).map(|i| format!("h{i}: v\r\n")).collect();
-        assert_eq!(bad(&format!("GET / HTTP/1.1\r\n{many}\r\n")).status(), 431);
+        assert_eq!(
+            bad(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")).status(),
+            431
+        );
     }
 
     #[test]
     fn partial_heads_wait_for_more() {
         let mut out = Vec::new();
         assert_eq!(
-            rewrite(b"GET / HTTP/1.1\r\nHost: x\r\n", b"x", false, &mut out),
+            rewrite(b"GET / HTTP/1.1\r\nHost: x\r\n", UNTRUSTED, &mut out),
             Ok(None)
         );
     }
@@ -375,7 +450,7 @@ mod tests {
         assert!(head.starts_with("GET /cart?x=1 HTTP/1.1\r\n"), "{head}");
         let (p, _) = run("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
         assert!(p.keep_alive);
-        let (p, _) = run("GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+        let (p, _) = run("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         assert!(!p.keep_alive);
         assert_eq!(origin_form("http://a.example"), "/");
         assert_eq!(origin_form("*"), "*");
@@ -384,11 +459,11 @@ mod tests {
     #[test]
     fn upgrades_keep_their_connection_and_upgrade_headers() {
         let (p, head) =
-            run("GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+            run("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
         assert!(p.upgrade);
         assert_eq!(header(&head, "connection"), ["upgrade"]);
         assert_eq!(header(&head, "upgrade"), ["websocket"]);
-        let (p, head) = run("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
+        let (p, head) = run("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n");
         assert!(!p.upgrade);
         assert!(header(&head, "upgrade").is_empty());
     }
