@@ -195,6 +195,17 @@ impl Timeouts {
     pub fn is_empty(&self) -> bool {
         *self == Timeouts::default()
     }
+
+    /// Every timeout by its field name, set or not.
+    pub fn named(&self) -> [(&'static str, Option<Duration>); 5] {
+        [
+            ("connect", self.connect),
+            ("request_header", self.request_header),
+            ("idle", self.idle),
+            ("response", self.response),
+            ("tunnel_idle", self.tunnel_idle),
+        ]
+    }
 }
 
 /// A source that a rule names: exactly one of `from` and `from_cidr`.

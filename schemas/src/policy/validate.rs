@@ -2,6 +2,7 @@
 //! each file, then the merge, where one app defined twice names both files.
 
 use super::{AppPolicy, Defaults, Policy, Rule};
+use crate::duration::Duration;
 use crate::ids::{AppId, AppPattern};
 use crate::span::{from_yaml_error, locate, ConfigError, Location, Seg};
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,57 +43,81 @@ pub struct PolicySet {
 pub fn parse_policy_file(file: &str, source: &str) -> Result<Policy, Vec<ConfigError>> {
     let policy: Policy =
         yaml_serde::from_str(source).map_err(|e| vec![from_yaml_error(file, &e)])?;
-    let mut errors = Vec::new();
-    for (pattern, app) in &policy.apps {
-        let key = pattern.as_str();
-        for (list, rules) in [("allow", &app.allow), ("deny", &app.deny)] {
-            for (i, rule) in rules.iter().enumerate() {
-                if let Some(msg) = rule_problem(rule) {
-                    let at = locate(
-                        source,
-                        &[
-                            Seg::Key("apps"),
-                            Seg::Key(key),
-                            Seg::Key(list),
-                            Seg::Index(i),
-                        ],
-                    );
-                    errors.push(at.error(file, format!("apps.{key}.{list}[{i}]: {msg}")));
-                }
-            }
-        }
-        if let Some(a) = &app.autoscale {
-            let at = || {
-                locate(
-                    source,
-                    &[Seg::Key("apps"), Seg::Key(key), Seg::Key("autoscale")],
-                )
-            };
-            if a.min > a.max {
-                errors.push(at().error(
-                    file,
-                    format!(
-                        "apps.{key}.autoscale: min ({}) is greater than max ({})",
-                        a.min, a.max
-                    ),
-                ));
-            }
-            if !(a.target.is_finite() && a.target > 0.0) {
-                errors.push(at().error(
-                    file,
-                    format!(
-                        "apps.{key}.autoscale: target must be a positive number, got {}",
-                        a.target
-                    ),
-                ));
-            }
-        }
-    }
+    let errors: Vec<ConfigError> = policy
+        .apps
+        .iter()
+        .flat_map(|(pattern, app)| entry_problems(pattern.as_str(), app))
+        .map(|(path, message)| locate(source, &path).error(file, message))
+        .collect();
     if errors.is_empty() {
         Ok(policy)
     } else {
         Err(errors)
     }
+}
+
+/// Every problem of one app entry that serde cannot see, each with the path
+/// of the offending value (for `locate`) and its message.
+fn entry_problems<'a>(key: &'a str, app: &AppPolicy) -> Vec<(Vec<Seg<'a>>, String)> {
+    let at = |rest: &[Seg<'a>]| {
+        let mut path = vec![Seg::Key("apps"), Seg::Key(key)];
+        path.extend_from_slice(rest);
+        path
+    };
+    let mut out = Vec::new();
+    for (list, rules) in [("allow", &app.allow), ("deny", &app.deny)] {
+        for (i, rule) in rules.iter().enumerate() {
+            if let Some(msg) = rule_problem(rule) {
+                out.push((
+                    at(&[Seg::Key(list), Seg::Index(i)]),
+                    format!("apps.{key}.{list}[{i}]: {msg}"),
+                ));
+            }
+        }
+    }
+    // Invariant 10: a zero or overlong timer must never reach a node.
+    for (name, d) in app.timeouts.named() {
+        if let Some(Err(e)) = d.map(Duration::check_in_file) {
+            out.push((
+                at(&[Seg::Key("timeouts"), Seg::Key(name)]),
+                format!("apps.{key}.timeouts.{name}: {e}"),
+            ));
+        }
+    }
+    if let Some(a) = &app.autoscale {
+        let here = || at(&[Seg::Key("autoscale")]);
+        if a.min > a.max {
+            out.push((
+                here(),
+                format!(
+                    "apps.{key}.autoscale: min ({}) is greater than max ({})",
+                    a.min, a.max
+                ),
+            ));
+        }
+        if !(a.target.is_finite() && a.target > 0.0) {
+            out.push((
+                here(),
+                format!(
+                    "apps.{key}.autoscale: target must be a positive number, got {}",
+                    a.target
+                ),
+            ));
+        }
+        for (name, d) in [
+            ("scale_up_cooldown", a.scale_up_cooldown),
+            ("scale_down_cooldown", a.scale_down_cooldown),
+            ("window", a.window),
+        ] {
+            if let Some(Err(e)) = d.map(Duration::check_in_file) {
+                out.push((
+                    at(&[Seg::Key("autoscale"), Seg::Key(name)]),
+                    format!("apps.{key}.autoscale.{name}: {e}"),
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn rule_problem(rule: &Rule) -> Option<&'static str> {
@@ -152,12 +177,8 @@ impl PolicySet {
                     let mut apps = yaml_serde::Mapping::new();
                     for (key, value) in shell.apps {
                         let entry_ok = key.parse::<AppPattern>().is_ok()
-                            && yaml_serde::from_value::<AppPolicy>(value.clone()).is_ok_and(|a| {
-                                a.allow
-                                    .iter()
-                                    .chain(&a.deny)
-                                    .all(|r| rule_problem(r).is_none())
-                            });
+                            && yaml_serde::from_value::<AppPolicy>(value.clone())
+                                .is_ok_and(|a| entry_problems(&key, &a).is_empty());
                         if entry_ok {
                             apps.insert(yaml_serde::Value::String(key), value);
                         } else {
@@ -391,6 +412,37 @@ mod tests {
             l.set.origins[&"/good".parse::<AppPattern>().unwrap()].file,
             "a.yaml"
         );
+    }
+
+    #[test]
+    fn zero_and_overlong_durations_are_located_at_their_value() {
+        // Flow style, as operators write timeouts: the column is the value's.
+        let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    timeouts: {connect: 2s, idle: 0s}\n";
+        let e = errors(&[("p.yaml", src)]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("p.yaml:5:29: "), "{}", e[0]);
+        assert!(e[0].contains("greater than zero"), "{}", e[0]);
+        // 100000000000s would overflow a deadline (`Instant + Duration`) on a node.
+        let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    timeouts:\n      response: 100000000000s\n";
+        let e = errors(&[("p.yaml", src)]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("p.yaml:6:7: "), "{}", e[0]);
+        assert!(e[0].contains("at most"), "{}", e[0]);
+        let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    autoscale: {metric: rps_per_instance, target: 1, min: 1, max: 2, window: 0ms}\n";
+        let e = errors(&[("p.yaml", src)]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("p.yaml:5:"), "{}", e[0]);
+        assert!(e[0].contains("greater than zero"), "{}", e[0]);
+    }
+
+    #[test]
+    fn lenient_merge_leaves_out_an_app_with_a_zero_timeout_alone() {
+        let a = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /good:\n    timeouts: {idle: 5s}\n  /bad:\n    timeouts: {idle: 0s}\n";
+        let l = PolicySet::from_files_lenient([("a.yaml", a)]);
+        let keys: Vec<&str> = l.set.apps.keys().map(AppPattern::as_str).collect();
+        assert_eq!(keys, ["/good"]);
+        assert!(l.broken_apps.contains("/bad"), "{l:?}");
+        assert!(l.broken_files.is_empty(), "{l:?}");
     }
 
     #[test]
