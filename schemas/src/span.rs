@@ -174,7 +174,12 @@ pub fn locate(source: &str, path: &[Seg<'_>]) -> Location {
         }
         let block_end = lines[start..]
             .iter()
-            .position(|l| parent.is_some_and(|p| l.indent <= p))
+            .position(|l| {
+                // A sequence may sit at its key's own indentation, as
+                // configsrv writes `services:` (`services:\n- app: ...`).
+                let same_level_item = matches!(seg, Seg::Index(_)) && l.text == "-";
+                parent.is_some_and(|p| l.indent < p || (l.indent == p && !same_level_item))
+            })
             .map_or(lines.len(), |p| start + p);
         let block = &lines[start..block_end];
         let child_indent = block.iter().map(|l| l.indent).min();
@@ -251,6 +256,20 @@ mod tests {
             at(&[Seg::Key("apps"), Seg::Key("/prod/api"), Seg::Key("balance")]),
             (11, 5)
         );
+        // A sequence at its key's own indentation, as serde writes it.
+        let compact = "services:\n- app: /a\n  port: 1\n- app: /b\n  timeouts:\n    idle: 0s\nidentities: []\n";
+        let l = locate(
+            compact,
+            &[
+                Seg::Key("services"),
+                Seg::Index(1),
+                Seg::Key("timeouts"),
+                Seg::Key("idle"),
+            ],
+        );
+        assert_eq!((l.line, l.col), (6, 5));
+        let l = locate(compact, &[Seg::Key("identities")]);
+        assert_eq!((l.line, l.col), (7, 1));
         // Keys of a one-line flow mapping are found too.
         let flow = "apps:\n  /a:\n    timeouts: {connect: 2s, idle: 0s}\n    x: 1\n";
         let l = locate(
