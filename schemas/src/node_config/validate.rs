@@ -90,7 +90,14 @@ fn check(config: &NodeConfig, mut report: impl FnMut(&[Seg<'_>], String)) {
     }
     let mut addresses = HashMap::new();
     for (i, id) in config.identities.iter().enumerate() {
-        if let Some(first) = addresses.insert(id.address, &id.app) {
+        // meshd looks up `::ffff:a.b.c.d` as `a.b.c.d`: one address, two spellings.
+        let address = match id.address {
+            std::net::IpAddr::V6(v6) => {
+                v6.to_ipv4_mapped().map_or(id.address, std::net::IpAddr::V4)
+            }
+            v4 => v4,
+        };
+        if let Some(first) = addresses.insert(address, &id.app) {
             report(
                 &[Seg::Key("identities"), Seg::Index(i)],
                 format!(
@@ -180,6 +187,16 @@ identities:
         let msg = e[0].to_string();
         assert!(msg.starts_with("n.yaml:20:7: "), "{msg}");
         assert!(msg.contains("at most"), "{msg}");
+    }
+
+    #[test]
+    fn one_address_in_two_spellings_is_a_shared_address() {
+        let bad = format!(
+            "{GOOD}  - address: \"::ffff:127.0.1.1\"\n    app: /prod/db\n    tasks: [prod_db.1]\n"
+        );
+        let e = parse_node_config("n.yaml", &bad).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].to_string().contains("identities[1]"), "{}", e[0]);
     }
 
     #[test]
