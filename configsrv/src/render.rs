@@ -33,6 +33,7 @@ pub fn render(state: &ClusterState, policies: &PolicySet) -> Rendered {
     let services = services(state, policies, &mut errors);
     let services_yaml = schemas::node_config::services_yaml(&services);
     let digest = schemas::node_config::ServicesDigest::of_yaml(&services_yaml);
+    let claims = identity::claims(state);
     let mut nodes = BTreeMap::new();
     for (name, hosts) in node_hosts(state, &mut errors) {
         let address = node_address(state, &hosts);
@@ -45,7 +46,7 @@ pub fn render(state: &ClusterState, policies: &PolicySet) -> Rendered {
             revision: Revision::default(),
             policy_commit: policies.commit.clone(),
             services: services.clone(),
-            identities: identity::identities(state, &hosts),
+            identities: claims.for_node(&hosts),
         };
         config.revision = config.revision_with(&digest);
         nodes.insert(name, config);
