@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub use validate::{parse_policy_file, Lenient, PolicySet};
+pub use validate::{parse_policy_file, route_key, Lenient, PolicySet};
 
 /// `apiVersion` of both formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
