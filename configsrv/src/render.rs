@@ -5,6 +5,7 @@
 mod allow;
 mod backends;
 mod identity;
+mod vhost;
 
 use crate::error::RenderError;
 use crate::state::ClusterState;
@@ -67,6 +68,7 @@ fn services(
 ) -> Vec<Service> {
     let mut owners = BTreeMap::new();
     let mut services = Vec::new();
+    let mut vhosts = vhost::vhosts(state, policies, errors);
     for app in &state.apps {
         let settings = allow::settings(app, policies);
         let access = allow::access(&app.id, policies);
@@ -91,7 +93,7 @@ fn services(
                 max_connections: settings.max_connections,
                 // The edge routes an app's host names to its first service port.
                 vhost: if k == 0 {
-                    settings.vhost.clone()
+                    vhosts.remove(&app.id).unwrap_or_default()
                 } else {
                     Vec::new()
                 },

@@ -302,3 +302,72 @@ fn revision_changes_with_content_only() {
     changed.apps[0].tasks.pop();
     assert_ne!(first(&a), first(&render(&changed, &p)));
 }
+
+fn vhost_of(r: &Rendered, app: &str) -> Vec<String> {
+    let node = r.nodes.values().next().unwrap();
+    let svc = node.services.iter().find(|s| s.app.as_str() == app);
+    svc.map(|s| s.vhost.clone()).unwrap_or_default()
+}
+
+fn with_label_vhosts(apps: &[(&str, u16, &[&str])]) -> ClusterState {
+    let mut state = cluster();
+    for (id, port, hosts) in apps {
+        let mut a = app(id, *port, Networking::Container, vec![]);
+        a.vhost = hosts.iter().map(|h| (*h).to_owned()).collect();
+        state.apps.push(a);
+    }
+    ClusterState::new(state.apps, state.agents)
+}
+
+#[test]
+fn a_label_vhost_never_takes_a_policy_files_host() {
+    let state = with_label_vhosts(&[(
+        "/label/app",
+        10003,
+        &["shop.example.com", "free.example.com"],
+    )]);
+    // The policy claims the host under one path only: the host is still the policy's.
+    let p = policies(
+        "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    vhost: [Shop.Example.com]\n    path_prefix: /shop\n",
+    );
+    let r = render(&state, &p);
+    assert_eq!(vhost_of(&r, "/label/app"), ["free.example.com"]);
+    assert_eq!(vhost_of(&r, "/prod/web"), ["Shop.Example.com"]);
+    assert!(
+        matches!(&r.errors[..], [RenderError::VhostReserved { app, host, owner }]
+            if app == "/label/app" && host == "shop.example.com" && owner == "/prod/web"),
+        "{:?}",
+        r.errors
+    );
+}
+
+#[test]
+fn two_label_apps_claiming_one_vhost_both_lose_it_with_an_error_each() {
+    let state = with_label_vhosts(&[
+        ("/l/a", 10003, &["shared.example.com", "a.example.com"]),
+        ("/l/b", 10004, &["shared.example.com"]),
+    ]);
+    let r = render(&state, &PolicySet::default());
+    assert_eq!(vhost_of(&r, "/l/a"), ["a.example.com"]);
+    assert_eq!(vhost_of(&r, "/l/b"), Vec::<String>::new());
+    let lost: Vec<(&str, &str)> = r
+        .errors
+        .iter()
+        .filter_map(|e| match e {
+            RenderError::VhostShared { app, others, .. } => Some((app.as_str(), others.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lost, [("/l/a", "/l/b"), ("/l/b", "/l/a")], "{:?}", r.errors);
+}
+
+#[test]
+fn a_group_patterns_vhost_given_to_two_apps_goes_to_neither() {
+    let p = policies(
+        "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/*:\n    vhost: [prod.example.com]\n",
+    );
+    let r = render(&cluster(), &p);
+    assert_eq!(vhost_of(&r, "/prod/web"), Vec::<String>::new());
+    assert_eq!(vhost_of(&r, "/prod/edge"), Vec::<String>::new());
+    assert_eq!(r.errors.len(), 2, "{:?}", r.errors);
+}
