@@ -92,6 +92,31 @@ pub enum RenderError {
         /// Why.
         why: &'static str,
     },
+    /// A label names an edge host that a policy file names: policy files
+    /// win, so the host is not routed to this app.
+    #[error("app {app}: label vhost {host} is named by policy entry {owner}; labels never take a policy file's host names, so it is not routed to this app")]
+    VhostReserved {
+        /// The app whose label lost the host.
+        app: String,
+        /// The host name.
+        host: String,
+        /// The policy entry that names it.
+        owner: String,
+    },
+    /// Apps of equal standing (labels, or one group pattern) claim one edge
+    /// host and path: it goes to none of them, so no app can take another's
+    /// traffic by claiming its host.
+    #[error("app {app}: vhost {host} (path {path}) is also claimed by {others}; it is routed to none of them until one gives it up (a policy file's vhost beats labels)")]
+    VhostShared {
+        /// One claimant.
+        app: String,
+        /// The host name.
+        host: String,
+        /// The path prefix.
+        path: String,
+        /// The other claimants.
+        others: String,
+    },
     /// A host cannot be named as a node.
     #[error("host `{host}` cannot be used as a node name")]
     BadHost {

@@ -5,6 +5,7 @@
 mod allow;
 mod backends;
 mod identity;
+mod vhost;
 
 use crate::error::RenderError;
 use crate::state::ClusterState;
@@ -33,6 +34,7 @@ pub fn render(state: &ClusterState, policies: &PolicySet) -> Rendered {
     let services = services(state, policies, &mut errors);
     let services_yaml = schemas::node_config::services_yaml(&services);
     let digest = schemas::node_config::ServicesDigest::of_yaml(&services_yaml);
+    let claims = identity::claims(state);
     let mut nodes = BTreeMap::new();
     for (name, hosts) in node_hosts(state, &mut errors) {
         let address = node_address(state, &hosts);
@@ -45,7 +47,7 @@ pub fn render(state: &ClusterState, policies: &PolicySet) -> Rendered {
             revision: Revision::default(),
             policy_commit: policies.commit.clone(),
             services: services.clone(),
-            identities: identity::identities(state, &hosts),
+            identities: claims.for_node(&hosts),
         };
         config.revision = config.revision_with(&digest);
         nodes.insert(name, config);
@@ -66,6 +68,7 @@ fn services(
 ) -> Vec<Service> {
     let mut owners = BTreeMap::new();
     let mut services = Vec::new();
+    let mut vhosts = vhost::vhosts(state, policies, errors);
     for app in &state.apps {
         let settings = allow::settings(app, policies);
         let access = allow::access(&app.id, policies);
@@ -90,7 +93,7 @@ fn services(
                 max_connections: settings.max_connections,
                 // The edge routes an app's host names to its first service port.
                 vhost: if k == 0 {
-                    settings.vhost.clone()
+                    vhosts.remove(&app.id).unwrap_or_default()
                 } else {
                     Vec::new()
                 },

@@ -156,3 +156,70 @@ fn marathon_lb_vhost_labels_become_edge_host_names() {
     assert!(!svc.vhost.is_empty(), "HAPROXY_0_VHOST is honoured");
     assert!(svc.vhost.iter().all(|h| h == &h.to_ascii_lowercase()));
 }
+
+/// The apps of several Marathon payloads as one cluster, with the Mesos
+/// agents of the host-networking capture.
+fn merged_cluster(files: &[&str]) -> configsrv::state::ClusterState {
+    let mesos = fixtures().join("mesos/master-state-1.2.0.json");
+    let mut apps = Vec::new();
+    let mut agents = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let path = fixtures().join("marathon").join(f);
+        let (state, errors) = load_snapshot(&path, (i == 0).then_some(mesos.as_path())).unwrap();
+        assert!(errors.is_empty(), "{f}: {errors:?}");
+        apps.extend(state.apps);
+        agents.extend(state.agents);
+    }
+    configsrv::state::ClusterState::new(apps, agents)
+}
+
+#[test]
+fn container_network_addresses_identify_their_app_on_every_node_and_bridge_ones_at_home() {
+    // The container network app `/net` twice: Marathon 1.5+ `networks` and
+    // the pre-1.5 docker `USER` network; beside BRIDGE and host-networked apps.
+    for container in [
+        "apps-embed-tasks-container-network.json",
+        "apps-embed-tasks-user-network-legacy-1.4.json",
+    ] {
+        let state = merged_cluster(&[
+            "apps-embed-tasks-host-portdefinitions.json",
+            "apps-embed-tasks-bridge-healthchecks-haproxy.json",
+            container,
+        ]);
+        let rendered = render(&state, &PolicySet::default());
+        assert!(
+            rendered.nodes.len() >= 4,
+            "{container}: {:?}",
+            rendered.nodes.keys()
+        );
+        for (node, config) in &rendered.nodes {
+            let app_of = |addr: &str| {
+                config
+                    .identities
+                    .iter()
+                    .find(|i| i.address.to_string() == addr)
+                    .map(|i| i.app.to_string())
+            };
+            let n = node.as_str();
+            // The overlay address is /net's on every node, its own (10.0.0.206) and the others.
+            assert_eq!(
+                app_of("9.0.2.130").as_deref(),
+                Some("/net"),
+                "{container} on {n}"
+            );
+            // Bridge addresses are known only on their own agent.
+            let green = (n == "10.0.6.25").then_some("/nginx-green");
+            assert_eq!(
+                app_of("172.17.1.72").as_deref(),
+                green,
+                "{container} on {n}"
+            );
+            let blue = (n == "10.0.1.147").then_some("/nginx-blue");
+            assert_eq!(app_of("172.17.0.45").as_deref(), blue, "{container} on {n}");
+            // Two host-networked apps share 10.0.2.121: it identifies neither, anywhere.
+            assert_eq!(app_of("10.0.2.121"), None, "{container} on {n}");
+            // A bridge agent's address speaks for every task behind its masquerade.
+            assert_eq!(app_of("10.0.6.25"), None, "{container} on {n}");
+        }
+    }
+}

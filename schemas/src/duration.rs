@@ -1,34 +1,76 @@
-//! Durations as operators write them: `250ms`, `10s`, `5m`, `1h`.
+//! Durations as operators write them: `250ms`, `10s`, `5m`, `1h`. Every
+//! duration is at most a year; one in a file (a timeout, a cooldown) is
+//! also more than zero (invariant 10: a `0s` timer or an `Instant + d` past
+//! the clock's range must never reach a node).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// A duration written with a unit: `ms`, `s`, `m` or `h`.
+/// The longest duration accepted anywhere: a year (8760h). Longer ones are
+/// typos, and `now + MAX` stays far inside what any clock can represent.
+pub const MAX: std::time::Duration = std::time::Duration::from_secs(8760 * 3600);
+
+/// A duration written with a unit: `ms`, `s`, `m` or `h`. Parsed from text
+/// (`FromStr`: flags, query strings) it is at most [`MAX`] and may be zero.
+/// Read from a file (`Deserialize`) only its syntax is checked: the file's
+/// validation then applies [`Duration::check_in_file`], because only it knows
+/// the line and column to name (serde points at the enclosing `{...}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Duration(pub std::time::Duration);
 
 /// Why a duration was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a duration like `250ms`, `10s`, `5m` or `1h`")]
-pub struct DurationError(String);
+pub enum DurationError {
+    /// Not a number followed by a unit.
+    #[error("`{0}` is not a duration like `250ms`, `10s`, `5m` or `1h`")]
+    Syntax(String),
+    /// Longer than [`MAX`].
+    #[error("`{0}` is too long: durations are at most 8760h (a year)")]
+    TooLong(String),
+    /// Zero, in a file.
+    #[error("`{0}`: a duration must be greater than zero (a zero timer fires at once)")]
+    Zero(String),
+}
+
+/// The syntax alone: digits and a unit, in milliseconds that fit a `u64`.
+fn parse(s: &str) -> Result<Duration, DurationError> {
+    let err = || DurationError::Syntax(s.to_owned());
+    let digits_end = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+    let n: u64 = s[..digits_end].parse().map_err(|_| err())?;
+    let ms = match &s[digits_end..] {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(err()),
+    }
+    .ok_or_else(|| DurationError::TooLong(s.to_owned()))?;
+    Ok(Duration(std::time::Duration::from_millis(ms)))
+}
 
 impl FromStr for Duration {
     type Err = DurationError;
     fn from_str(s: &str) -> Result<Self, DurationError> {
-        let err = || DurationError(s.to_owned());
-        let digits_end = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
-        let n: u64 = s[..digits_end].parse().map_err(|_| err())?;
-        let ms = match &s[digits_end..] {
-            "ms" => Some(n),
-            "s" => n.checked_mul(1_000),
-            "m" => n.checked_mul(60_000),
-            "h" => n.checked_mul(3_600_000),
-            _ => None,
+        let d = parse(s)?;
+        if d.0 > MAX {
+            return Err(DurationError::TooLong(s.to_owned()));
         }
-        .ok_or_else(err)?;
-        Ok(Duration(std::time::Duration::from_millis(ms)))
+        Ok(d)
+    }
+}
+
+impl Duration {
+    /// Whether this duration may stand in a file: more than zero, at most [`MAX`].
+    pub fn check_in_file(self) -> Result<Duration, DurationError> {
+        if self.0.is_zero() {
+            Err(DurationError::Zero(self.to_string()))
+        } else if self.0 > MAX {
+            Err(DurationError::TooLong(self.to_string()))
+        } else {
+            Ok(self)
+        }
     }
 }
 
@@ -52,7 +94,7 @@ impl Serialize for Duration {
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        parse(&s).map_err(serde::de::Error::custom)
     }
 }
 impl JsonSchema for Duration {
@@ -62,8 +104,8 @@ impl JsonSchema for Duration {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "description": "A duration with a unit: 250ms, 10s, 5m, 1h",
-            "pattern": "^[0-9]+(ms|s|m|h)$",
+            "description": "A duration with a unit: 250ms, 10s, 5m, 1h; greater than zero, at most 8760h",
+            "pattern": "^0*[1-9][0-9]*(ms|s|m|h)$",
         })
     }
 }
@@ -84,8 +126,29 @@ mod tests {
             assert_eq!(d.0.as_millis(), ms);
             assert_eq!(d.to_string(), s);
         }
-        for bad in ["", "10", "s", "1.5s", "10 s", "-1s", "3d"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1.5s",
+            "10 s",
+            "-1s",
+            "3d",
+            "8761h",
+            "100000000000s",
+        ] {
             assert!(bad.parse::<Duration>().is_err(), "{bad}");
         }
+        assert_eq!("8760h".parse::<Duration>().unwrap(), Duration(MAX));
+        // Text may say zero (`?wait=0s`); a file may not.
+        assert_eq!(
+            "0s".parse::<Duration>().unwrap().0,
+            std::time::Duration::ZERO
+        );
+        assert!(Duration(std::time::Duration::ZERO).check_in_file().is_err());
+        assert!(Duration(MAX).check_in_file().is_ok());
+        assert!(Duration(MAX + std::time::Duration::from_millis(1))
+            .check_in_file()
+            .is_err());
     }
 }

@@ -116,7 +116,8 @@ impl AppPattern {
         match self {
             AppPattern::Exact(id) => id == app,
             AppPattern::Group(g) => {
-                let prefix = &g[..g.len() - 1]; // drop the `*`, keep the `/`
+                // Drop the `*`, keep the `/` (no slicing: a hand-built `Group` may lack it).
+                let prefix = g.strip_suffix('*').unwrap_or(g);
                 app.as_str().starts_with(prefix)
             }
         }

@@ -47,7 +47,9 @@ pub struct NodeConfig {
     /// One entry per app service port.
     #[serde(default)]
     pub services: Vec<Service>,
-    /// Source address -> app, for the tasks on this node; shared addresses are left out.
+    /// Source address -> app: addresses unique in the cluster (own task
+    /// addresses, a host-networked app's agent) on every node, Docker bridge
+    /// addresses on their own node only; shared addresses are left out.
     #[serde(default)]
     pub identities: Vec<Identity>,
 }
@@ -144,7 +146,7 @@ fn one() -> u32 {
     1
 }
 
-/// A source address that belongs to exactly one app on this node.
+/// A source address that, seen by this node, belongs to exactly one app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub use validate::{parse_policy_file, Lenient, PolicySet};
+pub use validate::{parse_policy_file, route_key, Lenient, PolicySet};
 
 /// `apiVersion` of both formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
@@ -194,6 +194,17 @@ impl Timeouts {
     /// Whether no timeout is set.
     pub fn is_empty(&self) -> bool {
         *self == Timeouts::default()
+    }
+
+    /// Every timeout by its field name, set or not.
+    pub fn named(&self) -> [(&'static str, Option<Duration>); 5] {
+        [
+            ("connect", self.connect),
+            ("request_header", self.request_header),
+            ("idle", self.idle),
+            ("response", self.response),
+            ("tunnel_idle", self.tunnel_idle),
+        ]
     }
 }
 

@@ -130,33 +130,81 @@ fn key_matches(text: &str, key: &str) -> bool {
         })
 }
 
-/// Finds the line and column of `path` in block-style YAML. Flow style
-/// (`{a: 1}`) and anything unexpected fall back to the deepest step found, so
-/// an error always points somewhere useful.
+/// Where `key` opens a pair in a flow mapping of `text`, from byte `from` on:
+/// `{connect: 2s, idle: 0s}` has `idle` after a `{` or `,`, followed by `:`.
+fn flow_key(text: &str, from: usize, key: &str) -> Option<usize> {
+    let mut i = from;
+    while let Some(p) = text.get(i..)?.find(key) {
+        let at = i + p;
+        let before = text[..at].trim_end();
+        let after = text[at + key.len()..].trim_start();
+        if (before.ends_with('{') || before.ends_with(',')) && after.starts_with(':') {
+            return Some(at);
+        }
+        i = at + key.len();
+    }
+    None
+}
+
+/// Finds the line and column of `path` in block-style YAML, and of keys in
+/// a one-line flow mapping (`timeouts: {idle: 0s}`) under it. Anything
+/// unexpected falls back to the deepest step found, so an error always
+/// points somewhere useful.
 pub fn locate(source: &str, path: &[Seg<'_>]) -> Location {
     let lines = content_lines(source);
     let mut best = Location::START;
     // The block searched for the next step: lines from `start` deeper than `parent`.
     let mut start = 0usize;
     let mut parent: Option<usize> = None;
+    // Once a step is found inside a flow mapping: its line and byte offset.
+    let mut flow: Option<(usize, usize)> = None;
     for seg in path {
+        if let Some((li, from)) = flow {
+            let line = &lines[li];
+            let Seg::Key(key) = *seg else { return best };
+            let Some(at) = flow_key(line.text, from, key) else {
+                return best;
+            };
+            best = Location {
+                line: line.number,
+                col: line.indent + at + 1,
+            };
+            flow = Some((li, at + key.len()));
+            continue;
+        }
         let block_end = lines[start..]
             .iter()
-            .position(|l| parent.is_some_and(|p| l.indent <= p))
+            .position(|l| {
+                // A sequence may sit at its key's own indentation, as
+                // configsrv writes `services:` (`services:\n- app: ...`).
+                let same_level_item = matches!(seg, Seg::Index(_)) && l.text == "-";
+                parent.is_some_and(|p| l.indent < p || (l.indent == p && !same_level_item))
+            })
             .map_or(lines.len(), |p| start + p);
         let block = &lines[start..block_end];
-        let Some(child_indent) = block.iter().map(|l| l.indent).min() else {
-            return best;
-        };
+        let child_indent = block.iter().map(|l| l.indent).min();
         let at_level = block
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.indent == child_indent);
+            .filter(|(_, l)| Some(l.indent) == child_indent);
         let found = match *seg {
             Seg::Key(key) => at_level.clone().find(|(_, l)| key_matches(l.text, key)),
             Seg::Index(n) => at_level.filter(|(_, l)| l.text == "-").nth(n),
         };
-        let Some((i, line)) = found else { return best };
+        let Some((i, line)) = found else {
+            // Not a block child: maybe a key of a flow mapping on the step's own line.
+            if let (Seg::Key(key), Some(li)) = (*seg, start.checked_sub(1)) {
+                if let Some(at) = flow_key(lines[li].text, 0, key) {
+                    best = Location {
+                        line: lines[li].number,
+                        col: lines[li].indent + at + 1,
+                    };
+                    flow = Some((li, at + key.len()));
+                    continue;
+                }
+            }
+            return best;
+        };
         best = Location {
             line: line.number,
             col: line.indent + 1,
@@ -208,6 +256,42 @@ mod tests {
             at(&[Seg::Key("apps"), Seg::Key("/prod/api"), Seg::Key("balance")]),
             (11, 5)
         );
+        // A sequence at its key's own indentation, as serde writes it.
+        let compact = "services:\n- app: /a\n  port: 1\n- app: /b\n  timeouts:\n    idle: 0s\nidentities: []\n";
+        let l = locate(
+            compact,
+            &[
+                Seg::Key("services"),
+                Seg::Index(1),
+                Seg::Key("timeouts"),
+                Seg::Key("idle"),
+            ],
+        );
+        assert_eq!((l.line, l.col), (6, 5));
+        let l = locate(compact, &[Seg::Key("identities")]);
+        assert_eq!((l.line, l.col), (7, 1));
+        // Keys of a one-line flow mapping are found too.
+        let flow = "apps:\n  /a:\n    timeouts: {connect: 2s, idle: 0s}\n    x: 1\n";
+        let l = locate(
+            flow,
+            &[
+                Seg::Key("apps"),
+                Seg::Key("/a"),
+                Seg::Key("timeouts"),
+                Seg::Key("idle"),
+            ],
+        );
+        assert_eq!((l.line, l.col), (3, 29));
+        let l = locate(
+            flow,
+            &[
+                Seg::Key("apps"),
+                Seg::Key("/a"),
+                Seg::Key("timeouts"),
+                Seg::Key("nope"),
+            ],
+        );
+        assert_eq!((l.line, l.col), (3, 5));
         // Missing keys fall back to the deepest step found.
         assert_eq!(at(&[Seg::Key("apps"), Seg::Key("/nope")]), (3, 1));
     }

@@ -27,8 +27,6 @@ pub struct Settings {
     pub timeouts: Timeouts,
     /// Connection limit set by policy.
     pub max_connections: Option<u32>,
-    /// Edge host names: policy, else the app's labels.
-    pub vhost: Vec<String>,
     /// Edge path prefix.
     pub path_prefix: Option<String>,
     /// TLS termination.
@@ -52,10 +50,6 @@ pub fn settings(app: &App, policies: &PolicySet) -> Settings {
             .unwrap_or_default(),
         timeouts: entry.map(|e| e.timeouts).unwrap_or_default(),
         max_connections: entry.and_then(|e| e.max_connections),
-        vhost: entry
-            .map(|e| e.vhost.clone())
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| app.vhost.clone()),
         path_prefix: entry.and_then(|e| e.path_prefix.clone()),
         tls: entry.and_then(|e| e.tls.clone()),
         upstream_tls: entry.and_then(|e| e.upstream_tls.clone()),

@@ -132,31 +132,102 @@ fn backends_carry_health_and_draining_and_skip_tasks_not_running() {
     );
 }
 
+fn ids(r: &Rendered, node: &str) -> Vec<(String, String)> {
+    r.nodes[&node.parse().unwrap()]
+        .identities
+        .iter()
+        .map(|i| (i.address.to_string(), i.app.to_string()))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
 #[test]
-fn identities_are_per_node_and_host_networking_uses_the_host_address() {
+fn unique_addresses_identify_their_app_on_every_node() {
+    // Own task addresses (container networks) and a host-networked app's
+    // agent address are unique in the cluster: every node knows them, so a
+    // task calling another node's meshd is still itself there.
     let r = render(&cluster(), &PolicySet::default());
-    let ids = |n: &str| -> Vec<(String, String)> {
-        r.nodes[&n.parse().unwrap()]
-            .identities
-            .iter()
-            .map(|i| (i.address.to_string(), i.app.to_string()))
+    let everywhere = pairs(&[
+        ("127.0.0.3", "/a/host"),
+        ("127.0.1.1", "/prod/web"),
+        ("127.0.1.2", "/prod/web"),
+        ("127.0.1.3", "/prod/web"),
+        ("127.0.2.1", "/prod/edge"),
+    ]);
+    for node in ["127.0.0.2", "127.0.0.3", "idle-agent"] {
+        assert_eq!(ids(&r, node), everywhere, "{node}");
+    }
+    let node = &r.nodes[&"idle-agent".parse().unwrap()];
+    let web = node
+        .identities
+        .iter()
+        .find(|i| i.app.as_str() == "/prod/web");
+    assert_eq!(web.unwrap().tasks[0].as_str(), "web.1");
+}
+
+#[test]
+fn bridge_addresses_identify_their_app_only_on_their_own_node() {
+    use TaskPhase::*;
+    let mut state = cluster();
+    // Docker bridges reuse 172.17.x on every agent.
+    state.apps.push(app(
+        "/b/bridge",
+        10003,
+        Networking::Bridge,
+        vec![task("b.1", "127.0.0.2", Some("172.17.0.2"), Running, true)],
+    ));
+    state.apps.push(app(
+        "/c/bridge",
+        10004,
+        Networking::Bridge,
+        vec![task("c.1", "127.0.0.3", Some("172.17.0.2"), Running, true)],
+    ));
+    let state = ClusterState::new(state.apps, state.agents);
+    let r = render(&state, &PolicySet::default());
+    let bridge = |node: &str| -> Vec<(String, String)> {
+        ids(&r, node)
+            .into_iter()
+            .filter(|(a, _)| a.starts_with("172.17."))
             .collect()
     };
-    assert_eq!(
-        ids("127.0.0.2"),
-        [
-            ("127.0.1.1".into(), "/prod/web".into()),
-            ("127.0.1.3".into(), "/prod/web".into()),
-            ("127.0.2.1".into(), "/prod/edge".into())
-        ]
-    );
-    assert_eq!(
-        ids("127.0.0.3"),
-        [
-            ("127.0.0.3".into(), "/a/host".into()),
-            ("127.0.1.2".into(), "/prod/web".into())
-        ]
-    );
+    assert_eq!(bridge("127.0.0.2"), pairs(&[("172.17.0.2", "/b/bridge")]));
+    assert_eq!(bridge("127.0.0.3"), pairs(&[("172.17.0.2", "/c/bridge")]));
+    assert_eq!(bridge("idle-agent"), []);
+}
+
+#[test]
+fn a_bridge_app_beside_a_host_app_shares_the_agent_address_off_its_node() {
+    // Docker masquerades a bridge task's traffic to other nodes behind its
+    // agent's address, so there the host-networked app is not alone on it.
+    let mut state = cluster();
+    state.apps.push(app(
+        "/b/bridge",
+        10003,
+        Networking::Bridge,
+        vec![task(
+            "b.1",
+            "127.0.0.3",
+            Some("172.17.0.2"),
+            TaskPhase::Running,
+            true,
+        )],
+    ));
+    let state = ClusterState::new(state.apps, state.agents);
+    let r = render(&state, &PolicySet::default());
+    let agent = |node: &str| -> Vec<(String, String)> {
+        ids(&r, node)
+            .into_iter()
+            .filter(|(a, _)| a == "127.0.0.3")
+            .collect()
+    };
+    assert_eq!(agent("127.0.0.3"), pairs(&[("127.0.0.3", "/a/host")]));
+    assert_eq!(agent("127.0.0.2"), []);
+    assert_eq!(agent("idle-agent"), []);
 }
 
 #[test]
@@ -170,14 +241,16 @@ fn an_address_shared_by_two_apps_identifies_neither() {
     ));
     let state = ClusterState::new(state.apps, state.agents);
     let r = render(&state, &PolicySet::default());
-    let node = &r.nodes[&"127.0.0.3".parse().unwrap()];
-    assert!(
-        node.identities
-            .iter()
-            .all(|i| i.address.to_string() != "127.0.0.3"),
-        "{:?}",
-        node.identities
-    );
+    for node in r.nodes.values() {
+        assert!(
+            node.identities
+                .iter()
+                .all(|i| i.address.to_string() != "127.0.0.3"),
+            "{}: {:?}",
+            node.node,
+            node.identities
+        );
+    }
 }
 
 #[test]
@@ -228,4 +301,73 @@ fn revision_changes_with_content_only() {
     let mut changed = cluster();
     changed.apps[0].tasks.pop();
     assert_ne!(first(&a), first(&render(&changed, &p)));
+}
+
+fn vhost_of(r: &Rendered, app: &str) -> Vec<String> {
+    let node = r.nodes.values().next().unwrap();
+    let svc = node.services.iter().find(|s| s.app.as_str() == app);
+    svc.map(|s| s.vhost.clone()).unwrap_or_default()
+}
+
+fn with_label_vhosts(apps: &[(&str, u16, &[&str])]) -> ClusterState {
+    let mut state = cluster();
+    for (id, port, hosts) in apps {
+        let mut a = app(id, *port, Networking::Container, vec![]);
+        a.vhost = hosts.iter().map(|h| (*h).to_owned()).collect();
+        state.apps.push(a);
+    }
+    ClusterState::new(state.apps, state.agents)
+}
+
+#[test]
+fn a_label_vhost_never_takes_a_policy_files_host() {
+    let state = with_label_vhosts(&[(
+        "/label/app",
+        10003,
+        &["shop.example.com", "free.example.com"],
+    )]);
+    // The policy claims the host under one path only: the host is still the policy's.
+    let p = policies(
+        "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    vhost: [Shop.Example.com]\n    path_prefix: /shop\n",
+    );
+    let r = render(&state, &p);
+    assert_eq!(vhost_of(&r, "/label/app"), ["free.example.com"]);
+    assert_eq!(vhost_of(&r, "/prod/web"), ["Shop.Example.com"]);
+    assert!(
+        matches!(&r.errors[..], [RenderError::VhostReserved { app, host, owner }]
+            if app == "/label/app" && host == "shop.example.com" && owner == "/prod/web"),
+        "{:?}",
+        r.errors
+    );
+}
+
+#[test]
+fn two_label_apps_claiming_one_vhost_both_lose_it_with_an_error_each() {
+    let state = with_label_vhosts(&[
+        ("/l/a", 10003, &["shared.example.com", "a.example.com"]),
+        ("/l/b", 10004, &["shared.example.com"]),
+    ]);
+    let r = render(&state, &PolicySet::default());
+    assert_eq!(vhost_of(&r, "/l/a"), ["a.example.com"]);
+    assert_eq!(vhost_of(&r, "/l/b"), Vec::<String>::new());
+    let lost: Vec<(&str, &str)> = r
+        .errors
+        .iter()
+        .filter_map(|e| match e {
+            RenderError::VhostShared { app, others, .. } => Some((app.as_str(), others.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lost, [("/l/a", "/l/b"), ("/l/b", "/l/a")], "{:?}", r.errors);
+}
+
+#[test]
+fn a_group_patterns_vhost_given_to_two_apps_goes_to_neither() {
+    let p = policies(
+        "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/*:\n    vhost: [prod.example.com]\n",
+    );
+    let r = render(&cluster(), &p);
+    assert_eq!(vhost_of(&r, "/prod/web"), Vec::<String>::new());
+    assert_eq!(vhost_of(&r, "/prod/edge"), Vec::<String>::new());
+    assert_eq!(r.errors.len(), 2, "{:?}", r.errors);
 }

@@ -65,6 +65,15 @@ fn check(config: &NodeConfig, mut report: impl FnMut(&[Seg<'_>], String)) {
                 }
             }
         }
+        // Parsing already refuses these; a config built in memory is checked here.
+        for (name, d) in svc.timeouts.named() {
+            if let Some(Err(e)) = d.map(crate::duration::Duration::check_in_file) {
+                report(
+                    &at(i, &[Seg::Key("timeouts"), Seg::Key(name)]),
+                    format!("services[{i}].timeouts.{name}: {e}"),
+                );
+            }
+        }
         for (j, b) in svc.backends.iter().enumerate() {
             if !(1..=MAX_WEIGHT).contains(&b.weight) {
                 report(
@@ -81,7 +90,14 @@ fn check(config: &NodeConfig, mut report: impl FnMut(&[Seg<'_>], String)) {
     }
     let mut addresses = HashMap::new();
     for (i, id) in config.identities.iter().enumerate() {
-        if let Some(first) = addresses.insert(id.address, &id.app) {
+        // meshd looks up `::ffff:a.b.c.d` as `a.b.c.d`: one address, two spellings.
+        let address = match id.address {
+            std::net::IpAddr::V6(v6) => {
+                v6.to_ipv4_mapped().map_or(id.address, std::net::IpAddr::V4)
+            }
+            v4 => v4,
+        };
+        if let Some(first) = addresses.insert(address, &id.app) {
             report(
                 &[Seg::Key("identities"), Seg::Index(i)],
                 format!(
@@ -149,6 +165,47 @@ identities:
         let bad = GOOD.replace("127.0.1.1:31000", "127.0.1.1");
         let e = parse_node_config("n.yaml", &bad).unwrap_err();
         assert!(e[0].to_string().starts_with("n.yaml:15:"), "{}", e[0]);
+    }
+
+    #[test]
+    fn zero_or_overlong_timeouts_are_located() {
+        // `idle: 0s` once reached `tokio::time::interval(0)` on the first HTTP/2 connection.
+        let bad = GOOD.replace(
+            "    port: 10001\n",
+            "    port: 10001\n    timeouts: {idle: 0s}\n",
+        );
+        let e = parse_node_config("n.yaml", &bad).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        let msg = e[0].to_string();
+        assert!(msg.starts_with("n.yaml:19:16: "), "{msg}");
+        assert!(msg.contains("greater than zero"), "{msg}");
+        let bad = GOOD.replace(
+            "    port: 10001\n",
+            "    port: 10001\n    timeouts:\n      tunnel_idle: 100000000000s\n",
+        );
+        let e = parse_node_config("n.yaml", &bad).unwrap_err();
+        let msg = e[0].to_string();
+        assert!(msg.starts_with("n.yaml:20:7: "), "{msg}");
+        assert!(msg.contains("at most"), "{msg}");
+    }
+
+    #[test]
+    fn one_address_in_two_spellings_is_a_shared_address() {
+        let bad = format!(
+            "{GOOD}  - address: \"::ffff:127.0.1.1\"\n    app: /prod/db\n    tasks: [prod_db.1]\n"
+        );
+        let e = parse_node_config("n.yaml", &bad).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].to_string().contains("identities[1]"), "{}", e[0]);
+    }
+
+    #[test]
+    fn zero_timeouts_built_in_memory_are_problems() {
+        let mut c = parse_node_config("n.yaml", GOOD).unwrap();
+        c.services[1].timeouts.idle = Some(crate::duration::Duration(std::time::Duration::ZERO));
+        let p = problems(&c);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("services[1].timeouts.idle"), "{p:?}");
     }
 
     #[test]

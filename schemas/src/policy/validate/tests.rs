@@ -1,0 +1,207 @@
+//! Policy parsing and merging, on hand-written files.
+
+use super::*;
+use crate::policy::{Action, Balance};
+
+fn errors(files: &[(&str, &str)]) -> Vec<String> {
+    match PolicySet::from_files(files.iter().copied()) {
+        Ok(_) => vec![],
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const GOOD: &str = "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\napps:\n  /prod/web:\n    protocol: http\n    balance: p2c_ewma\n    allow:\n      - from: /prod/edge\n      - from_cidr: 10.0.0.0/8\n    deny:\n      - from: /dev/*\n  /prod/*:\n    allow:\n      - from: /prod/*\n";
+
+#[test]
+fn good_policy_merges_and_resolves_most_specific_entry() {
+    let set = PolicySet::from_files([("a.yaml", GOOD)]).unwrap();
+    assert_eq!(set.defaults.action, Action::Deny);
+    let web: AppId = "/prod/web".parse().unwrap();
+    let (p, e) = set.entry_for(&web).unwrap();
+    assert_eq!(p.as_str(), "/prod/web");
+    assert_eq!(e.balance, Some(Balance::P2cEwma));
+    let (p, _) = set.entry_for(&"/prod/db".parse().unwrap()).unwrap();
+    assert_eq!(p.as_str(), "/prod/*");
+    assert!(set.entry_for(&"/dev/x".parse().unwrap()).is_none());
+}
+
+#[test]
+fn unknown_field_names_file_line_and_column() {
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    protocl: http\n";
+    let e = errors(&[("p.yaml", src)]);
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("p.yaml:5:"), "{}", e[0]);
+    assert!(e[0].contains("unknown field `protocl`"), "{}", e[0]);
+}
+
+#[test]
+fn unknown_protocol_and_balance_list_the_allowed_values() {
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    protocol: udp\n";
+    let e = errors(&[("p.yaml", src)]);
+    assert!(e[0].starts_with("p.yaml:5:"), "{}", e[0]);
+    assert!(
+        e[0].contains("`tcp`") && e[0].contains("`http`"),
+        "{}",
+        e[0]
+    );
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    balance: random\n";
+    let e = errors(&[("p.yaml", src)]);
+    assert!(
+        e[0].contains("round_robin") && e[0].contains("source_hash"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn bad_app_id_and_bad_cidr_are_located() {
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /Prod/Web:\n    protocol: tcp\n";
+    let e = errors(&[("p.yaml", src)]);
+    assert!(e[0].starts_with("p.yaml:4:"), "{}", e[0]);
+    assert!(e[0].contains("/Prod/Web"), "{}", e[0]);
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    allow:\n      - from_cidr: 10.0.0.300/8\n";
+    let e = errors(&[("p.yaml", src)]);
+    assert!(e[0].starts_with("p.yaml:6:"), "{}", e[0]);
+    assert!(e[0].contains("10.0.0.300/8"), "{}", e[0]);
+}
+
+#[test]
+fn rule_with_both_or_neither_source_is_located() {
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    allow:\n      - from: /a\n      - from: /b\n        from_cidr: 10.0.0.0/8\n";
+    let e = errors(&[("p.yaml", src)]);
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("p.yaml:7:7: apps./prod/web.allow[1]"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn app_defined_in_two_files_names_both() {
+    let a = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    protocol: tcp\n";
+    let b = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /x:\n    protocol: tcp\n  /prod/web:\n    protocol: http\n";
+    let e = errors(&[("a.yaml", a), ("b.yaml", b)]);
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("b.yaml:6:3:"), "{}", e[0]);
+    assert!(
+        e[0].contains("a.yaml:4:3") && e[0].contains("b.yaml:6:3"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn two_files_with_defaults_is_an_error() {
+    let a = "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: allow\n";
+    let e = errors(&[("a.yaml", a), ("b.yaml", a)]);
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("b.yaml:3:1:") && e[0].contains("a.yaml:3:1"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn wrong_api_version_or_kind_is_rejected() {
+    let e = errors(&[("a.yaml", "apiVersion: palisade/v2\nkind: Policy\n")]);
+    assert!(e[0].starts_with("a.yaml:1:"), "{}", e[0]);
+    let e = errors(&[("a.yaml", "apiVersion: palisade/v1\nkind: NodeConfig\n")]);
+    assert!(e[0].starts_with("a.yaml:2:"), "{}", e[0]);
+}
+
+#[test]
+fn lenient_merge_leaves_out_bad_apps_and_broken_files_only() {
+    let a = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /good:\n    protocol: http\n  /bad:\n    protocol: udp\n";
+    let b = "apiVersion: palisade/v1\nkind: Policy\napps: [not, a, map\n";
+    let c = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /other:\n    protocol: tcp\n";
+    let l = PolicySet::from_files_lenient([("a.yaml", a), ("b.yaml", b), ("c.yaml", c)]);
+    let keys: Vec<&str> = l.set.apps.keys().map(AppPattern::as_str).collect();
+    assert_eq!(keys, ["/good", "/other"]);
+    assert!(l.broken_apps.contains("/bad"));
+    assert!(l.broken_files.contains("b.yaml"));
+    assert!(
+        l.errors
+            .iter()
+            .any(|e| e.to_string().starts_with("a.yaml:7:")),
+        "{:?}",
+        l.errors
+    );
+    assert_eq!(
+        l.set.origins[&"/good".parse::<AppPattern>().unwrap()].file,
+        "a.yaml"
+    );
+}
+
+#[test]
+fn zero_and_overlong_durations_are_located_at_their_value() {
+    // Flow style, as operators write timeouts: the column is the value's.
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    timeouts: {connect: 2s, idle: 0s}\n";
+    let e = errors(&[("p.yaml", src)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("p.yaml:5:29: "), "{}", e[0]);
+    assert!(e[0].contains("greater than zero"), "{}", e[0]);
+    // 100000000000s would overflow a deadline (`Instant + Duration`) on a node.
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    timeouts:\n      response: 100000000000s\n";
+    let e = errors(&[("p.yaml", src)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("p.yaml:6:7: "), "{}", e[0]);
+    assert!(e[0].contains("at most"), "{}", e[0]);
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    autoscale: {metric: rps_per_instance, target: 1, min: 1, max: 2, window: 0ms}\n";
+    let e = errors(&[("p.yaml", src)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("p.yaml:5:"), "{}", e[0]);
+    assert!(e[0].contains("greater than zero"), "{}", e[0]);
+}
+
+#[test]
+fn lenient_merge_leaves_out_an_app_with_a_zero_timeout_alone() {
+    let a = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /good:\n    timeouts: {idle: 5s}\n  /bad:\n    timeouts: {idle: 0s}\n";
+    let l = PolicySet::from_files_lenient([("a.yaml", a)]);
+    let keys: Vec<&str> = l.set.apps.keys().map(AppPattern::as_str).collect();
+    assert_eq!(keys, ["/good"]);
+    assert!(l.broken_apps.contains("/bad"), "{l:?}");
+    assert!(l.broken_files.is_empty(), "{l:?}");
+}
+
+#[test]
+fn two_apps_claiming_one_vhost_and_path_is_an_error_naming_both() {
+    let a = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /shop/web:\n    vhost: [shop.example.com]\n";
+    let b = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /x/api:\n    vhost: [shop.example.com]\n    path_prefix: /api\n  /evil/web:\n    vhost:\n      - other.example.com\n      - Shop.Example.com\n";
+    let e = errors(&[("a.yaml", a), ("b.yaml", b)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("b.yaml:10:7: "), "{}", e[0]);
+    for part in ["/evil/web", "/shop/web", "a.yaml:5:5", "shop.example.com"] {
+        assert!(e[0].contains(part), "{part}: {}", e[0]);
+    }
+    // The same host under another path prefix is a different route.
+    assert_eq!(
+        errors(&[("a.yaml", a), ("b.yaml", &b[..b.find("  /evil").unwrap()])]),
+        Vec::<String>::new()
+    );
+    // An explicit `/` is the default prefix.
+    let c = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /c:\n    vhost: [shop.example.com]\n    path_prefix: /\n";
+    assert_eq!(errors(&[("a.yaml", a), ("c.yaml", c)]).len(), 1);
+}
+
+#[test]
+fn lenient_merge_leaves_out_both_apps_of_a_vhost_conflict_and_keeps_the_rest() {
+    let a = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /shop/web:\n    vhost: [shop.example.com]\n  /ok:\n    vhost: [ok.example.com]\n";
+    let b = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /evil/web:\n    vhost: [shop.example.com]\n";
+    let l = PolicySet::from_files_lenient([("a.yaml", a), ("b.yaml", b)]);
+    let keys: Vec<&str> = l.set.apps.keys().map(AppPattern::as_str).collect();
+    assert_eq!(keys, ["/ok"], "{l:?}");
+    assert!(l.broken_files.is_empty(), "{l:?}");
+    let broken: Vec<&str> = l.broken_apps.iter().map(String::as_str).collect();
+    assert_eq!(broken, ["/evil/web", "/shop/web"]);
+    assert_eq!(l.errors.len(), 1, "{l:?}");
+}
+
+#[test]
+fn duplicate_key_in_one_file_is_rejected() {
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /a:\n    protocol: tcp\n  /a:\n    protocol: http\n";
+    let e = errors(&[("a.yaml", src)]);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("duplicate"), "{}", e[0]);
+}
