@@ -2,14 +2,18 @@
 //! to a backend (or nothing, when a request is rebuilt for a retry);
 //! `DownBody` carries a backend's body, or one meshd wrote, to the client,
 //! and settles the request when it ends: the connection goes back to the
-//! pool only after a clean end, and timing and byte counts are recorded.
+//! pool only after a clean end, and timing and byte counts are recorded. A
+//! backend that stalls mid-body for the idle timeout ends it with an error.
 
 use super::upstream::{BodyReader, Conn};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
 
 /// A request body on its way to a backend.
 #[derive(Debug)]
@@ -67,6 +71,11 @@ pub enum DownBody<S: Settle> {
         settle: Option<S>,
         /// Data bytes so far.
         bytes: u64,
+        /// The longest wait for the next bytes.
+        idle: Duration,
+        /// Armed at the first wait only: a body that arrives whole costs
+        /// no timer.
+        timer: Option<Pin<Box<Sleep>>>,
     },
     /// A body meshd wrote itself.
     Local(Option<Bytes>),
@@ -87,12 +96,15 @@ impl<S: Settle> DownBody<S> {
         DownBody::Local(Some(text.into()))
     }
 
-    /// A backend's body; settles at once when there is none.
-    pub fn upstream(reader: BodyReader, settle: S) -> Self {
+    /// A backend's body, with no wait longer than `idle` for its next
+    /// bytes; settles at once when there is none.
+    pub fn upstream(reader: BodyReader, settle: S, idle: Duration) -> Self {
         let mut body = DownBody::Upstream {
             reader,
             settle: Some(settle),
             bytes: 0,
+            idle,
+            timer: None,
         };
         body.settle_if_done();
         body
@@ -103,6 +115,7 @@ impl<S: Settle> DownBody<S> {
             reader,
             settle,
             bytes,
+            ..
         } = self
         {
             if reader.is_done() {
@@ -130,23 +143,43 @@ impl<S: Settle> Body for DownBody<S> {
                 reader,
                 settle,
                 bytes,
-            } => match ready!(reader.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    *bytes += data.len() as u64;
-                    this.settle_if_done();
-                    Poll::Ready(Some(Ok(Frame::data(data))))
-                }
-                Some(Err(e)) => {
-                    if let Some(s) = settle.take() {
-                        s.settle(None, false, *bytes);
+                idle,
+                timer,
+            } => {
+                let polled = reader.poll_data(cx);
+                if polled.is_pending() {
+                    let timer =
+                        timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*idle)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        tracing::debug!(idle_ms = idle.as_millis() as u64, "response body stalled");
+                        if let Some(s) = settle.take() {
+                            s.settle(None, false, *bytes);
+                        }
+                        return Poll::Ready(Some(Err(std::io::ErrorKind::TimedOut.into())));
                     }
-                    Poll::Ready(Some(Err(e)))
+                    return Poll::Pending;
                 }
-                None => {
-                    this.settle_if_done();
-                    Poll::Ready(None)
+                if let Some(t) = timer {
+                    t.as_mut().reset(Instant::now() + *idle);
                 }
-            },
+                match ready!(polled) {
+                    Some(Ok(data)) => {
+                        *bytes += data.len() as u64;
+                        this.settle_if_done();
+                        Poll::Ready(Some(Ok(Frame::data(data))))
+                    }
+                    Some(Err(e)) => {
+                        if let Some(s) = settle.take() {
+                            s.settle(None, false, *bytes);
+                        }
+                        Poll::Ready(Some(Err(e)))
+                    }
+                    None => {
+                        this.settle_if_done();
+                        Poll::Ready(None)
+                    }
+                }
+            }
         }
     }
 
@@ -171,6 +204,7 @@ impl<S: Settle> Drop for DownBody<S> {
             reader,
             settle,
             bytes,
+            ..
         } = self
         {
             if let Some(s) = settle.take() {

@@ -29,18 +29,32 @@ pub trait Outgoing {
     /// Whether the response may carry a body (not HEAD).
     fn expect_body(&self) -> bool;
     /// Writes it to `up`; a failed head write is `ExchangeError::NotSent`.
+    /// Its body moves with no gap longer than `idle` (`wait` times the gaps):
+    /// a client that stalls is `ClientGone`, a backend that stops reading `Failed`.
     fn send(
         &mut self,
         up: &mut upstream::Conn,
+        wait: &mut Wait<'_>,
+        idle: Duration,
     ) -> impl Future<Output = Result<(), ExchangeError>> + Send;
 }
 
-/// How the wait for the response head is timed.
+/// How the waits of a request are timed.
 pub enum Wait<'a> {
     /// A timer of its own (HTTP/2 streams).
     Own,
     /// The client connection's deadline (HTTP/1.1).
     Shared(&'a mut Deadline),
+}
+
+impl Wait<'_> {
+    /// Runs `fut` until it finishes (`Some`) or `at` passes (`None`).
+    pub async fn within<F: Future>(&mut self, at: Instant, fut: F) -> Option<F::Output> {
+        match self {
+            Wait::Own => tokio::time::timeout_at(at, fut).await.ok(),
+            Wait::Shared(d) => d.within(at, fut).await,
+        }
+    }
 }
 
 /// A backend answered: its connection, the head and the timings.
@@ -116,18 +130,36 @@ pub async fn forward<O: Outgoing>(
             route.metrics().connect.record(t.as_secs_f64());
         }
         let in_flight = b.state.begin();
-        let sent_at = Instant::now();
         let reused = connect_time.is_none();
         let raw_now = raw.as_deref_mut();
-        let exchange = async {
-            req.send(&mut upstream).await?;
-            upstream.read_response(expect_body, reused, raw_now).await
-        };
-        let outcome = match &mut wait {
-            Wait::Own => tokio::time::timeout_at(sent_at + route.timeouts.response, exchange)
-                .await
-                .ok(),
-            Wait::Shared(d) => d.within(sent_at + route.timeouts.response, exchange).await,
+        let timeouts = route.timeouts;
+        // A body-less request is written and answered within `response`. A
+        // body is the client's to send: it moves under the idle timeout,
+        // and `response` runs from its end, so a slow upload neither
+        // counts against the backend nor marks it failed.
+        let (sent_at, outcome) = if req.body_less() {
+            let sent_at = Instant::now();
+            let exchange = async {
+                req.send(&mut upstream, &mut Wait::Own, timeouts.idle)
+                    .await?;
+                upstream.read_response(expect_body, reused, raw_now).await
+            };
+            (
+                sent_at,
+                wait.within(sent_at + timeouts.response, exchange).await,
+            )
+        } else {
+            match req.send(&mut upstream, &mut wait, timeouts.idle).await {
+                Err(e) => (Instant::now(), Some(Err(e))),
+                Ok(()) => {
+                    let sent_at = Instant::now();
+                    let read = upstream.read_response(expect_body, reused, raw_now);
+                    (
+                        sent_at,
+                        wait.within(sent_at + timeouts.response, read).await,
+                    )
+                }
+            }
         };
         let head = match outcome {
             Some(Ok(head)) => head,

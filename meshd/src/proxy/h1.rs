@@ -371,7 +371,17 @@ where
         };
         let mut decoder = Decoder::new(head.body.framing);
         let (ubuf, uio) = upstream.parts_mut();
-        let (bytes, pumped) = pump(&mut decoder, ubuf, uio, self.io, &mut self.out, rechunk).await;
+        let mut wait = Wait::Shared(&mut self.deadline);
+        let (bytes, pumped) = pump(
+            &mut decoder,
+            ubuf,
+            uio,
+            self.io,
+            &mut self.out,
+            rechunk,
+            (&mut wait, route.timeouts.idle),
+        )
+        .await;
         let clean = pumped.is_ok();
         let reusable = clean && head.reusable && decoder.is_done();
         super::body::Settle::settle(exchange, reusable.then_some(upstream), clean, bytes);
@@ -479,7 +489,12 @@ where
     fn expect_body(&self) -> bool {
         !self.parsed.head
     }
-    async fn send(&mut self, up: &mut upstream::Conn) -> Result<(), ExchangeError> {
+    async fn send(
+        &mut self,
+        up: &mut upstream::Conn,
+        wait: &mut Wait<'_>,
+        idle: std::time::Duration,
+    ) -> Result<(), ExchangeError> {
         if self.body_less() {
             return up.write_head(self.head).await;
         }
@@ -503,6 +518,7 @@ where
             upstream_io,
             &mut self.scratch,
             chunked,
+            (wait, idle),
         )
         .await;
         match r {
@@ -533,7 +549,9 @@ enum Step {
 
 /// Moves a body from `src` (through its read buffer) to `dst`, after what
 /// `out` already holds, chunk-encoding it when `chunked`. What is at hand is
-/// gathered into one write. Returns the data bytes moved.
+/// gathered into one write. No read or write may wait longer than `idle`
+/// (timed by `wait`): a stalled side ends the body with `TimedOut`.
+/// Returns the data bytes moved.
 async fn pump<R, W>(
     decoder: &mut Decoder,
     buf: &mut BytesMut,
@@ -541,11 +559,13 @@ async fn pump<R, W>(
     dst: &mut W,
     out: &mut Vec<u8>,
     chunked: bool,
+    (wait, idle): (&mut Wait<'_>, std::time::Duration),
 ) -> (u64, Result<(), PumpError>)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let stalled = || io::Error::from(io::ErrorKind::TimedOut);
     let mut bytes = 0u64;
     loop {
         let step = std::future::poll_fn(|cx| loop {
@@ -576,14 +596,22 @@ where
                 Poll::Pending if out.is_empty() => return Poll::Pending,
                 Poll::Pending => return Poll::Ready(Step::Flush),
             }
-        })
-        .await;
+        });
+        let step = match wait.within(Instant::now() + idle, step).await {
+            Some(step) => step,
+            None => Step::Failed(stalled()),
+        };
         match step {
             Step::Failed(e) => return (bytes, Err(PumpError::Read(e))),
             Step::Flush | Step::Done => {
                 if !out.is_empty() {
-                    if let Err(e) = write_out(dst, out).await {
-                        return (bytes, Err(PumpError::Write(e)));
+                    match wait
+                        .within(Instant::now() + idle, write_out(dst, out))
+                        .await
+                    {
+                        Some(Ok(())) => {}
+                        Some(Err(e)) => return (bytes, Err(PumpError::Write(e))),
+                        None => return (bytes, Err(PumpError::Write(stalled()))),
                     }
                 }
                 if matches!(step, Step::Done) {
@@ -692,7 +720,17 @@ mod tests {
         let mut decoder = Decoder::new(Framing::Chunked);
         let mut dst = Vec::new();
         let mut out = b"HEAD\r\n".to_vec();
-        let (n, r) = pump(&mut decoder, &mut buf, &mut b, &mut dst, &mut out, true).await;
+        let idle = std::time::Duration::from_secs(5);
+        let (n, r) = pump(
+            &mut decoder,
+            &mut buf,
+            &mut b,
+            &mut dst,
+            &mut out,
+            true,
+            (&mut Wait::Own, idle),
+        )
+        .await;
         assert!(r.is_ok());
         assert_eq!(n, 5);
         assert_eq!(
@@ -712,6 +750,7 @@ mod tests {
             &mut dst,
             &mut Vec::new(),
             false,
+            (&mut Wait::Own, idle),
         )
         .await;
         assert!(r.is_ok() && n == 4 && dst == b"NEXT" && &buf[..] == b"more");

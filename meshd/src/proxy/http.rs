@@ -320,7 +320,7 @@ async fn proxy_request(
             .as_ref()
             .map(|l| (l.clone(), conn.src_app.clone(), conn.peer, client_version)),
     };
-    let mut resp = Response::new(DownBody::upstream(reader, exchange));
+    let mut resp = Response::new(DownBody::upstream(reader, exchange, route.timeouts.idle));
     *resp.status_mut() = status;
     *resp.headers_mut() = resp_headers;
     resp
@@ -349,15 +349,18 @@ impl Outgoing for HyperRequest<'_> {
     fn expect_body(&self) -> bool {
         *self.method != Method::HEAD
     }
-    async fn send(&mut self, up: &mut upstream::Conn) -> Result<(), ExchangeError> {
+    async fn send(
+        &mut self,
+        up: &mut upstream::Conn,
+        _wait: &mut Wait<'_>,
+        idle: Duration,
+    ) -> Result<(), ExchangeError> {
         // Written at once: holding the write until the other streams of the
         // same read had started (one yield) saved CPU on an older build and
         // machine, but now costs p99 and saves nothing (docs/benchmarks.md).
         up.write_head(&self.head).await?;
         if let Some(mut body) = self.body.take() {
-            up.send_body(&mut body, self.chunked)
-                .await
-                .map_err(ExchangeError::Failed)?;
+            up.send_body(&mut body, self.chunked, idle).await?;
         }
         Ok(())
     }

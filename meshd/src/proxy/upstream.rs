@@ -128,29 +128,54 @@ impl Conn {
         }
     }
 
-    /// Streams a hyper request body, chunk-encoded when `chunked`.
-    pub async fn send_body(&mut self, body: &mut UpBody, chunked: bool) -> io::Result<()> {
-        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
-        {
-            let frame = frame.map_err(io::Error::other)?;
+    /// Streams a hyper request body, chunk-encoded when `chunked`, with no
+    /// wait longer than `idle`. The client's side failing (an HTTP/2 reset,
+    /// or a stall) is `ClientGone`, never the backend's fault; the backend
+    /// not taking the bytes is `Failed`.
+    pub async fn send_body(
+        &mut self,
+        body: &mut UpBody,
+        chunked: bool,
+        idle: std::time::Duration,
+    ) -> Result<(), ExchangeError> {
+        let stalled = || io::Error::from(io::ErrorKind::TimedOut);
+        let mut frame_head = Vec::new();
+        loop {
+            let next = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx));
+            let frame = match tokio::time::timeout(idle, next).await {
+                Err(_) => return Err(ExchangeError::ClientGone(stalled())),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return Err(ExchangeError::ClientGone(io::Error::other(e))),
+                Ok(Some(Ok(frame))) => frame,
+            };
             let Ok(data) = frame.into_data() else {
                 continue;
             };
             if data.is_empty() {
                 continue;
             }
-            if chunked {
-                self.io
-                    .write_all(format!("{:x}\r\n", data.len()).as_bytes())
-                    .await?;
-                self.io.write_all(&data).await?;
-                self.io.write_all(b"\r\n").await?;
-            } else {
-                self.io.write_all(&data).await?;
+            let write = async {
+                if chunked {
+                    frame_head.clear();
+                    push_chunk_size(&mut frame_head, data.len());
+                    self.io.write_all(&frame_head).await?;
+                    self.io.write_all(&data).await?;
+                    self.io.write_all(b"\r\n").await
+                } else {
+                    self.io.write_all(&data).await
+                }
+            };
+            match tokio::time::timeout(idle, write).await {
+                Err(_) => return Err(ExchangeError::Failed(stalled())),
+                Ok(Err(e)) => return Err(ExchangeError::Failed(e)),
+                Ok(Ok(())) => {}
             }
         }
         if chunked {
-            self.io.write_all(b"0\r\n\r\n").await?;
+            self.io
+                .write_all(b"0\r\n\r\n")
+                .await
+                .map_err(ExchangeError::Failed)?;
         }
         Ok(())
     }
@@ -336,6 +361,13 @@ impl Conn {
     pub fn into_parts(self) -> (UpstreamIo, Bytes) {
         (self.io, self.buf.freeze())
     }
+}
+
+/// A chunk's size line.
+fn push_chunk_size(out: &mut Vec<u8>, n: usize) {
+    use std::io::Write;
+    // Writing a number into a Vec cannot fail.
+    let _ = write!(out, "{n:x}\r\n");
 }
 
 /// The fields meshd frames a message with itself.
