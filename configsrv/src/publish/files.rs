@@ -6,7 +6,6 @@ use super::{assign_generation, Previous};
 use crate::error::PublishError;
 use schemas::{Generation, NodeConfig, NodeName, Revision};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// One node's outcome.
@@ -47,29 +46,12 @@ pub fn read_previous(path: &Path) -> Option<Previous> {
     })
 }
 
-/// Writes `bytes` to `path` so that readers see the old file or the new one, never half.
+/// Writes `bytes` to `path` atomically (`schemas::write_atomic`, shared with meshd).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
-    let io = |error| PublishError::Io {
+    schemas::write_atomic(path, bytes).map_err(|error| PublishError::Io {
         path: path.to_owned(),
         error,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    })
 }
 
 /// Numbers and writes every node's config into `dir`; `services_yaml` is the
