@@ -34,6 +34,8 @@ pub struct ServeOptions {
     pub policies: PolicySource,
     /// Token for state-changing API requests; none means they are all refused.
     pub api_token: Option<String>,
+    /// Token for node config reads; none means they are open.
+    pub node_token: Option<String>,
     /// Directory sink.
     pub out: Option<PathBuf>,
     /// API address.
@@ -136,6 +138,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         status: Arc::clone(&status),
         prometheus,
         token: opts.api_token.clone(),
+        node_token: opts.node_token.clone(),
         git_kick: Arc::clone(&git_kick),
     });
     tokio::spawn(async move {

@@ -106,6 +106,9 @@ pub struct ServeArgs {
     /// File holding the token every state-changing API request must carry as `Authorization: Bearer <token>`.
     #[arg(long, value_name = "FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// File holding the token `GET /v1/nodes/<node>/config` requires as `Authorization: Bearer <token>` (meshd's --config-token-file); without it node configs are open to any reader.
+    #[arg(long, value_name = "FILE")]
+    pub node_token_file: Option<PathBuf>,
     /// Also write OUT/<node>.yaml (atomically, changed files only).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,

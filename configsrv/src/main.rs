@@ -55,15 +55,8 @@ fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
             },
             (None, None) => anyhow::bail!("give --policies or --policies-git"),
         },
-        api_token: match &args.api_token_file {
-            Some(f) => Some(
-                std::fs::read_to_string(f)
-                    .with_context(|| format!("reading the API token file {}", f.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => None,
-        },
+        api_token: read_token(args.api_token_file.as_deref(), "API")?,
+        node_token: read_token(args.node_token_file.as_deref(), "node")?,
         out: args.out,
         listen: args.listen,
         follow: configsrv::sources::marathon::follow::FollowOptions {
@@ -79,6 +72,21 @@ fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(configsrv::app::serve(opts))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A token file's content, trimmed; an empty file is an error, not "no token".
+fn read_token(file: Option<&Path>, which: &str) -> anyhow::Result<Option<String>> {
+    let Some(f) = file else { return Ok(None) };
+    let token = std::fs::read_to_string(f)
+        .with_context(|| format!("reading the {which} token file {}", f.display()))?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the {which} token file {} is empty",
+        f.display()
+    );
+    Ok(Some(token))
 }
 
 fn init_logs(format: LogFormat) {
