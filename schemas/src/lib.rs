@@ -18,6 +18,7 @@ pub mod policy;
 pub mod redact;
 pub mod span;
 
+pub use atomic_file::write_atomic;
 pub use ids::{
     AppId, AppPattern, Cidr, Endpoint, Generation, NodeName, Revision, ServicePort, TaskId,
 };
@@ -26,6 +27,5 @@ pub use policy::{
     parse_policy_file, Action, Balance, Mode, Policy, PolicySet, Protocol, Rule, Timeouts, Tls,
     UpstreamTls,
 };
-pub use atomic_file::write_atomic;
 pub use redact::RedactedUrl;
 pub use span::ConfigError;
