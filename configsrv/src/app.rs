@@ -118,9 +118,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         PolicySource::Git { repo, .. } => {
             let head = repo
                 .fetch()
-                .with_context(|| format!("fetching the policy repository {}", repo.url))?;
+                .with_context(|| format!("fetching the policy repository {}", repo.shown()))?;
             let set = repo.load(&head).map_err(anyhow::Error::msg)?;
-            tracing::info!(repo = %repo.url, branch = %repo.branch, commit = %head, "policies from Git");
+            tracing::info!(repo = %repo.shown(), branch = %repo.branch, commit = %head, "policies from Git");
             (set, Some(head))
         }
     };
@@ -146,7 +146,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             tracing::error!(error = %e, "the API server stopped");
         }
     });
-    tracing::info!(listen = %opts.listen, marathon = ?opts.marathon.urls, "configsrv serving");
+    let marathon: Vec<String> = client
+        .shown_urls()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    tracing::info!(listen = %opts.listen, marathon = %marathon.join(","), "configsrv serving");
 
     let (tx, mut rx) = mpsc::channel(1024);
     tokio::spawn(follow(client, opts.follow, tx.clone()));

@@ -1,5 +1,6 @@
 //! configsrv's typed errors: what went wrong with a source, one app, or a write.
 
+use schemas::RedactedUrl;
 use std::path::PathBuf;
 
 /// A source could not be read as a whole.
@@ -16,8 +17,8 @@ pub enum SourceError {
     /// A body was not the JSON we expect.
     #[error("{origin}:{line}:{col}: not a valid response: {message}")]
     Json {
-        /// The file or URL.
-        origin: String,
+        /// The file or URL, without credentials.
+        origin: RedactedUrl,
         /// 1-based line.
         line: usize,
         /// 1-based column.
@@ -28,8 +29,8 @@ pub enum SourceError {
     /// An HTTP request to a source failed.
     #[error("{origin}: {message}")]
     Http {
-        /// The URL.
-        origin: String,
+        /// The URL, without credentials.
+        origin: RedactedUrl,
         /// What failed.
         message: String,
     },

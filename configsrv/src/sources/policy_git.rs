@@ -33,6 +33,11 @@ impl PolicyRepo {
         }
     }
 
+    /// The repository URL as logs and errors may show it: without credentials.
+    pub fn shown(&self) -> schemas::RedactedUrl {
+        schemas::RedactedUrl::new(&self.url)
+    }
+
     fn git(&self, dir: Option<&Path>, args: &[&str]) -> Result<String, SourceError> {
         let mut cmd = Command::new("git");
         if let Some(d) = dir {
@@ -43,13 +48,14 @@ impl PolicyRepo {
             .output()
             .map_err(|e| SourceError::Config(format!("running git: {e}")))?;
         if !out.status.success() {
+            // The arguments and git's own words may quote the URL.
             return Err(SourceError::Http {
-                origin: self.url.clone(),
-                message: format!(
+                origin: self.shown(),
+                message: schemas::redact::redact(&format!(
                     "git {}: {}",
                     args.join(" "),
                     String::from_utf8_lossy(&out.stderr).trim()
-                ),
+                )),
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())

@@ -54,7 +54,7 @@ impl Backoff {
 
 async fn full_read(client: &MarathonClient, tx: &mpsc::Sender<SourceEvent>) -> bool {
     let result = match client.fetch_apps().await {
-        Ok((origin, body)) => parse_apps(&origin, &body),
+        Ok((origin, body)) => parse_apps(origin.as_str(), &body),
         Err(e) => Err(e),
     };
     let ok = result.is_ok();
@@ -77,7 +77,7 @@ pub async fn follow(client: MarathonClient, opts: FollowOptions, tx: mpsc::Sende
             }
         };
         let _ = tx
-            .send(SourceEvent::MarathonStream(Ok(origin.clone())))
+            .send(SourceEvent::MarathonStream(Ok(origin.to_string())))
             .await;
         if !full_read(&client, &tx).await {
             sleep(backoff.next(fastrand::f64())).await;
@@ -92,7 +92,7 @@ pub async fn follow(client: MarathonClient, opts: FollowOptions, tx: mpsc::Sende
                 chunk = timeout(opts.silence, stream.next()) => match chunk {
                     Err(_) => break format!("{origin}: no bytes for {:?}; reconnecting", opts.silence),
                     Ok(None) => break format!("{origin}: stream ended; reconnecting"),
-                    Ok(Some(Err(e))) => break format!("{origin}: {e}; reconnecting"),
+                    Ok(Some(Err(e))) => break format!("{origin}: {}; reconnecting", schemas::redact::redact(&e.to_string())),
                     Ok(Some(Ok(bytes))) => {
                         for frame in sse.push(&bytes) {
                             match parse_event(&frame.data) {

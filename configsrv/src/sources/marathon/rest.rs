@@ -5,6 +5,7 @@
 
 use crate::error::SourceError;
 use crate::sources::marathon::events::SUBSCRIBED;
+use schemas::RedactedUrl;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,8 +44,9 @@ impl MarathonClient {
     pub fn new(opts: &ClientOptions) -> Result<MarathonClient, SourceError> {
         let mut urls = Vec::new();
         for u in &opts.urls {
-            let url = reqwest::Url::parse(u.trim_end_matches('/'))
-                .map_err(|e| SourceError::Config(format!("Marathon URL `{u}`: {e}")))?;
+            let url = reqwest::Url::parse(u.trim_end_matches('/')).map_err(|e| {
+                SourceError::Config(format!("Marathon URL `{}`: {e}", RedactedUrl::new(u)))
+            })?;
             urls.push(url);
         }
         if urls.is_empty() {
@@ -86,9 +88,17 @@ impl MarathonClient {
         })
     }
 
-    /// The Marathon URLs, in failover order.
-    pub fn urls(&self) -> &[reqwest::Url] {
-        &self.urls
+    /// The Marathon URLs, in failover order, as logs may show them.
+    pub fn shown_urls(&self) -> Vec<RedactedUrl> {
+        self.urls
+            .iter()
+            .map(|u| RedactedUrl::new(u.as_str()))
+            .collect()
+    }
+
+    /// `base` + `path`, as errors name it: without credentials, one slash between.
+    fn origin(base: &reqwest::Url, path: &str) -> RedactedUrl {
+        RedactedUrl::new(&format!("{}{path}", base.as_str().trim_end_matches('/')))
     }
 
     fn request(&self, base: &reqwest::Url, path: &str) -> reqwest::RequestBuilder {
@@ -109,10 +119,10 @@ impl MarathonClient {
     }
 
     /// `GET /v2/apps?embed=apps.tasks` from the first Marathon that answers.
-    pub async fn fetch_apps(&self) -> Result<(String, bytes::Bytes), SourceError> {
+    pub async fn fetch_apps(&self) -> Result<(RedactedUrl, bytes::Bytes), SourceError> {
         let mut last = None;
         for base in &self.urls {
-            let origin = format!("{base}/v2/apps");
+            let origin = Self::origin(base, "/v2/apps");
             let attempt = async {
                 let resp = self
                     .request(base, "/v2/apps?embed=apps.tasks")
@@ -127,7 +137,7 @@ impl MarathonClient {
                 Err(e) => {
                     last = Some(SourceError::Http {
                         origin,
-                        message: e.to_string(),
+                        message: schemas::redact::redact(&e.to_string()),
                     })
                 }
             }
@@ -137,7 +147,7 @@ impl MarathonClient {
 
     /// Opens `/v2/events` with the subscribed `event_type` filters on the
     /// first Marathon that accepts.
-    pub async fn open_events(&self) -> Result<(String, reqwest::Response), SourceError> {
+    pub async fn open_events(&self) -> Result<(RedactedUrl, reqwest::Response), SourceError> {
         let filters: String = SUBSCRIBED
             .iter()
             .map(|t| format!("event_type={t}"))
@@ -145,7 +155,7 @@ impl MarathonClient {
             .join("&");
         let mut last = None;
         for base in &self.urls {
-            let origin = format!("{base}/v2/events");
+            let origin = Self::origin(base, "/v2/events");
             let attempt = async {
                 let resp = self
                     .request(base, &format!("/v2/events?{filters}"))
@@ -159,7 +169,7 @@ impl MarathonClient {
                 Err(e) => {
                     last = Some(SourceError::Http {
                         origin,
-                        message: e.to_string(),
+                        message: schemas::redact::redact(&e.to_string()),
                     })
                 }
             }
