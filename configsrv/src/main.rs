@@ -163,9 +163,18 @@ fn render_once(
         schemas::Generation(1),
     )
     .with_context(|| format!("publishing to {}", out.display()))?;
-    for (p, _) in &published {
+    for (p, _) in &published.published {
         let what = if p.changed { "written" } else { "unchanged" };
         println!("{} generation {} {what}", p.path.display(), p.generation.0);
+    }
+    for (_, e) in &published.failed {
+        eprintln!("configsrv: error: {e}");
+    }
+    if !published.failed.is_empty() {
+        anyhow::bail!(
+            "{} node file(s) could not be written",
+            published.failed.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

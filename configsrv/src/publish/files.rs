@@ -1,6 +1,7 @@
 //! The directory sink: `<out>/<node>.yaml`, written atomically (temp file in
 //! the same directory, fsync, rename, fsync the directory) and only when the
-//! content changed, so meshd sees whole files and only real changes.
+//! content changed, so meshd sees whole files and only real changes. One
+//! node's failed write never keeps the others from being written.
 
 use super::{assign_generation, Previous};
 use crate::error::PublishError;
@@ -25,6 +26,16 @@ fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What `publish_dir` did: the nodes written (or unchanged), and the nodes
+/// whose write failed, each with the config it should have written.
+#[derive(Debug, Default)]
+pub struct DirOutcome {
+    /// Nodes whose file now holds their config.
+    pub published: Vec<(Published, NodeConfig)>,
+    /// Nodes whose write failed; their configs, numbered, for other sinks.
+    pub failed: Vec<(NodeConfig, PublishError)>,
 }
 
 /// Reads what an earlier run wrote, leniently: a damaged file still tells its
@@ -56,13 +67,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
 
 /// Numbers and writes every node's config into `dir`; `services_yaml` is the
 /// services block all of them share. Every config is checked against the
-/// NodeConfig rules first, so a renderer bug writes nothing.
+/// NodeConfig rules first, so a renderer bug writes nothing. A write that
+/// fails is reported in the outcome and the next node is written all the same.
 pub fn publish_dir(
     dir: &Path,
     nodes: BTreeMap<NodeName, NodeConfig>,
     services_yaml: &str,
     floor: Generation,
-) -> Result<Vec<(Published, NodeConfig)>, PublishError> {
+) -> Result<DirOutcome, PublishError> {
     std::fs::create_dir_all(dir).map_err(|error| PublishError::Io {
         path: dir.to_owned(),
         error,
@@ -93,12 +105,15 @@ pub fn publish_dir(
         };
         ready.push((node, path, config.generation, changed, text, config));
     }
-    let mut published = Vec::new();
+    let mut outcome = DirOutcome::default();
     for (node, path, generation, changed, text, config) in ready {
         if changed {
-            write_atomic(&path, text.as_bytes())?;
+            if let Err(e) = write_atomic(&path, text.as_bytes()) {
+                outcome.failed.push((config, e));
+                continue;
+            }
         }
-        published.push((
+        outcome.published.push((
             Published {
                 node,
                 path,
@@ -108,5 +123,5 @@ pub fn publish_dir(
             config,
         ));
     }
-    Ok(published)
+    Ok(outcome)
 }
