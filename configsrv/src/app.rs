@@ -173,7 +173,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         (PolicySource::Git { .. }, None) => None,
     };
     if let Some(url) = opts.mesos.clone() {
-        tokio::spawn(mesos::poll(url, Duration::from_secs(30), tx.clone()));
+        let limit = opts.marathon.max_body;
+        tokio::spawn(mesos::poll(url, Duration::from_secs(30), limit, tx.clone()));
     }
     drop(tx);
 
@@ -281,6 +282,11 @@ fn absorb(
         SourceEvent::MarathonEvent(event) => matches!(state.apply(&event), Applied::Changed),
         SourceEvent::MarathonStream(Ok(url)) => {
             tracing::info!(%url, "following Marathon's event stream");
+            false
+        }
+        SourceEvent::MarathonStream(Err(e @ SourceError::TooLarge { .. })) => {
+            // Events were lost: stale until the full read after the reconnect.
+            mark(statuses, "marathon", Some(e.to_string()));
             false
         }
         SourceEvent::MarathonStream(Err(e)) => {

@@ -130,6 +130,12 @@ pub struct ServeArgs {
     /// File holding a DC/OS authentication token for Marathon.
     #[arg(long, value_name = "FILE")]
     pub marathon_token_file: Option<PathBuf>,
+    /// Largest Marathon or Mesos REST answer taken, in bytes; a larger one marks the source stale.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::sources::DEFAULT_BODY_LIMIT)]
+    pub source_max_bytes: u64,
+    /// Largest event (or line) taken from Marathon's event stream, in bytes; a larger one reopens the stream.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::sources::marathon::events::DEFAULT_EVENT_LIMIT)]
+    pub event_max_bytes: usize,
     /// How long a burst of changes gathers before one render.
     #[arg(long, value_name = "DURATION", default_value = "50ms")]
     pub coalesce: schemas::duration::Duration,

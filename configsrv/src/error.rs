@@ -34,6 +34,16 @@ pub enum SourceError {
         /// What failed.
         message: String,
     },
+    /// An answer (or one event) over its size limit; nothing of it is used.
+    #[error("{origin}: the answer is larger than the limit of {limit} bytes ({flag}); keeping the last good state")]
+    TooLarge {
+        /// The URL, without credentials.
+        origin: RedactedUrl,
+        /// The limit in bytes.
+        limit: u64,
+        /// The flag that sets the limit.
+        flag: &'static str,
+    },
     /// A source is configured wrongly (bad URL, CA file, token).
     #[error("{0}")]
     Config(String),

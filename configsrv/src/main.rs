@@ -45,6 +45,8 @@ fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
             timeout: Some(args.marathon_timeout.0),
             ca_file: args.marathon_ca,
             token_file: args.marathon_token_file,
+            max_body: args.source_max_bytes,
+            max_event: args.event_max_bytes,
         },
         mesos: args.mesos,
         policies: match (args.policies, args.policies_git) {

@@ -1,6 +1,7 @@
 //! Marathon's `/v2/events` stream: server-sent-event framing (CRLF or LF,
-//! blank lines between fields tolerated, heartbeats skipped) and the event
-//! payloads palisade acts on. Pure: bytes in, events out.
+//! blank lines between fields tolerated, heartbeats skipped, lines and
+//! events bounded) and the event payloads palisade acts on. Pure: bytes in,
+//! events out.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -155,12 +156,35 @@ pub fn task_of_instance(task: &str, instance: &str) -> bool {
         || instance.replacen(".marathon-", ".", 1) == task
 }
 
+/// Default of `--event-max-bytes`: the largest event (or line) taken from
+/// the stream. A group deployment's `deployment_info` carries whole app
+/// definitions; 16 MiB holds thousands.
+pub const DEFAULT_EVENT_LIMIT: usize = 16 * 1024 * 1024;
+
 /// Incremental framing of a `text/event-stream` body.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseParser {
     pending: Vec<u8>,
     event: Option<String>,
     data: Vec<String>,
+    /// Bytes of `data` so far.
+    data_len: usize,
+    limit: usize,
+}
+
+impl Default for SseParser {
+    fn default() -> SseParser {
+        SseParser::new(DEFAULT_EVENT_LIMIT)
+    }
+}
+
+/// A line or an event longer than the parser's limit: the stream must be
+/// dropped, since the rest of it can no longer be framed with certainty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an event stream line or event is larger than the limit of {limit} bytes")]
+pub struct TooLarge {
+    /// The limit in bytes.
+    pub limit: usize,
 }
 
 /// One framed event: its `event:` name (if any) and its joined `data:` lines.
@@ -173,11 +197,33 @@ pub struct Frame {
 }
 
 impl SseParser {
-    /// Feeds bytes; returns every event completed by them.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<Frame> {
+    /// A parser that takes lines and events of at most `limit` bytes.
+    pub fn new(limit: usize) -> SseParser {
+        SseParser {
+            pending: Vec::new(),
+            event: None,
+            data: Vec::new(),
+            data_len: 0,
+            limit,
+        }
+    }
+
+    /// Feeds bytes; returns every event completed by them, or `TooLarge`
+    /// once a line or an event passes the limit (nothing is kept after that).
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Frame>, TooLarge> {
         self.pending.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
+        loop {
+            let Some(nl) = self.pending.iter().position(|&b| b == b'\n') else {
+                // An unfinished line is held only up to the limit.
+                if self.pending.len() > self.limit {
+                    return Err(self.overflow());
+                }
+                return Ok(out);
+            };
+            if nl > self.limit {
+                return Err(self.overflow());
+            }
             let mut line: Vec<u8> = self.pending.drain(..=nl).collect();
             line.pop();
             if line.last() == Some(&b'\r') {
@@ -193,6 +239,7 @@ impl SseParser {
                         data: self.data.join("\n"),
                     });
                     self.data.clear();
+                    self.data_len = 0;
                 }
                 continue;
             }
@@ -203,11 +250,25 @@ impl SseParser {
             let value = value.strip_prefix(' ').unwrap_or(value);
             match field {
                 "event" => self.event = Some(value.to_owned()),
-                "data" => self.data.push(value.to_owned()),
+                "data" => {
+                    self.data_len += value.len() + 1;
+                    if self.data_len > self.limit {
+                        return Err(self.overflow());
+                    }
+                    self.data.push(value.to_owned());
+                }
                 _ => {}
             }
         }
-        out
+    }
+
+    /// Drops everything held and says why.
+    fn overflow(&mut self) -> TooLarge {
+        self.pending = Vec::new();
+        self.data = Vec::new();
+        self.data_len = 0;
+        self.event = None;
+        TooLarge { limit: self.limit }
     }
 }
 
@@ -227,8 +288,29 @@ mod tests {
         let mut p = SseParser::default();
         text.as_bytes()
             .chunks(chunk)
-            .flat_map(|c| p.push(c))
+            .flat_map(|c| p.push(c).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_line_or_an_event_over_the_limit_is_refused_not_buffered() {
+        // One endless line: refused once it passes the limit, in any chunking.
+        let mut p = SseParser::new(1024);
+        let endless = vec![b'x'; 600];
+        assert!(p.push(&endless).unwrap().is_empty());
+        assert_eq!(p.push(&endless), Err(TooLarge { limit: 1024 }));
+        assert!(p.pending.capacity() == 0, "nothing kept after the refusal");
+        // Short lines that add up to one event over the limit.
+        let mut p = SseParser::new(1024);
+        let line = format!("data: {}\n", "y".repeat(300));
+        assert!(p.push(line.repeat(3).as_bytes()).unwrap().is_empty());
+        assert_eq!(p.push(line.as_bytes()), Err(TooLarge { limit: 1024 }));
+        // Up to the limit, events pass and the count starts again after each.
+        let mut p = SseParser::new(1024);
+        let event = format!("data: {}\n\n", "z".repeat(1000));
+        for _ in 0..3 {
+            assert_eq!(p.push(event.as_bytes()).unwrap().len(), 1);
+        }
     }
 
     #[test]

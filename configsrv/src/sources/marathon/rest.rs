@@ -16,11 +16,15 @@ pub struct MarathonClient {
     http: reqwest::Client,
     /// Whole-request timeout of REST reads (the stream has none).
     timeout: Duration,
+    /// Largest REST answer taken, in bytes.
+    max_body: u64,
+    /// Largest event (or line) taken from the stream, in bytes.
+    pub max_event: usize,
     token: Option<String>,
 }
 
 /// Settings of the Marathon client.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Marathon base URLs, tried in order.
     pub urls: Vec<String>,
@@ -30,6 +34,10 @@ pub struct ClientOptions {
     pub ca_file: Option<PathBuf>,
     /// File holding a DC/OS authentication token.
     pub token_file: Option<PathBuf>,
+    /// Largest REST answer taken, in bytes (`--source-max-bytes`).
+    pub max_body: u64,
+    /// Largest stream event or line taken, in bytes (`--event-max-bytes`).
+    pub max_event: usize,
 }
 
 fn io_err(path: &Path, error: std::io::Error) -> SourceError {
@@ -84,6 +92,8 @@ impl MarathonClient {
             urls,
             http,
             timeout,
+            max_body: opts.max_body,
+            max_event: opts.max_event,
             token,
         })
     }
@@ -123,23 +133,24 @@ impl MarathonClient {
         let mut last = None;
         for base in &self.urls {
             let origin = Self::origin(base, "/v2/apps");
+            let http = |e: reqwest::Error| SourceError::Http {
+                origin: origin.clone(),
+                message: schemas::redact::redact(&e.to_string()),
+            };
+            // The timeout covers the body too.
             let attempt = async {
                 let resp = self
                     .request(base, "/v2/apps?embed=apps.tasks")
                     .timeout(self.timeout)
                     .send()
-                    .await?;
-                let resp = resp.error_for_status()?;
-                resp.bytes().await
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .map_err(http)?;
+                crate::sources::read_body(resp, &origin, self.max_body).await
             };
             match attempt.await {
                 Ok(body) => return Ok((origin, body)),
-                Err(e) => {
-                    last = Some(SourceError::Http {
-                        origin,
-                        message: schemas::redact::redact(&e.to_string()),
-                    })
-                }
+                Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| SourceError::Config("no Marathon URL".into())))
