@@ -118,8 +118,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         PolicySource::Git { repo, .. } => {
             let head = repo
                 .fetch()
+                .await
                 .with_context(|| format!("fetching the policy repository {}", repo.shown()))?;
-            let set = repo.load(&head).map_err(anyhow::Error::msg)?;
+            let set = repo.load(&head).await.map_err(anyhow::Error::msg)?;
             tracing::info!(repo = %repo.shown(), branch = %repo.branch, commit = %head, "policies from Git");
             (set, Some(head))
         }

@@ -103,6 +103,9 @@ pub struct ServeArgs {
     /// With --policies-git: how often to fetch (a push webhook fetches at once).
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub git_interval: schemas::duration::Duration,
+    /// With --policies-git: how long one git command may run before it is killed.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub git_timeout: schemas::duration::Duration,
     /// File holding the token every state-changing API request must carry as `Authorization: Bearer <token>`.
     #[arg(long, value_name = "FILE")]
     pub api_token_file: Option<PathBuf>,

@@ -52,7 +52,11 @@ fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
         policies: match (args.policies, args.policies_git) {
             (Some(dir), _) => configsrv::app::PolicySource::Dir(dir),
             (None, Some(spec)) => configsrv::app::PolicySource::Git {
-                repo: configsrv::sources::policy_git::PolicyRepo::parse(&spec, args.git_checkout),
+                repo: configsrv::sources::policy_git::PolicyRepo::parse(
+                    &spec,
+                    args.git_checkout,
+                    args.git_timeout.0,
+                )?,
                 interval: args.git_interval.0,
             },
             (None, None) => anyhow::bail!("give --policies or --policies-git"),
