@@ -24,6 +24,8 @@ pub struct ApiState {
     pub prometheus: PrometheusHandle,
     /// The token state-changing requests need (`--api-token-file`).
     pub token: Option<String>,
+    /// The token node config reads need (`--node-token-file`); none: open.
+    pub node_token: Option<String>,
     /// Wakes the Git follower (push webhook).
     pub git_kick: Arc<tokio::sync::Notify>,
 }
@@ -54,6 +56,11 @@ async fn node_config(
     Query(q): Query<WaitQuery>,
     headers: HeaderMap,
 ) -> Response {
+    if state.node_token.is_some() && !bearer_matches(state.node_token.as_deref(), &headers) {
+        return unauthorized(
+            "the node token (configsrv's --node-token-file, meshd's --config-token-file)",
+        );
+    }
     let Ok(node) = node.parse::<NodeName>() else {
         return (
             StatusCode::BAD_REQUEST,
@@ -140,24 +147,67 @@ async fn metrics(State(state): State<ApiState>) -> String {
     state.prometheus.render()
 }
 
-/// Whether a request carries the API token; with no token configured, nothing may change state.
-fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
+/// Whether a request carries `Authorization: Bearer <want>`; with no token
+/// configured, none matches. Compared in constant time, so the answer's
+/// timing tells nothing about how much of a guess was right.
+fn bearer_matches(want: Option<&str>, headers: &HeaderMap) -> bool {
+    use subtle::ConstantTimeEq;
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    matches!((&state.token, given), (Some(want), Some(got)) if want == got)
+    match (want, given) {
+        // `ct_eq` on slices of different lengths is false at once: only the length shows.
+        (Some(want), Some(got)) => bool::from(want.as_bytes().ct_eq(got.as_bytes())),
+        _ => false,
+    }
+}
+
+/// The one 401 answer, naming which token is wanted.
+fn unauthorized(which: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        format!("a valid `Authorization: Bearer <token>` is required: {which}\n"),
+    )
+        .into_response()
 }
 
 /// The push webhook: fetch the policy repository now.
 async fn git_hook(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    if !authorized(&state, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "a valid `Authorization: Bearer <token>` is required\n",
-        )
-            .into_response();
+    if !bearer_matches(state.token.as_deref(), &headers) {
+        return unauthorized("the API token (--api-token-file)");
     }
     state.git_kick.notify_one();
     (StatusCode::ACCEPTED, "fetching the policy repository\n").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_matches() {
+        let want = Some("tok-123");
+        assert!(bearer_matches(want, &with("Bearer tok-123")));
+        for wrong in [
+            "Bearer tok-12",
+            "Bearer tok-1234",
+            "Bearer TOK-123",
+            "tok-123",
+            "Basic tok-123",
+            "Bearer ",
+        ] {
+            assert!(!bearer_matches(want, &with(wrong)), "{wrong}");
+        }
+        assert!(!bearer_matches(want, &HeaderMap::new()));
+        assert!(!bearer_matches(None, &with("Bearer ")));
+        assert!(!bearer_matches(None, &with("Bearer tok-123")));
+    }
 }

@@ -8,7 +8,7 @@ use crate::error::SourceError;
 use crate::publish::http::NodeStore;
 use crate::publish::{assign_generation, files, Previous};
 use crate::render::render;
-use crate::sources::marathon::follow::{follow, FollowOptions};
+use crate::sources::marathon::follow::{follow, Backoff, FollowOptions};
 use crate::sources::marathon::rest::{ClientOptions, MarathonClient};
 use crate::sources::{mesos, policy_dir, SourceEvent};
 use crate::state::{accept_full_read, keep_last_good, Applied, ClusterState};
@@ -34,6 +34,8 @@ pub struct ServeOptions {
     pub policies: PolicySource,
     /// Token for state-changing API requests; none means they are all refused.
     pub api_token: Option<String>,
+    /// Token for node config reads; none means they are open.
+    pub node_token: Option<String>,
     /// Directory sink.
     pub out: Option<PathBuf>,
     /// API address.
@@ -116,9 +118,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         PolicySource::Git { repo, .. } => {
             let head = repo
                 .fetch()
-                .with_context(|| format!("fetching the policy repository {}", repo.url))?;
-            let set = repo.load(&head).map_err(anyhow::Error::msg)?;
-            tracing::info!(repo = %repo.url, branch = %repo.branch, commit = %head, "policies from Git");
+                .await
+                .with_context(|| format!("fetching the policy repository {}", repo.shown()))?;
+            let set = repo.load(&head).await.map_err(anyhow::Error::msg)?;
+            tracing::info!(repo = %repo.shown(), branch = %repo.branch, commit = %head, "policies from Git");
             (set, Some(head))
         }
     };
@@ -136,6 +139,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         status: Arc::clone(&status),
         prometheus,
         token: opts.api_token.clone(),
+        node_token: opts.node_token.clone(),
         git_kick: Arc::clone(&git_kick),
     });
     tokio::spawn(async move {
@@ -143,7 +147,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             tracing::error!(error = %e, "the API server stopped");
         }
     });
-    tracing::info!(listen = %opts.listen, marathon = ?opts.marathon.urls, "configsrv serving");
+    let marathon: Vec<String> = client
+        .shown_urls()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    tracing::info!(listen = %opts.listen, marathon = %marathon.join(","), "configsrv serving");
 
     let (tx, mut rx) = mpsc::channel(1024);
     tokio::spawn(follow(client, opts.follow, tx.clone()));
@@ -165,7 +174,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         (PolicySource::Git { .. }, None) => None,
     };
     if let Some(url) = opts.mesos.clone() {
-        tokio::spawn(mesos::poll(url, Duration::from_secs(30), tx.clone()));
+        let limit = opts.marathon.max_body;
+        tokio::spawn(mesos::poll(url, Duration::from_secs(30), limit, tx.clone()));
     }
     drop(tx);
 
@@ -177,6 +187,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let mut render_at: Option<tokio::time::Instant> = None;
     let mut renders = 0u64;
     let mut publish_error: Option<String> = None;
+    let mut retry = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -186,8 +197,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             event = rx.recv() => {
                 let Some(event) = event else { break };
                 let changed = absorb(event, &mut state, &mut policies, &mut statuses, &mut empty_reads, &mut have_apps);
-                if changed && render_at.is_none() {
-                    render_at = Some(tokio::time::Instant::now() + opts.coalesce);
+                if changed {
+                    // The first change of a burst sets the time; a pending
+                    // retry further off is brought forward.
+                    let at = tokio::time::Instant::now() + opts.coalesce;
+                    render_at = Some(render_at.map_or(at, |r| r.min(at)));
                 }
             }
             () = tokio::time::sleep_until(wake), if render_at.is_some() => {
@@ -197,12 +211,16 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 if have_apps {
                     renders += 1;
                     // A failed write (disk full, permissions) must not stop
-                    // configsrv: the API keeps serving and the next change retries.
+                    // configsrv: the API keeps serving every node, and the
+                    // publish is retried with backoff, change or not.
                     if let Err(e) = publish(&opts, &state, &policies, &store, &mut previous) {
                         metrics::counter!("palisade_publish_failures_total").increment(1);
-                        tracing::error!(error = %format!("{e:#}"), "publishing failed; retrying at the next change");
+                        let wait = retry.next(fastrand::f64());
+                        tracing::error!(error = %format!("{e:#}"), retry_ms = wait.as_millis() as u64, "publishing failed; retrying");
                         publish_error = Some(format!("{e:#}"));
+                        render_at = Some(tokio::time::Instant::now() + wait);
                     } else {
+                        retry.reset();
                         publish_error = None;
                     }
                 }
@@ -267,6 +285,11 @@ fn absorb(
             tracing::info!(%url, "following Marathon's event stream");
             false
         }
+        SourceEvent::MarathonStream(Err(e @ SourceError::TooLarge { .. })) => {
+            // Events were lost: stale until the full read after the reconnect.
+            mark(statuses, "marathon", Some(e.to_string()));
+            false
+        }
         SourceEvent::MarathonStream(Err(e)) => {
             tracing::warn!(error = %e, "Marathon's event stream broke; full reads continue");
             false
@@ -325,7 +348,9 @@ fn absorb(
     }
 }
 
-/// Renders and publishes every node: the directory (when configured) and the HTTP store.
+/// Renders and publishes every node: the directory (when configured) and
+/// the HTTP store. Every node reaches the store even when some files could
+/// not be written; those failures are the error.
 fn publish(
     opts: &ServeOptions,
     state: &ClusterState,
@@ -339,12 +364,22 @@ fn publish(
     }
     let rendered_services = rendered.services_yaml.clone();
     let floor = Generation(unix_ms());
+    let mut failed = Vec::new();
     let configs = match &opts.out {
-        Some(dir) => files::publish_dir(dir, rendered.nodes, &rendered_services, floor)
-            .with_context(|| format!("publishing to {}", dir.display()))?
-            .into_iter()
-            .map(|(p, c)| (p.node, c))
-            .collect::<Vec<_>>(),
+        Some(dir) => {
+            let outcome = files::publish_dir(dir, rendered.nodes, &rendered_services, floor)
+                .with_context(|| format!("publishing to {}", dir.display()))?;
+            let mut configs: Vec<_> = outcome
+                .published
+                .into_iter()
+                .map(|(p, c)| (p.node, c))
+                .collect();
+            for (c, e) in outcome.failed {
+                failed.push(e.to_string());
+                configs.push((c.node.clone(), c));
+            }
+            configs
+        }
         None => rendered
             .nodes
             .into_iter()
@@ -369,6 +404,12 @@ fn publish(
             &c.revision.0,
         );
     }
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} node file(s) not written: {}",
+        failed.len(),
+        failed.join("; ")
+    );
     Ok(())
 }
 

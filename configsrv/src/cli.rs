@@ -103,9 +103,15 @@ pub struct ServeArgs {
     /// With --policies-git: how often to fetch (a push webhook fetches at once).
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub git_interval: schemas::duration::Duration,
+    /// With --policies-git: how long one git command may run before it is killed.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub git_timeout: schemas::duration::Duration,
     /// File holding the token every state-changing API request must carry as `Authorization: Bearer <token>`.
     #[arg(long, value_name = "FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// File holding the token `GET /v1/nodes/<node>/config` requires as `Authorization: Bearer <token>` (meshd's --config-token-file); without it node configs are open to any reader.
+    #[arg(long, value_name = "FILE")]
+    pub node_token_file: Option<PathBuf>,
     /// Also write OUT/<node>.yaml (atomically, changed files only).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -127,6 +133,12 @@ pub struct ServeArgs {
     /// File holding a DC/OS authentication token for Marathon.
     #[arg(long, value_name = "FILE")]
     pub marathon_token_file: Option<PathBuf>,
+    /// Largest Marathon or Mesos REST answer taken, in bytes; a larger one marks the source stale.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::sources::DEFAULT_BODY_LIMIT)]
+    pub source_max_bytes: u64,
+    /// Largest event (or line) taken from Marathon's event stream, in bytes; a larger one reopens the stream.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::sources::marathon::events::DEFAULT_EVENT_LIMIT)]
+    pub event_max_bytes: usize,
     /// How long a burst of changes gathers before one render.
     #[arg(long, value_name = "DURATION", default_value = "50ms")]
     pub coalesce: schemas::duration::Duration,

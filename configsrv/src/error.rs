@@ -1,5 +1,6 @@
 //! configsrv's typed errors: what went wrong with a source, one app, or a write.
 
+use schemas::RedactedUrl;
 use std::path::PathBuf;
 
 /// A source could not be read as a whole.
@@ -16,8 +17,8 @@ pub enum SourceError {
     /// A body was not the JSON we expect.
     #[error("{origin}:{line}:{col}: not a valid response: {message}")]
     Json {
-        /// The file or URL.
-        origin: String,
+        /// The file or URL, without credentials.
+        origin: RedactedUrl,
         /// 1-based line.
         line: usize,
         /// 1-based column.
@@ -28,10 +29,20 @@ pub enum SourceError {
     /// An HTTP request to a source failed.
     #[error("{origin}: {message}")]
     Http {
-        /// The URL.
-        origin: String,
+        /// The URL, without credentials.
+        origin: RedactedUrl,
         /// What failed.
         message: String,
+    },
+    /// An answer (or one event) over its size limit; nothing of it is used.
+    #[error("{origin}: the answer is larger than the limit of {limit} bytes ({flag}); keeping the last good state")]
+    TooLarge {
+        /// The URL, without credentials.
+        origin: RedactedUrl,
+        /// The limit in bytes.
+        limit: u64,
+        /// The flag that sets the limit.
+        flag: &'static str,
     },
     /// A source is configured wrongly (bad URL, CA file, token).
     #[error("{0}")]

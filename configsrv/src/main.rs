@@ -45,25 +45,24 @@ fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
             timeout: Some(args.marathon_timeout.0),
             ca_file: args.marathon_ca,
             token_file: args.marathon_token_file,
+            max_body: args.source_max_bytes,
+            max_event: args.event_max_bytes,
         },
         mesos: args.mesos,
         policies: match (args.policies, args.policies_git) {
             (Some(dir), _) => configsrv::app::PolicySource::Dir(dir),
             (None, Some(spec)) => configsrv::app::PolicySource::Git {
-                repo: configsrv::sources::policy_git::PolicyRepo::parse(&spec, args.git_checkout),
+                repo: configsrv::sources::policy_git::PolicyRepo::parse(
+                    &spec,
+                    args.git_checkout,
+                    args.git_timeout.0,
+                )?,
                 interval: args.git_interval.0,
             },
             (None, None) => anyhow::bail!("give --policies or --policies-git"),
         },
-        api_token: match &args.api_token_file {
-            Some(f) => Some(
-                std::fs::read_to_string(f)
-                    .with_context(|| format!("reading the API token file {}", f.display()))?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => None,
-        },
+        api_token: read_token(args.api_token_file.as_deref(), "API")?,
+        node_token: read_token(args.node_token_file.as_deref(), "node")?,
         out: args.out,
         listen: args.listen,
         follow: configsrv::sources::marathon::follow::FollowOptions {
@@ -79,6 +78,21 @@ fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(configsrv::app::serve(opts))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A token file's content, trimmed; an empty file is an error, not "no token".
+fn read_token(file: Option<&Path>, which: &str) -> anyhow::Result<Option<String>> {
+    let Some(f) = file else { return Ok(None) };
+    let token = std::fs::read_to_string(f)
+        .with_context(|| format!("reading the {which} token file {}", f.display()))?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the {which} token file {} is empty",
+        f.display()
+    );
+    Ok(Some(token))
 }
 
 fn init_logs(format: LogFormat) {
@@ -155,9 +169,18 @@ fn render_once(
         schemas::Generation(1),
     )
     .with_context(|| format!("publishing to {}", out.display()))?;
-    for (p, _) in &published {
+    for (p, _) in &published.published {
         let what = if p.changed { "written" } else { "unchanged" };
         println!("{} generation {} {what}", p.path.display(), p.generation.0);
+    }
+    for (_, e) in &published.failed {
+        eprintln!("configsrv: error: {e}");
+    }
+    if !published.failed.is_empty() {
+        anyhow::bail!(
+            "{} node file(s) could not be written",
+            published.failed.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

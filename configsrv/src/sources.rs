@@ -9,6 +9,42 @@ pub mod policy_git;
 
 use crate::error::{AppError, SourceError};
 use crate::state::{Agent, App};
+use schemas::RedactedUrl;
+
+/// Default of `--source-max-bytes`: one REST answer (Marathon's apps with
+/// their tasks, Mesos' state) may be this large; 256 MiB holds tens of
+/// thousands of apps.
+pub const DEFAULT_BODY_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// Reads a REST answer's body, refusing it once it passes `limit` bytes
+/// (announced or counted), so a broken or hostile source cannot fill memory.
+pub async fn read_body(
+    mut resp: reqwest::Response,
+    origin: &RedactedUrl,
+    limit: u64,
+) -> Result<bytes::Bytes, SourceError> {
+    let too_large = || SourceError::TooLarge {
+        origin: origin.clone(),
+        limit,
+        flag: "--source-max-bytes",
+    };
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    loop {
+        let chunk = resp.chunk().await.map_err(|e| SourceError::Http {
+            origin: origin.clone(),
+            message: schemas::redact::redact(&e.to_string()),
+        })?;
+        let Some(chunk) = chunk else { break };
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
 
 /// Everything the sources tell the state loop.
 #[derive(Debug)]

@@ -5,7 +5,8 @@
 use crate::admin;
 use crate::cli::RunArgs;
 use crate::config::file::{stamp, FileWatch, Stamp, Wake, FULL_READ_EVERY};
-use crate::config::load::{load, Loaded};
+use crate::config::load::{generation_ceiling, load, Loaded};
+use crate::config::poll::{cache_path, write_cache, Channel, Update};
 use crate::error::ReloadError;
 use crate::listen::Listeners;
 use crate::swap::Runtime;
@@ -54,17 +55,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(node = %args.node, admin = %admin_addr, "meshd started");
 
     // With --config-url the cache directory is the config directory: the
-    // poller writes there, and the watch below reloads from it.
+    // watch below starts from the last cached config, and the poller hands
+    // each new body straight to this loop, which applies it, then caches it.
+    let mut updates = None;
     let config_dir = match (&args.config_dir, &args.config_url) {
         (Some(dir), _) => dir.clone(),
         (None, Some(url)) => {
-            let uri = crate::config::poll::node_url(url, &args.node).map_err(anyhow::Error::msg)?;
+            let token = match &args.config_token_file {
+                Some(f) => Some(read_token(f)?),
+                None => None,
+            };
+            let channel = Channel::new(
+                url,
+                &args.node,
+                token,
+                args.config_ca.as_deref(),
+                args.config_max_bytes,
+            )?;
             std::fs::create_dir_all(&args.cache_dir).with_context(|| {
                 format!("creating the cache directory {}", args.cache_dir.display())
             })?;
-            let cache = args.cache_dir.join(args.node.file_name());
-            tracing::info!(%uri, cache = %cache.display(), "following configsrv");
-            tokio::spawn(crate::config::poll::follow(uri, cache));
+            let cache = cache_path(&args.cache_dir, &args.node);
+            tracing::info!(url = %channel.shown, cache = %cache.display(), "following configsrv");
+            let channel_url = channel.shown.to_string();
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tokio::spawn(crate::config::poll::follow(channel, tx));
+            updates = Some(Follow {
+                rx,
+                cache,
+                url: channel_url,
+            });
             args.cache_dir.clone()
         }
         (None, None) => anyhow::bail!("give --config-dir or --config-url"),
@@ -107,6 +127,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         tokio::select! {
             w = watch.changed() => wake = w,
+            (update, cache, url) = next_update(&mut updates) => {
+                apply_update(&runtime, update, cache, url).await;
+                // Only our own cache write can have changed the file: its stamp tells.
+                wake = Wake::Poll;
+            }
             () = &mut shutdown => break,
         }
     }
@@ -207,7 +232,14 @@ fn read_and_apply(
     if last_text.as_deref() != Some(text.as_str()) {
         let current = runtime.load();
         let running = current.as_ref().map(|s| (s.generation(), s.revision()));
-        match load(&runtime.node, &path.display().to_string(), &text, running) {
+        let ceiling = generation_ceiling(std::time::SystemTime::now());
+        match load(
+            &runtime.node,
+            &path.display().to_string(),
+            &text,
+            running,
+            ceiling,
+        ) {
             Ok(Loaded::Apply(config)) => {
                 runtime.apply(*config);
             }
@@ -217,6 +249,74 @@ fn read_and_apply(
         last_text = Some(text);
     }
     last_text
+}
+
+/// The node token from `--config-token-file`, trimmed; never logged.
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the node token file {}", path.display()))?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the node token file {} is empty",
+        path.display()
+    );
+    Ok(token)
+}
+
+/// With --config-url: what the poller sends, where it is cached, and the
+/// URL (without credentials) that errors name.
+struct Follow {
+    rx: tokio::sync::mpsc::Receiver<Update>,
+    cache: std::path::PathBuf,
+    url: String,
+}
+
+/// The poller's next update with its cache and URL; never resolves without
+/// --config-url, or once the poller is gone.
+async fn next_update(follow: &mut Option<Follow>) -> (Update, std::path::PathBuf, String) {
+    if let Some(f) = follow {
+        if let Some(u) = f.rx.recv().await {
+            return (u, f.cache.clone(), f.url.clone());
+        }
+    }
+    *follow = None;
+    std::future::pending().await
+}
+
+/// Loads and applies a body from configsrv on the blocking pool (as
+/// `refresh` does for files), then caches it. A cache that cannot be
+/// written is logged and counted, never a reason to leave the config unapplied.
+async fn apply_update(
+    runtime: &Arc<Runtime>,
+    update: Update,
+    cache: std::path::PathBuf,
+    url: String,
+) {
+    let body = match update {
+        Update::Config(body) => body,
+        Update::Refused(why) => return runtime.refuse(&why),
+    };
+    let runtime = Arc::clone(runtime);
+    let done = tokio::task::spawn_blocking(move || {
+        let text = String::from_utf8_lossy(&body);
+        let current = runtime.load();
+        let running = current.as_ref().map(|s| (s.generation(), s.revision()));
+        let ceiling = generation_ceiling(std::time::SystemTime::now());
+        match load(&runtime.node, &url, &text, running, ceiling) {
+            Ok(Loaded::Apply(config)) => {
+                runtime.apply(*config);
+                write_cache(&cache, &body);
+            }
+            Ok(Loaded::Same) => {}
+            Err(e) => runtime.refuse(&e),
+        }
+    })
+    .await;
+    if let Err(e) = done {
+        tracing::error!(error = %e, "applying configsrv's config failed");
+    }
 }
 
 async fn shutdown_signal() {

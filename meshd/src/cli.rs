@@ -61,9 +61,18 @@ pub struct RunArgs {
         conflicts_with = "config_url"
     )]
     pub config_dir: Option<PathBuf>,
-    /// configsrv's API (`http://host:9900`): long-poll this node's config from it.
+    /// configsrv's API (`http://host:9900`, or `https://` with --config-ca): long-poll this node's config from it.
     #[arg(long, value_name = "URL")]
     pub config_url: Option<String>,
+    /// With --config-url: file holding the node token, sent as `Authorization: Bearer <token>` (configsrv's --node-token-file).
+    #[arg(long, value_name = "FILE", requires = "config_url")]
+    pub config_token_file: Option<PathBuf>,
+    /// With an https:// --config-url: PEM bundle of the CAs that may sign configsrv's certificate (the only ones trusted).
+    #[arg(long, value_name = "FILE", requires = "config_url")]
+    pub config_ca: Option<PathBuf>,
+    /// With --config-url: a config body larger than this many bytes is refused; the running config stays.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub config_max_bytes: u64,
     /// With --config-url: where the last good config is kept, to start from when configsrv is down.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/palisade")]
     pub cache_dir: PathBuf,

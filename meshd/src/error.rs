@@ -1,6 +1,6 @@
 //! meshd's typed errors: why a reload was refused.
 
-use schemas::{ConfigError, Generation, NodeName};
+use schemas::{ConfigError, Generation, NodeName, RedactedUrl};
 use std::path::PathBuf;
 
 /// A node config that was not applied; the running one stays.
@@ -38,6 +38,27 @@ pub enum ReloadError {
         found: u64,
         /// The running generation.
         running: u64,
+    },
+    /// A generation further ahead of this node's clock than configsrv,
+    /// which numbers generations by its clock in milliseconds, could have made.
+    #[error("{file}: generation {found} is further ahead of this node's clock than configsrv could have made (at most {ceiling}: now in ms since 1970 plus a day for clock skew); ignored, so it cannot pin this node")]
+    TooFarAhead {
+        /// The file.
+        file: String,
+        /// The file's generation.
+        found: u64,
+        /// The highest generation accepted now.
+        ceiling: u64,
+    },
+    /// configsrv served a body over `--config-max-bytes`.
+    #[error(
+        "{url}: the config is larger than the limit of {limit} bytes (--config-max-bytes); refused"
+    )]
+    TooLarge {
+        /// The URL, without credentials.
+        url: RedactedUrl,
+        /// The limit in bytes.
+        limit: u64,
     },
 }
 

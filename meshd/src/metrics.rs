@@ -15,10 +15,12 @@ pub const NO_BACKEND: &str = "palisade_meshd_no_backend_total";
 pub const REVOKED: &str = "palisade_meshd_revoked_connections_total";
 /// Config reloads applied.
 pub const RELOADS: &str = "palisade_meshd_reloads_total";
-/// Config reloads refused (invalid, older, or for another node).
+/// Config reloads refused (invalid, older, for another node, too large, or a generation too far ahead).
 pub const RELOAD_FAILURES: &str = "palisade_meshd_reload_failures_total";
 /// The generation being served.
 pub const GENERATION: &str = "palisade_meshd_config_generation";
+/// Configs from configsrv applied but not written to the cache (`--cache-dir`).
+pub const CONFIG_CACHE_WRITE_FAILURES: &str = "palisade_meshd_config_cache_write_failures_total";
 /// Services whose port could not be bound.
 pub const LISTENER_ERRORS: &str = "palisade_meshd_listener_errors_total";
 

@@ -116,7 +116,8 @@ fn load(cert: &str, key: &str) -> Result<CertifiedKey, TlsError> {
     Ok(certified)
 }
 
-fn client_config(ca: &str) -> Result<rustls::ClientConfig, TlsError> {
+/// A TLS client trusting only the CAs in the PEM file `ca` (upstream TLS, and `--config-ca`).
+pub fn client_config(ca: &str) -> Result<rustls::ClientConfig, TlsError> {
     let pem = std::fs::read(ca).map_err(|e| TlsError::Read {
         path: ca.into(),
         error: e.to_string(),

@@ -4,7 +4,8 @@
 //! `harness` spawns the binaries behind kill-on-drop guards; `backends`
 //! serves TCP and HTTP on task addresses; `client` poses as an app's task;
 //! `cluster` writes Marathon snapshots, policies and node configs;
-//! `marathon_sim` is a live Marathon for configsrv to follow.
+//! `marathon_sim` is a live Marathon for configsrv to follow;
+//! `config_server` stands in for configsrv's node config endpoint.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support fails loudly by design
 
@@ -12,6 +13,7 @@ pub mod backends;
 pub mod certs;
 pub mod client;
 pub mod cluster;
+pub mod config_server;
 pub mod harness;
 pub mod marathon_sim;
 pub mod recorder;

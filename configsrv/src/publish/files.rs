@@ -1,12 +1,12 @@
 //! The directory sink: `<out>/<node>.yaml`, written atomically (temp file in
 //! the same directory, fsync, rename, fsync the directory) and only when the
-//! content changed, so meshd sees whole files and only real changes.
+//! content changed, so meshd sees whole files and only real changes. One
+//! node's failed write never keeps the others from being written.
 
 use super::{assign_generation, Previous};
 use crate::error::PublishError;
 use schemas::{Generation, NodeConfig, NodeName, Revision};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// One node's outcome.
@@ -28,6 +28,16 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// What `publish_dir` did: the nodes written (or unchanged), and the nodes
+/// whose write failed, each with the config it should have written.
+#[derive(Debug, Default)]
+pub struct DirOutcome {
+    /// Nodes whose file now holds their config.
+    pub published: Vec<(Published, NodeConfig)>,
+    /// Nodes whose write failed; their configs, numbered, for other sinks.
+    pub failed: Vec<(NodeConfig, PublishError)>,
+}
+
 /// Reads what an earlier run wrote, leniently: a damaged file still tells its
 /// generation, so the next one is higher and meshd accepts it.
 pub fn read_previous(path: &Path) -> Option<Previous> {
@@ -47,40 +57,24 @@ pub fn read_previous(path: &Path) -> Option<Previous> {
     })
 }
 
-/// Writes `bytes` to `path` so that readers see the old file or the new one, never half.
+/// Writes `bytes` to `path` atomically (`schemas::write_atomic`, shared with meshd).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
-    let io = |error| PublishError::Io {
+    schemas::write_atomic(path, bytes).map_err(|error| PublishError::Io {
         path: path.to_owned(),
         error,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    })
 }
 
 /// Numbers and writes every node's config into `dir`; `services_yaml` is the
 /// services block all of them share. Every config is checked against the
-/// NodeConfig rules first, so a renderer bug writes nothing.
+/// NodeConfig rules first, so a renderer bug writes nothing. A write that
+/// fails is reported in the outcome and the next node is written all the same.
 pub fn publish_dir(
     dir: &Path,
     nodes: BTreeMap<NodeName, NodeConfig>,
     services_yaml: &str,
     floor: Generation,
-) -> Result<Vec<(Published, NodeConfig)>, PublishError> {
+) -> Result<DirOutcome, PublishError> {
     std::fs::create_dir_all(dir).map_err(|error| PublishError::Io {
         path: dir.to_owned(),
         error,
@@ -111,12 +105,15 @@ pub fn publish_dir(
         };
         ready.push((node, path, config.generation, changed, text, config));
     }
-    let mut published = Vec::new();
+    let mut outcome = DirOutcome::default();
     for (node, path, generation, changed, text, config) in ready {
         if changed {
-            write_atomic(&path, text.as_bytes())?;
+            if let Err(e) = write_atomic(&path, text.as_bytes()) {
+                outcome.failed.push((config, e));
+                continue;
+            }
         }
-        published.push((
+        outcome.published.push((
             Published {
                 node,
                 path,
@@ -126,5 +123,5 @@ pub fn publish_dir(
             config,
         ));
     }
-    Ok(published)
+    Ok(outcome)
 }

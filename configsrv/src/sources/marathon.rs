@@ -19,7 +19,7 @@ pub fn parse_apps(origin: &str, body: &[u8]) -> Result<(Vec<App>, Vec<AppError>)
             Ok(r) => vec![r.app],
             Err(_) => {
                 return Err(SourceError::Json {
-                    origin: origin.to_owned(),
+                    origin: origin.into(),
                     line: list_err.line(),
                     col: list_err.column(),
                     message: list_err.to_string(),

@@ -29,7 +29,7 @@ fn yes() -> bool {
 /// Reads the agents of a `/master/state` or `/master/slaves` body.
 pub fn parse_agents(origin: &str, body: &[u8]) -> Result<Vec<Agent>, SourceError> {
     let state: MasterState = serde_json::from_slice(body).map_err(|e| SourceError::Json {
-        origin: origin.to_owned(),
+        origin: origin.into(),
         line: e.line(),
         col: e.column(),
         message: e.to_string(),
@@ -53,29 +53,34 @@ pub fn parse_agents(origin: &str, body: &[u8]) -> Result<Vec<Agent>, SourceError
         .collect())
 }
 
-/// Reads Mesos' agents from `{url}/master/state` every `every`, and sends each result.
+/// Reads Mesos' agents from `{url}/master/state` every `every` (answers of
+/// at most `max_body` bytes), and sends each result.
 pub async fn poll(
     url: String,
     every: std::time::Duration,
+    max_body: u64,
     tx: tokio::sync::mpsc::Sender<crate::sources::SourceEvent>,
 ) {
     let client = reqwest::Client::new();
-    let origin = format!("{}/master/state", url.trim_end_matches('/'));
+    // Requested with its credentials, shown without them.
+    let target = format!("{}/master/state", url.trim_end_matches('/'));
+    let origin = schemas::RedactedUrl::new(&target);
     loop {
         let result = async {
             let resp = client
-                .get(&origin)
+                .get(&target)
                 .timeout(std::time::Duration::from_secs(10))
                 .send()
-                .await?;
-            resp.error_for_status()?.bytes().await
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| SourceError::Http {
+                    origin: origin.clone(),
+                    message: schemas::redact::redact(&e.to_string()),
+                })?;
+            crate::sources::read_body(resp, &origin, max_body).await
         }
         .await
-        .map_err(|e| SourceError::Http {
-            origin: origin.clone(),
-            message: e.to_string(),
-        })
-        .and_then(|body| parse_agents(&origin, &body));
+        .and_then(|body| parse_agents(origin.as_str(), &body));
         if tx
             .send(crate::sources::SourceEvent::MesosAgents(result))
             .await

@@ -1,6 +1,7 @@
 //! Marathon's `/v2/events` stream: server-sent-event framing (CRLF or LF,
-//! blank lines between fields tolerated, heartbeats skipped) and the event
-//! payloads palisade acts on. Pure: bytes in, events out.
+//! blank lines between fields tolerated, heartbeats skipped, lines and
+//! events bounded) and the event payloads palisade acts on. Pure: bytes in,
+//! events out.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -155,12 +156,35 @@ pub fn task_of_instance(task: &str, instance: &str) -> bool {
         || instance.replacen(".marathon-", ".", 1) == task
 }
 
+/// Default of `--event-max-bytes`: the largest event (or line) taken from
+/// the stream. A group deployment's `deployment_info` carries whole app
+/// definitions; 16 MiB holds thousands.
+pub const DEFAULT_EVENT_LIMIT: usize = 16 * 1024 * 1024;
+
 /// Incremental framing of a `text/event-stream` body.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseParser {
     pending: Vec<u8>,
     event: Option<String>,
     data: Vec<String>,
+    /// Bytes of `data` so far.
+    data_len: usize,
+    limit: usize,
+}
+
+impl Default for SseParser {
+    fn default() -> SseParser {
+        SseParser::new(DEFAULT_EVENT_LIMIT)
+    }
+}
+
+/// A line or an event longer than the parser's limit: the stream must be
+/// dropped, since the rest of it can no longer be framed with certainty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an event stream line or event is larger than the limit of {limit} bytes")]
+pub struct TooLarge {
+    /// The limit in bytes.
+    pub limit: usize,
 }
 
 /// One framed event: its `event:` name (if any) and its joined `data:` lines.
@@ -173,11 +197,33 @@ pub struct Frame {
 }
 
 impl SseParser {
-    /// Feeds bytes; returns every event completed by them.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<Frame> {
+    /// A parser that takes lines and events of at most `limit` bytes.
+    pub fn new(limit: usize) -> SseParser {
+        SseParser {
+            pending: Vec::new(),
+            event: None,
+            data: Vec::new(),
+            data_len: 0,
+            limit,
+        }
+    }
+
+    /// Feeds bytes; returns every event completed by them, or `TooLarge`
+    /// once a line or an event passes the limit (nothing is kept after that).
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Frame>, TooLarge> {
         self.pending.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
+        loop {
+            let Some(nl) = self.pending.iter().position(|&b| b == b'\n') else {
+                // An unfinished line is held only up to the limit.
+                if self.pending.len() > self.limit {
+                    return Err(self.overflow());
+                }
+                return Ok(out);
+            };
+            if nl > self.limit {
+                return Err(self.overflow());
+            }
             let mut line: Vec<u8> = self.pending.drain(..=nl).collect();
             line.pop();
             if line.last() == Some(&b'\r') {
@@ -193,6 +239,7 @@ impl SseParser {
                         data: self.data.join("\n"),
                     });
                     self.data.clear();
+                    self.data_len = 0;
                 }
                 continue;
             }
@@ -203,128 +250,27 @@ impl SseParser {
             let value = value.strip_prefix(' ').unwrap_or(value);
             match field {
                 "event" => self.event = Some(value.to_owned()),
-                "data" => self.data.push(value.to_owned()),
+                "data" => {
+                    self.data_len += value.len() + 1;
+                    if self.data_len > self.limit {
+                        return Err(self.overflow());
+                    }
+                    self.data.push(value.to_owned());
+                }
                 _ => {}
             }
         }
-        out
+    }
+
+    /// Drops everything held and says why.
+    fn overflow(&mut self) -> TooLarge {
+        self.pending = Vec::new();
+        self.data = Vec::new();
+        self.data_len = 0;
+        self.event = None;
+        TooLarge { limit: self.limit }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::PathBuf;
-
-    fn fixture(name: &str) -> String {
-        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/marathon/events")
-            .join(name);
-        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    }
-
-    fn frames(text: &str, chunk: usize) -> Vec<Frame> {
-        let mut p = SseParser::default();
-        text.as_bytes()
-            .chunks(chunk)
-            .flat_map(|c| p.push(c))
-            .collect()
-    }
-
-    #[test]
-    fn every_stream_fixture_frames_the_same_in_any_chunking() {
-        for (file, expected) in [
-            ("events-stream.txt", 5),
-            ("events-stream-filtered.txt", 2),
-            ("events-stream-deployment-light.txt", 3),
-            ("events-stream-blank-lines.txt", 0),
-            ("events-stream-doc-example.txt", 0),
-        ] {
-            let text = fixture(file);
-            let whole = frames(&text, usize::MAX);
-            if expected > 0 {
-                assert_eq!(whole.len(), expected, "{file}");
-            } else {
-                assert!(!whole.is_empty(), "{file}");
-            }
-            for chunk in [1, 7, 64] {
-                assert_eq!(frames(&text, chunk), whole, "{file} in chunks of {chunk}");
-            }
-            for f in &whole {
-                let e = parse_event(&f.data).unwrap_or_else(|e| panic!("{file}: {e}"));
-                if let Some(name) = &f.event {
-                    let kind = serde_json::from_str::<Value>(&f.data).unwrap()["eventType"].clone();
-                    assert_eq!(kind.as_str(), Some(name.as_str()), "{file}: {e:?}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn task_status_events_carry_what_the_fast_path_needs() {
-        for (file, status) in [
-            ("status_update_event-TASK_KILLING.json", "TASK_KILLING"),
-            ("status_update_event-TASK_KILLED.json", "TASK_KILLED"),
-            ("status_update_event-TASK_FAILED.json", "TASK_FAILED"),
-            ("status_update_event-TASK_RUNNING.json", "TASK_RUNNING"),
-        ] {
-            match parse_event(&fixture(file)).unwrap() {
-                Event::TaskStatus(t) => {
-                    assert_eq!(t.task_status, status, "{file}");
-                    assert!(
-                        !t.task_id.is_empty() && t.app_id.starts_with('/'),
-                        "{file}: {t:?}"
-                    );
-                }
-                other => panic!("{file}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn health_and_definition_events_are_recognised() {
-        assert_eq!(
-            parse_event(&fixture("health_status_changed_event.json")).unwrap(),
-            Event::Health {
-                app: "/my-app".into(),
-                instance: "my-app.instance-c7c311a4-b669-11e6-a48f-0ea4f4b1778c".into(),
-                alive: true
-            }
-        );
-        assert!(matches!(
-            parse_event(&fixture("instance_health_changed_event.json")).unwrap(),
-            Event::Health { alive: true, .. }
-        ));
-        for f in [
-            "api_post_event.json",
-            "deployment_success.json",
-            "deployment_step_success.json",
-            "group_change_success.json",
-            "deployment_success-heavy.json",
-        ] {
-            assert!(
-                matches!(parse_event(&fixture(f)).unwrap(), Event::AppsChanged { .. }),
-                "{f}"
-            );
-        }
-        assert_eq!(
-            parse_event(&fixture("event_stream_attached.json")).unwrap(),
-            Event::Attached
-        );
-        assert!(parse_event("{not json").is_err());
-    }
-
-    #[test]
-    fn instance_ids_match_their_tasks_across_marathon_versions() {
-        assert!(task_of_instance(
-            "app.instance-c7c3._app.1",
-            "app.instance-c7c3"
-        ));
-        assert!(task_of_instance(
-            "some_app.49d976d3",
-            "some_app.marathon-49d976d3"
-        ));
-        assert!(task_of_instance("app.49d9", "app.49d9"));
-        assert!(!task_of_instance("app.instance-c7c31", "app.instance-c7c3"));
-    }
-}
+mod tests;

@@ -6,6 +6,7 @@
 use super::events::{parse_event, Event, SseParser};
 use super::parse_apps;
 use super::rest::MarathonClient;
+use crate::error::SourceError;
 use crate::sources::SourceEvent;
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -54,7 +55,7 @@ impl Backoff {
 
 async fn full_read(client: &MarathonClient, tx: &mpsc::Sender<SourceEvent>) -> bool {
     let result = match client.fetch_apps().await {
-        Ok((origin, body)) => parse_apps(&origin, &body),
+        Ok((origin, body)) => parse_apps(origin.as_str(), &body),
         Err(e) => Err(e),
     };
     let ok = result.is_ok();
@@ -77,7 +78,7 @@ pub async fn follow(client: MarathonClient, opts: FollowOptions, tx: mpsc::Sende
             }
         };
         let _ = tx
-            .send(SourceEvent::MarathonStream(Ok(origin.clone())))
+            .send(SourceEvent::MarathonStream(Ok(origin.to_string())))
             .await;
         if !full_read(&client, &tx).await {
             sleep(backoff.next(fastrand::f64())).await;
@@ -85,16 +86,29 @@ pub async fn follow(client: MarathonClient, opts: FollowOptions, tx: mpsc::Sende
         }
         backoff.reset();
         let mut stream = resp.bytes_stream();
-        let mut sse = SseParser::default();
+        let mut sse = SseParser::new(client.max_event);
         let mut resync_at = Instant::now() + opts.resync;
-        let why = loop {
+        let broke = |message: String| SourceError::Http {
+            origin: origin.clone(),
+            message,
+        };
+        let why = 'stream: loop {
             tokio::select! {
                 chunk = timeout(opts.silence, stream.next()) => match chunk {
-                    Err(_) => break format!("{origin}: no bytes for {:?}; reconnecting", opts.silence),
-                    Ok(None) => break format!("{origin}: stream ended; reconnecting"),
-                    Ok(Some(Err(e))) => break format!("{origin}: {e}; reconnecting"),
+                    Err(_) => break broke(format!("no bytes for {:?}; reconnecting", opts.silence)),
+                    Ok(None) => break broke("stream ended; reconnecting".into()),
+                    Ok(Some(Err(e))) => break broke(format!("{}; reconnecting", schemas::redact::redact(&e.to_string()))),
                     Ok(Some(Ok(bytes))) => {
-                        for frame in sse.push(&bytes) {
+                        let frames = match sse.push(&bytes) {
+                            Ok(frames) => frames,
+                            // Events may be lost: reconnect, and the full read after it catches up.
+                            Err(e) => break 'stream SourceError::TooLarge {
+                                origin: origin.clone(),
+                                limit: e.limit as u64,
+                                flag: "--event-max-bytes",
+                            },
+                        };
+                        for frame in frames {
                             match parse_event(&frame.data) {
                                 Ok(Event::AppsChanged { .. }) => {
                                     // Gather a deploy's burst of events into one read.
@@ -115,14 +129,7 @@ pub async fn follow(client: MarathonClient, opts: FollowOptions, tx: mpsc::Sende
             }
         };
         tracing::warn!("{why}");
-        let _ = tx
-            .send(SourceEvent::MarathonStream(Err(
-                crate::error::SourceError::Http {
-                    origin: origin.clone(),
-                    message: why,
-                },
-            )))
-            .await;
+        let _ = tx.send(SourceEvent::MarathonStream(Err(why))).await;
         sleep(backoff.next(fastrand::f64())).await;
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::error::SourceError;
 use crate::sources::marathon::events::SUBSCRIBED;
+use schemas::RedactedUrl;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,11 +16,15 @@ pub struct MarathonClient {
     http: reqwest::Client,
     /// Whole-request timeout of REST reads (the stream has none).
     timeout: Duration,
+    /// Largest REST answer taken, in bytes.
+    max_body: u64,
+    /// Largest event (or line) taken from the stream, in bytes.
+    pub max_event: usize,
     token: Option<String>,
 }
 
 /// Settings of the Marathon client.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Marathon base URLs, tried in order.
     pub urls: Vec<String>,
@@ -29,6 +34,10 @@ pub struct ClientOptions {
     pub ca_file: Option<PathBuf>,
     /// File holding a DC/OS authentication token.
     pub token_file: Option<PathBuf>,
+    /// Largest REST answer taken, in bytes (`--source-max-bytes`).
+    pub max_body: u64,
+    /// Largest stream event or line taken, in bytes (`--event-max-bytes`).
+    pub max_event: usize,
 }
 
 fn io_err(path: &Path, error: std::io::Error) -> SourceError {
@@ -43,8 +52,9 @@ impl MarathonClient {
     pub fn new(opts: &ClientOptions) -> Result<MarathonClient, SourceError> {
         let mut urls = Vec::new();
         for u in &opts.urls {
-            let url = reqwest::Url::parse(u.trim_end_matches('/'))
-                .map_err(|e| SourceError::Config(format!("Marathon URL `{u}`: {e}")))?;
+            let url = reqwest::Url::parse(u.trim_end_matches('/')).map_err(|e| {
+                SourceError::Config(format!("Marathon URL `{}`: {e}", RedactedUrl::new(u)))
+            })?;
             urls.push(url);
         }
         if urls.is_empty() {
@@ -82,13 +92,23 @@ impl MarathonClient {
             urls,
             http,
             timeout,
+            max_body: opts.max_body,
+            max_event: opts.max_event,
             token,
         })
     }
 
-    /// The Marathon URLs, in failover order.
-    pub fn urls(&self) -> &[reqwest::Url] {
-        &self.urls
+    /// The Marathon URLs, in failover order, as logs may show them.
+    pub fn shown_urls(&self) -> Vec<RedactedUrl> {
+        self.urls
+            .iter()
+            .map(|u| RedactedUrl::new(u.as_str()))
+            .collect()
+    }
+
+    /// `base` + `path`, as errors name it: without credentials, one slash between.
+    fn origin(base: &reqwest::Url, path: &str) -> RedactedUrl {
+        RedactedUrl::new(&format!("{}{path}", base.as_str().trim_end_matches('/')))
     }
 
     fn request(&self, base: &reqwest::Url, path: &str) -> reqwest::RequestBuilder {
@@ -109,27 +129,28 @@ impl MarathonClient {
     }
 
     /// `GET /v2/apps?embed=apps.tasks` from the first Marathon that answers.
-    pub async fn fetch_apps(&self) -> Result<(String, bytes::Bytes), SourceError> {
+    pub async fn fetch_apps(&self) -> Result<(RedactedUrl, bytes::Bytes), SourceError> {
         let mut last = None;
         for base in &self.urls {
-            let origin = format!("{base}/v2/apps");
+            let origin = Self::origin(base, "/v2/apps");
+            let http = |e: reqwest::Error| SourceError::Http {
+                origin: origin.clone(),
+                message: schemas::redact::redact(&e.to_string()),
+            };
+            // The timeout covers the body too.
             let attempt = async {
                 let resp = self
                     .request(base, "/v2/apps?embed=apps.tasks")
                     .timeout(self.timeout)
                     .send()
-                    .await?;
-                let resp = resp.error_for_status()?;
-                resp.bytes().await
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .map_err(http)?;
+                crate::sources::read_body(resp, &origin, self.max_body).await
             };
             match attempt.await {
                 Ok(body) => return Ok((origin, body)),
-                Err(e) => {
-                    last = Some(SourceError::Http {
-                        origin,
-                        message: e.to_string(),
-                    })
-                }
+                Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| SourceError::Config("no Marathon URL".into())))
@@ -137,7 +158,7 @@ impl MarathonClient {
 
     /// Opens `/v2/events` with the subscribed `event_type` filters on the
     /// first Marathon that accepts.
-    pub async fn open_events(&self) -> Result<(String, reqwest::Response), SourceError> {
+    pub async fn open_events(&self) -> Result<(RedactedUrl, reqwest::Response), SourceError> {
         let filters: String = SUBSCRIBED
             .iter()
             .map(|t| format!("event_type={t}"))
@@ -145,7 +166,7 @@ impl MarathonClient {
             .join("&");
         let mut last = None;
         for base in &self.urls {
-            let origin = format!("{base}/v2/events");
+            let origin = Self::origin(base, "/v2/events");
             let attempt = async {
                 let resp = self
                     .request(base, &format!("/v2/events?{filters}"))
@@ -159,7 +180,7 @@ impl MarathonClient {
                 Err(e) => {
                     last = Some(SourceError::Http {
                         origin,
-                        message: e.to_string(),
+                        message: schemas::redact::redact(&e.to_string()),
                     })
                 }
             }
