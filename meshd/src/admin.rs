@@ -1,5 +1,7 @@
 //! The admin endpoint (loopback by default): `/metrics` (Prometheus text),
 //! `/status` (JSON), `/healthz` (the process runs) and `/ready` (a config is applied).
+//! Bounded like any listener: a few connections at once, each request head
+//! within a timeout, so nothing that reaches the port can pin meshd's memory.
 
 use crate::swap::{ReloadStatus, Runtime};
 use http_body_util::Full;
@@ -13,6 +15,11 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 use tokio::net::TcpListener;
 
+/// Most admin connections open at once (scrapers and operators; more are closed).
+const MAX_CONNECTIONS: usize = 64;
+/// How long a request head may take, and an idle connection may wait.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Binds the admin endpoint and serves it in the background.
 pub async fn spawn(
     addr: SocketAddr,
@@ -21,6 +28,7 @@ pub async fn spawn(
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -28,13 +36,23 @@ pub async fn spawn(
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             };
+            let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                tracing::warn!(
+                    limit = MAX_CONNECTIONS,
+                    "admin connection limit reached; connection closed"
+                );
+                continue;
+            };
             let (runtime, prometheus) = (Arc::clone(&runtime), prometheus.clone());
             tokio::spawn(async move {
+                let _permit = permit;
                 let service = hyper::service::service_fn(move |req| {
                     let reply = respond(&req, &runtime, &prometheus);
                     async move { Ok::<_, std::convert::Infallible>(reply) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });

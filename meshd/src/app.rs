@@ -100,7 +100,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut listeners = Listeners::new(Arc::clone(&runtime), args.drain_deadline.0);
     if let Some(addr) = args.edge_http {
         listeners
-            .bind_edge(addr, None)
+            .bind_edge(addr, None, args.edge_max_connections)
             .with_context(|| format!("binding the HTTP edge on {addr}"))?;
     }
     if let Some(addr) = args.edge_https {
@@ -109,7 +109,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         });
         let acceptor = crate::tls::acceptor_with(certs);
         listeners
-            .bind_edge(addr, Some(acceptor))
+            .bind_edge(addr, Some(acceptor), args.edge_max_connections)
             .with_context(|| format!("binding the HTTPS edge on {addr}"))?;
     }
     let mut seen: Option<Seen> = None;

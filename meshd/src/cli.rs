@@ -91,6 +91,9 @@ pub struct RunArgs {
     /// Shared HTTPS edge listener: routes by SNI and `Host`, certificates from each app's `tls`.
     #[arg(long, value_name = "ADDR")]
     pub edge_https: Option<SocketAddr>,
+    /// Most connections open at once on each edge listener; more are closed at accept.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub edge_max_connections: usize,
     /// Write a JSON line per HTTP request here (`-` for standard output).
     #[arg(long, value_name = "FILE")]
     pub access_log: Option<PathBuf>,

@@ -99,13 +99,17 @@ impl Listeners {
             .with_report(|r| r.listener_errors = errors.into_iter().collect());
     }
 
-    /// Binds a shared edge listener (`tls` for HTTPS); it lives until shutdown.
+    /// Binds a shared edge listener (`tls` for HTTPS); it lives until
+    /// shutdown. At most `max_connections` are open at once: past that a
+    /// new connection is closed at accept, as a service port does.
     pub fn bind_edge(
         &mut self,
         addr: SocketAddr,
         tls: Option<tokio_rustls::TlsAcceptor>,
+        max_connections: usize,
     ) -> std::io::Result<()> {
         let listener = bind(addr)?;
+        let limit = Arc::new(tokio::sync::Semaphore::new(max_connections));
         let signals = Signals::default();
         let (runtime, connections, s) = (
             Arc::clone(&self.runtime),
@@ -116,13 +120,21 @@ impl Listeners {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
-                        connections.spawn(serve::edge_connection(
+                        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                            tracing::warn!(%addr, %peer, max_connections, "edge connection limit reached; connection closed");
+                            continue;
+                        };
+                        let connection = serve::edge_connection(
                             stream,
                             peer,
                             Arc::clone(&runtime),
                             tls.clone(),
                             s.clone(),
-                        ));
+                        );
+                        connections.spawn(async move {
+                            connection.await;
+                            drop(permit);
+                        });
                     }
                     Err(e) => {
                         tracing::warn!(%addr, error = %e, "edge accept failed");

@@ -1,8 +1,9 @@
 //! A backend that records every request exactly as it arrived: head, body,
 //! and whether the body was whole by its own framing. It answers by path:
 //! `/both` with both `Content-Length` and `Transfer-Encoding`, `/conn-cl`
-//! with `Connection: content-length`, `/hangup` by closing unanswered, and
-//! anything else `200 ok` with a length.
+//! with `Connection: content-length`, `/hangup` by closing unanswered,
+//! `/stall` with half a body and then nothing, and anything else `200 ok`
+//! with a length.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -142,6 +143,12 @@ async fn serve(mut s: TcpStream, seen: Arc<Mutex<Vec<Received>>>) {
         }
         let answer: &[u8] = match path.as_str() {
             "/hangup" => return,
+            "/stall" => {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello").await;
+                // Holds the connection, silent, until the peer gives up.
+                let _ = s.read(&mut [0u8; 1]).await;
+                return;
+            }
             "/both" => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
             "/conn-cl" => b"HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\nhello",
             _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",

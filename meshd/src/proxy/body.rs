@@ -148,8 +148,7 @@ impl<S: Settle> Body for DownBody<S> {
             } => {
                 let polled = reader.poll_data(cx);
                 if polled.is_pending() {
-                    let timer =
-                        timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*idle)));
+                    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*idle)));
                     if timer.as_mut().poll(cx).is_ready() {
                         tracing::debug!(idle_ms = idle.as_millis() as u64, "response body stalled");
                         if let Some(s) = settle.take() {
