@@ -10,6 +10,7 @@ pub mod forward;
 pub mod h1;
 pub mod headers;
 pub mod http;
+pub mod respond;
 pub mod stream;
 pub mod tcp;
 pub mod tunnel;

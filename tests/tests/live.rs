@@ -496,7 +496,19 @@ async fn meshd_long_polls_the_api_and_starts_from_its_cache() {
         },
     )
     .await;
-    assert!(cache.join("127.0.0.96.yaml").exists());
+    // The config is applied first and cached right after: wait for the file.
+    let cached = cache.join("127.0.0.96.yaml");
+    eventually("meshd caches the config", Duration::from_secs(5), || {
+        let cached = cached.clone();
+        async move {
+            if cached.exists() {
+                Ok(())
+            } else {
+                Err(format!("{} missing", cached.display()))
+            }
+        }
+    })
+    .await;
 
     // configsrv goes away; a restarted meshd starts from its cache.
     assert_eq!(live.configsrv.terminate(Duration::from_secs(5)), Some(0));

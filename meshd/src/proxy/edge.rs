@@ -5,16 +5,14 @@
 //! allow-list applies per request (outside clients match CIDR rules).
 
 use super::http::Conn;
+use super::respond::ProxyError;
 use crate::authz::Decision;
 use crate::snapshot::Route;
 use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use hyper::Request;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::sync::Arc;
-
-/// A refusal: status, an optional `Location`, and the body text.
-pub type Refusal = (StatusCode, Option<String>, String);
 
 /// The host a request names, lowercased, without a port.
 pub fn request_host<B>(req: &Request<B>) -> Option<String> {
@@ -41,7 +39,7 @@ pub fn normalize_host(raw: &str) -> String {
 }
 
 /// Picks the route for an edge request, with its verdict, or says why not.
-pub fn choose(conn: &Conn, req: &Request<Incoming>) -> Result<(Arc<Route>, Decision), Refusal> {
+pub fn choose(conn: &Conn, req: &Request<Incoming>) -> Result<(Arc<Route>, Decision), ProxyError> {
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     choose_by(conn, request_host(req), pq)
 }
@@ -52,17 +50,9 @@ pub fn choose_by(
     conn: &Conn,
     host: Option<String>,
     path_and_query: &str,
-) -> Result<(Arc<Route>, Decision), Refusal> {
-    let snapshot = conn.runtime.load().ok_or((
-        StatusCode::SERVICE_UNAVAILABLE,
-        None,
-        "palisade: no config yet\n".into(),
-    ))?;
-    let host = host.ok_or((
-        StatusCode::BAD_REQUEST,
-        None,
-        "palisade: the request names no host\n".into(),
-    ))?;
+) -> Result<(Arc<Route>, Decision), ProxyError> {
+    let snapshot = conn.runtime.load().ok_or(ProxyError::NoConfig)?;
+    let host = host.ok_or(ProxyError::NoHost)?;
     let path = path_and_query
         .split_once('?')
         .map_or(path_and_query, |(p, _)| p);
@@ -76,20 +66,14 @@ pub fn choose_by(
         })
         .and_then(|(_, key)| snapshot.routes.get(key))
         .cloned()
-        .ok_or_else(|| {
-            (
-                StatusCode::NOT_FOUND,
-                None,
-                format!("palisade: no app serves {host}{path}\n"),
-            )
+        .ok_or_else(|| ProxyError::NoRoute {
+            host: host.clone(),
+            path: path.to_owned(),
         })?;
     if !conn.https && route.tls.as_ref().is_some_and(|t| t.redirect_https) {
-        let location = format!("https://{host}{path_and_query}");
-        return Err((
-            StatusCode::PERMANENT_REDIRECT,
-            Some(location.clone()),
-            format!("palisade: moved to {location}\n"),
-        ));
+        return Err(ProxyError::Redirect(format!(
+            "https://{host}{path_and_query}"
+        )));
     }
     let (decision, counter) = route.authorize(&snapshot, conn.peer.ip());
     counter.increment(1);

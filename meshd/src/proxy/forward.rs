@@ -8,6 +8,7 @@
 
 use super::connect::connect_backend;
 use super::deadline::Deadline;
+use super::respond::ProxyError;
 use super::upstream::{self, ExchangeError, Head};
 use crate::backend::InFlight;
 use crate::select::{ms_at, Tried};
@@ -75,22 +76,12 @@ pub struct Sent {
 }
 
 /// Why no backend answer is passed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Failure {
-    /// meshd answers with this status itself.
-    Status(StatusCode),
+    /// meshd answers this itself.
+    Answer(ProxyError),
     /// The client went away while its body was read.
     ClientGone,
-}
-
-/// The text of a failure answer.
-pub fn failure_text(route: &Route, status: StatusCode) -> String {
-    let why = match status {
-        StatusCode::GATEWAY_TIMEOUT => "did not answer in time",
-        StatusCode::BAD_GATEWAY => "could not be reached or failed",
-        _ => "has no healthy backend",
-    };
-    format!("palisade: {} {why}\n", route.app)
 }
 
 /// Sends `req` to a backend of `route` and reads the response head (into
@@ -175,8 +166,14 @@ pub async fn forward<O: Outgoing>(
                 continue;
             }
             Some(Err(ExchangeError::ClientGone(e))) => {
-                tracing::debug!(app = %route.app, error = %e, "client went away while its body was sent");
-                return Err(Failure::ClientGone);
+                tracing::debug!(app = %route.app, error = %e, "client's body failed; not the backend's fault");
+                // A stalled or malformed body still gets an answer; a client
+                // that is gone does not.
+                return Err(match e.kind() {
+                    std::io::ErrorKind::TimedOut => Failure::Answer(ProxyError::BodyStalled),
+                    std::io::ErrorKind::InvalidData => Failure::Answer(ProxyError::BadBody),
+                    _ => Failure::ClientGone,
+                });
             }
             Some(Err(e)) => {
                 route.failure(i);
@@ -231,7 +228,12 @@ pub async fn forward<O: Outgoing>(
         .metrics()
         .status(status_for_none.as_u16())
         .increment(1);
-    Err(Failure::Status(status_for_none))
+    let app = route.app.clone();
+    Err(Failure::Answer(match status_for_none {
+        StatusCode::GATEWAY_TIMEOUT => ProxyError::GatewayTimeout(app),
+        StatusCode::BAD_GATEWAY => ProxyError::BadGateway(app),
+        _ => ProxyError::NoBackend(app),
+    }))
 }
 
 /// An idle pooled connection to backend `i`, or a new one (with its connect time).

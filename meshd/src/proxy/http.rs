@@ -7,8 +7,9 @@
 
 use super::body::{DownBody, Settle, UpBody};
 use super::codec::{parse_length, BodyFraming, Framing};
-use super::forward::{failure_text, forward, Failure, Outgoing, Sent, Wait};
+use super::forward::{forward, Failure, Outgoing, Sent, Wait};
 use super::headers;
+use super::respond::ProxyError;
 use super::tunnel::Watched;
 use super::upstream::{self, BodyReader, ExchangeError};
 use crate::access_log::{AccessLog, Entry};
@@ -130,16 +131,6 @@ where
     }
 }
 
-pub(crate) fn local(status: StatusCode, text: String) -> Reply {
-    let mut r = Response::new(DownBody::text(text));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
 /// Logs a denied request to the access log, if there is one.
 pub(crate) fn log_denied(
     conn: &Conn,
@@ -164,14 +155,6 @@ pub(crate) fn log_denied(
             complete: true,
         });
     }
-}
-
-/// The 403 text: who may not reach what, and by which rule.
-pub(crate) fn forbidden_text(conn: &Conn, route: &Route, decision: Decision) -> String {
-    format!(
-        "palisade: {} may not reach {} ({})\n",
-        conn.src_app, route.app, decision.decider
-    )
 }
 
 fn idempotent(m: &Method) -> bool {
@@ -211,13 +194,7 @@ async fn edge_request(conn: &Conn, req: Request<Incoming>) -> Reply {
             }
             resp
         }
-        Err((status, location, text)) => {
-            let mut r = local(status, text);
-            if let Some(l) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-                r.headers_mut().insert(hyper::header::LOCATION, l);
-            }
-            r
-        }
+        Err(refusal) => refusal.response(),
     }
 }
 
@@ -231,7 +208,12 @@ async fn proxy_request(
     if !decision.verdict.lets_through() {
         route.metrics().status(403).increment(1);
         log_denied(conn, route, decision, req.version(), start);
-        return local(StatusCode::FORBIDDEN, forbidden_text(conn, route, decision));
+        return ProxyError::Forbidden {
+            src: Arc::clone(&conn.src_app),
+            dst: route.app.clone(),
+            decision,
+        }
+        .response();
     }
     route.carried.retry_budget.deposit();
     let (parts, body) = req.into_parts();
@@ -284,13 +266,8 @@ async fn proxy_request(
         ttfb,
     } = match sent {
         Ok(sent) => sent,
-        Err(Failure::Status(status)) => return local(status, failure_text(route, status)),
-        Err(Failure::ClientGone) => {
-            return local(
-                StatusCode::BAD_REQUEST,
-                "palisade: request body ended early\n".into(),
-            )
-        }
+        Err(Failure::Answer(e)) => return e.response(),
+        Err(Failure::ClientGone) => return ProxyError::BadBody.response(),
     };
     let upstream::Head {
         status,
@@ -302,8 +279,7 @@ async fn proxy_request(
         // HTTP/2 has no upgrades and meshd asked for none.
         tracing::warn!(app = %route.app, "backend switched protocols unasked");
         drop(in_flight);
-        let status = StatusCode::BAD_GATEWAY;
-        return local(status, failure_text(route, status));
+        return ProxyError::BadGateway(route.app.clone()).response();
     }
     let reader = BodyReader::new(upstream, resp_body.framing, reusable);
     let exchange = Exchange {

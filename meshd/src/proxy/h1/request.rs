@@ -6,6 +6,7 @@
 
 use crate::proxy::codec::{listed_in_connection, tokens, BodyFraming, Framing, FramingFields};
 use crate::proxy::headers::{write_tail, Tail};
+use crate::proxy::respond::ProxyError;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -52,9 +53,15 @@ pub enum BadRequest {
 impl BadRequest {
     /// The status to answer with.
     pub fn status(&self) -> u16 {
-        match self {
-            BadRequest::TooManyHeaders => 431,
-            BadRequest::Malformed(_) => 400,
+        ProxyError::from(self.clone()).code()
+    }
+}
+
+impl From<BadRequest> for ProxyError {
+    fn from(e: BadRequest) -> ProxyError {
+        match e {
+            BadRequest::TooManyHeaders => ProxyError::HeadTooLarge,
+            BadRequest::Malformed(why) => ProxyError::BadRequest(why),
         }
     }
 }
