@@ -105,7 +105,9 @@ where
     let io = TokioIo::new(Watched::new(stream, Arc::clone(&seen)));
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
-    let mut idle = tokio::time::interval(timeouts.idle);
+    // Validation refuses a zero timeout; the floor keeps `interval` from
+    // panicking should one ever get past it (invariant 10).
+    let mut idle = tokio::time::interval(timeouts.idle.max(Duration::from_millis(1)));
     idle.reset();
     let mut closing = false;
     loop {
