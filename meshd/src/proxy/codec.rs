@@ -79,7 +79,12 @@ pub struct BodyFraming {
 impl FramingFields {
     /// Takes `name: value` if it is a framing field. Returns whether it was:
     /// those are never copied, meshd writes its own.
+    #[inline]
     pub fn take(&mut self, name: &[u8], value: &[u8]) -> bool {
+        // Most fields are neither: their length alone says so.
+        if name.len() != 14 && name.len() != 17 {
+            return false;
+        }
         if name.eq_ignore_ascii_case(b"content-length") {
             match parse_length(value) {
                 None => self.fail(FramingError::BadLength),
@@ -221,13 +226,15 @@ pub fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
     v.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
-/// A content-length value: digits only.
+/// A content-length value: digits only, at most 19 (so it fits a u64).
 pub fn parse_length(v: &[u8]) -> Option<u64> {
     let v = v.trim_ascii();
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+    if v.is_empty() || v.len() > 19 {
         return None;
     }
-    std::str::from_utf8(v).ok()?.parse().ok()
+    v.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
 }
 
 /// Whether a `Connection` header names `name`, so it stops here too. The
@@ -265,6 +272,7 @@ fn invalid(what: &'static str) -> io::Error {
 }
 
 /// Reads into `buf` from `io`, growing it a step when it runs short.
+#[inline]
 pub fn poll_fill<R: AsyncRead + Unpin>(
     buf: &mut BytesMut,
     io: &mut R,

@@ -48,14 +48,17 @@ pub enum Wait<'a> {
     Shared(&'a mut Deadline),
 }
 
-impl Wait<'_> {
-    /// Runs `fut` until it finishes (`Some`) or `at` passes (`None`).
-    pub async fn within<F: Future>(&mut self, at: Instant, fut: F) -> Option<F::Output> {
-        match self {
-            Wait::Own => tokio::time::timeout_at(at, fut).await.ok(),
-            Wait::Shared(d) => d.within(at, fut).await,
+/// Runs a future until it finishes (`Some`) or `at` passes (`None`), on
+/// the wait's timer. A macro, not a method: the future is built in place in
+/// the caller's state machine instead of being moved through another one
+/// (two moves of the exchange per request cost ~3% of HTTP/1.1 instructions).
+macro_rules! within {
+    ($wait:expr, $at:expr, $fut:expr) => {
+        match $wait {
+            Wait::Own => tokio::time::timeout_at($at, $fut).await.ok(),
+            Wait::Shared(d) => d.within($at, $fut).await,
         }
-    }
+    };
 }
 
 /// A backend answered: its connection, the head and the timings.
@@ -73,6 +76,8 @@ pub struct Sent {
     pub connect_time: Option<Duration>,
     /// Time to the response head.
     pub ttfb: Duration,
+    /// When the head came: where a body's first idle window starts.
+    pub answered: Instant,
 }
 
 /// Why no backend answer is passed on.
@@ -137,7 +142,7 @@ pub async fn forward<O: Outgoing>(
             };
             (
                 sent_at,
-                wait.within(sent_at + timeouts.response, exchange).await,
+                within!(&mut wait, sent_at + timeouts.response, exchange),
             )
         } else {
             match req.send(&mut upstream, &mut wait, timeouts.idle).await {
@@ -147,7 +152,7 @@ pub async fn forward<O: Outgoing>(
                     let read = upstream.read_response(expect_body, reused, raw_now);
                     (
                         sent_at,
-                        wait.within(sent_at + timeouts.response, read).await,
+                        within!(&mut wait, sent_at + timeouts.response, read),
                     )
                 }
             }
@@ -219,6 +224,7 @@ pub async fn forward<O: Outgoing>(
             in_flight,
             connect_time,
             ttfb,
+            answered,
         });
     }
     if tried.is_empty() {

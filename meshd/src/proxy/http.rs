@@ -266,6 +266,7 @@ async fn proxy_request(
         in_flight,
         connect_time,
         ttfb,
+        ..
     } = match sent {
         Ok(sent) => sent,
         Err(Failure::Answer(e)) => return e.response(),

@@ -244,7 +244,10 @@ impl Conn {
         // One pass over the raw headers finds what framing and reuse depend on.
         let (mut close, mut keep_alive, mut lists_names) = (false, false, false);
         let mut framing_fields = FramingFields::default();
-        for h in resp.headers.iter() {
+        // Which headers are framing fields, by index (at most MAX_HEADERS),
+        // so the copy below skips them without comparing names again.
+        let mut framing_at = 0u128;
+        for (i, h) in resp.headers.iter().enumerate() {
             let name = h.name.as_bytes();
             if name.eq_ignore_ascii_case(b"connection") {
                 for t in tokens(h.value) {
@@ -256,8 +259,8 @@ impl Conn {
                         lists_names = true;
                     }
                 }
-            } else {
-                framing_fields.take(name, h.value);
+            } else if framing_fields.take(name, h.value) {
+                framing_at |= 1 << i;
             }
         }
         let switching = status == StatusCode::SWITCHING_PROTOCOLS;
@@ -277,10 +280,10 @@ impl Conn {
                 out.push(b' ');
                 out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
                 out.extend_from_slice(b"\r\n");
-                for h in resp.headers.iter() {
+                for (i, h) in resp.headers.iter().enumerate() {
                     let name = h.name.as_bytes();
-                    if hop_by_hop(name, switching)
-                        || is_framing(name)
+                    if framing_at >> i & 1 == 1
+                        || hop_by_hop(name, switching)
                         || (lists_names && listed_in_connection(resp.headers, name))
                     {
                         continue;
@@ -299,14 +302,34 @@ impl Conn {
             None => {
                 // Header values are slices of the head: share its bytes instead of copying each.
                 let base = self.buf.as_ptr() as usize;
+                // The length meshd frames the body with, if it sends one.
+                let length = match (body.framing, body.declared) {
+                    (Framing::Length(n), _) | (Framing::Empty, Some(n)) => Some(n),
+                    _ => None,
+                };
+                // The backend's own Content-Length is shared rather than
+                // formatted anew when it already reads as meshd would write it
+                // (FramingFields checked that every copy says the same).
+                let mut length_kept = false;
+                let mut keep_length = |value: &[u8]| {
+                    let canonical = !value.is_empty()
+                        && value.iter().all(u8::is_ascii_digit)
+                        && (value.len() == 1 || value[0] != b'0');
+                    let keep = length.is_some() && canonical && !length_kept;
+                    length_kept |= keep;
+                    keep
+                };
                 // Hop-by-hop headers stop here, as in the raw head.
                 let spans: Vec<(HeaderName, usize, usize)> = resp
                     .headers
                     .iter()
                     .filter(|h| {
                         let name = h.name.as_bytes();
+                        let framing_field = is_framing(name)
+                            && !(name.eq_ignore_ascii_case(b"content-length")
+                                && keep_length(h.value));
                         !(hop_by_hop(name, switching)
-                            || is_framing(name)
+                            || framing_field
                             || (lists_names && listed_in_connection(resp.headers, name)))
                     })
                     .map(|h| {
@@ -336,9 +359,7 @@ impl Conn {
                         "transfer codings other than chunked".into(),
                     ));
                 }
-                if let (Framing::Length(n), _) | (Framing::Empty, Some(n)) =
-                    (body.framing, body.declared)
-                {
+                if let Some(n) = length.filter(|_| !length_kept) {
                     headers.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(n));
                 }
                 headers
@@ -372,7 +393,11 @@ fn push_chunk_size(out: &mut Vec<u8>, n: usize) {
 
 /// The fields meshd frames a message with itself.
 fn is_framing(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding")
+    match name.len() {
+        14 => name.eq_ignore_ascii_case(b"content-length"),
+        17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
+        _ => false,
+    }
 }
 
 /// Hop-by-hop response headers (RFC 9110 section 7.6.1); `Upgrade` stays on a 101.

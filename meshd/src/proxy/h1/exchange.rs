@@ -7,6 +7,7 @@
 use super::request::Parsed;
 use super::{Next, Session};
 use crate::proxy::codec::{Decoder, Framing};
+use crate::proxy::deadline::Deadline;
 use crate::proxy::edge;
 use crate::proxy::forward::{forward, Failure, Outgoing, Sent, Wait};
 use crate::proxy::http::Exchange;
@@ -114,6 +115,7 @@ where
             in_flight,
             connect_time,
             ttfb,
+            answered,
         } = sent;
         if head.status == StatusCode::SWITCHING_PROTOCOLS {
             if !parsed.upgrade {
@@ -187,7 +189,6 @@ where
         };
         let mut decoder = Decoder::new(head.body.framing);
         let (ubuf, uio) = upstream.parts_mut();
-        let mut wait = Wait::Shared(&mut self.deadline);
         let (bytes, pumped) = pump(
             &mut decoder,
             ubuf,
@@ -195,7 +196,9 @@ where
             self.io,
             &mut self.out,
             rechunk,
-            (&mut wait, route.timeouts.idle),
+            // The body's first idle window runs from the head's arrival,
+            // which `forward` read the clock for already.
+            IdleClock::new(&mut self.deadline, answered, route.timeouts.idle),
         )
         .await;
         let clean = pumped.is_ok();
@@ -288,6 +291,14 @@ where
         let chunked = self.parsed.framing() == Framing::Chunked;
         let mut decoder = Decoder::new(self.parsed.framing());
         let (_, upstream_io) = up.parts_mut();
+        let mut own;
+        let deadline = match wait {
+            Wait::Shared(d) => &mut **d,
+            Wait::Own => {
+                own = Deadline::new(idle);
+                &mut own
+            }
+        };
         let (_, r) = pump(
             &mut decoder,
             self.buf,
@@ -295,7 +306,7 @@ where
             upstream_io,
             &mut self.scratch,
             chunked,
-            (wait, idle),
+            IdleClock::new(deadline, Instant::now(), idle),
         )
         .await;
         match r {
@@ -326,8 +337,8 @@ enum Step {
 
 /// Moves a body from `src` (through its read buffer) to `dst`, after what
 /// `out` already holds, chunk-encoding it when `chunked`. What is at hand is
-/// gathered into one write. No read or write may wait longer than `idle`
-/// (timed by `wait`): a stalled side ends the body with `TimedOut`.
+/// gathered into one write. A side that moves no byte for `idle` (up to
+/// twice that, timed by `wait`) ends the body with `TimedOut`.
 /// Returns the data bytes moved.
 async fn pump<R, W>(
     decoder: &mut Decoder,
@@ -336,7 +347,7 @@ async fn pump<R, W>(
     dst: &mut W,
     out: &mut Vec<u8>,
     chunked: bool,
-    (wait, idle): (&mut Wait<'_>, std::time::Duration),
+    mut clock: IdleClock<'_>,
 ) -> (u64, Result<(), PumpError>)
 where
     R: AsyncRead + Unpin,
@@ -345,10 +356,12 @@ where
     let stalled = || io::Error::from(io::ErrorKind::TimedOut);
     let mut bytes = 0u64;
     loop {
+        let moved = &mut clock.moved;
         let step = std::future::poll_fn(|cx| loop {
             match decoder.poll_data(buf, src, cx) {
                 Poll::Ready(Some(Ok(0))) => {}
                 Poll::Ready(Some(Ok(n))) => {
+                    *moved = true;
                     if chunked {
                         push_hex(out, n);
                         out.extend_from_slice(b"\r\n");
@@ -374,28 +387,81 @@ where
                 Poll::Pending => return Poll::Ready(Step::Flush),
             }
         });
-        let step = match wait.within(Instant::now() + idle, step).await {
+        // Reading is cancel-safe (the decoder and `out` keep their place),
+        // so a wait cut at the deadline resumes when bytes had moved.
+        let step = match clock.deadline.within(clock.at, step).await {
             Some(step) => step,
+            None if clock.extend() => continue,
             None => Step::Failed(stalled()),
         };
         match step {
             Step::Failed(e) => return (bytes, Err(PumpError::Read(e))),
             Step::Flush | Step::Done => {
-                if !out.is_empty() {
-                    match wait
-                        .within(Instant::now() + idle, write_out(dst, out))
-                        .await
-                    {
-                        Some(Ok(())) => {}
+                // Write by write, so that a wait cut at the deadline loses
+                // nothing: `out` keeps what has not left yet.
+                while !out.is_empty() {
+                    match clock.deadline.within(clock.at, dst.write(out)).await {
+                        Some(Ok(0)) => {
+                            return (
+                                bytes,
+                                Err(PumpError::Write(io::ErrorKind::WriteZero.into())),
+                            )
+                        }
+                        Some(Ok(n)) if n == out.len() => {
+                            out.clear();
+                            clock.moved = true;
+                        }
+                        Some(Ok(n)) => {
+                            out.drain(..n);
+                            clock.moved = true;
+                        }
                         Some(Err(e)) => return (bytes, Err(PumpError::Write(e))),
+                        None if clock.extend() => {}
                         None => return (bytes, Err(PumpError::Write(stalled()))),
                     }
+                }
+                match clock.deadline.within(clock.at, dst.flush()).await {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => return (bytes, Err(PumpError::Write(e))),
+                    None => return (bytes, Err(PumpError::Write(stalled()))),
                 }
                 if matches!(step, Step::Done) {
                     return (bytes, Ok(()));
                 }
             }
         }
+    }
+}
+
+/// The idle bound of a body on the move, on the connection's timer: one
+/// deadline, moved on only when it passes after bytes moved (so no wait is
+/// longer than twice `idle`, and a body costs no clock read per piece).
+struct IdleClock<'d> {
+    deadline: &'d mut Deadline,
+    at: Instant,
+    moved: bool,
+    idle: std::time::Duration,
+}
+
+impl IdleClock<'_> {
+    /// A clock on `deadline` whose first window is `idle` from `since`.
+    fn new(deadline: &mut Deadline, since: Instant, idle: std::time::Duration) -> IdleClock<'_> {
+        IdleClock {
+            deadline,
+            at: since + idle,
+            moved: false,
+            idle,
+        }
+    }
+
+    /// Whether a wait cut at `at` may go on: bytes moved since `at` was set.
+    fn extend(&mut self) -> bool {
+        if !self.moved {
+            return false;
+        }
+        self.at = Instant::now() + self.idle;
+        self.moved = false;
+        true
     }
 }
 
@@ -457,7 +523,7 @@ mod tests {
             &mut dst,
             &mut out,
             true,
-            (&mut Wait::Own, idle),
+            IdleClock::new(&mut Deadline::new(idle), Instant::now(), idle),
         )
         .await;
         assert!(r.is_ok());
@@ -479,7 +545,7 @@ mod tests {
             &mut dst,
             &mut Vec::new(),
             false,
-            (&mut Wait::Own, idle),
+            IdleClock::new(&mut Deadline::new(idle), Instant::now(), idle),
         )
         .await;
         assert!(r.is_ok() && n == 4 && dst == b"NEXT" && &buf[..] == b"more");
