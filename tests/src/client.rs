@@ -23,6 +23,20 @@ pub async fn tcp_from(source: &str, dest: SocketAddr) -> std::io::Result<TcpStre
         .map_err(|_| std::io::Error::other("connect timed out"))?
 }
 
+/// Sends raw bytes from `source` to `dest` on a fresh connection and reads
+/// until the peer closes it (panics if it stays open past `STEP`); a reset
+/// ends the read like a close.
+pub async fn raw_exchange(source: &str, dest: SocketAddr, raw: &[u8]) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut s = tcp_from(source, dest).await.expect("connect");
+    s.write_all(raw).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, s.read_to_end(&mut out))
+        .await
+        .expect("the peer closed the connection");
+    String::from_utf8_lossy(&out).to_string()
+}
+
 /// A line-oriented view of a TCP connection to a greeting backend.
 #[derive(Debug)]
 pub struct Lines {

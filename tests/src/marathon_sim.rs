@@ -245,6 +245,17 @@ impl MarathonSim {
         })
     }
 
+    /// Deploys an app through the REST API (`POST /v2/apps`), as a user
+    /// would; returns the status the simulator answered.
+    pub async fn post_app(&self, def: &serde_json::Value) -> u16 {
+        reqwest::Client::new()
+            .post(format!("{}/v2/apps", self.url))
+            .json(def)
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16())
+    }
+
     /// Kills a task as Marathon does: `TASK_KILLING` now, `TASK_KILLED` after `grace`.
     pub async fn kill_task(&self, app_id: &str, task_id: &str, grace: Duration) {
         {

@@ -56,13 +56,7 @@ async fn configsrv_with_token(
         "container": {"type": "DOCKER", "docker": {"image": "chan/echo:1"},
             "portMappings": [{"containerPort": 8080, "servicePort": port, "protocol": "tcp"}]}
     });
-    let posted = reqwest::Client::new()
-        .post(format!("{}/v2/apps", sim.url))
-        .json(&def)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(posted.status(), 201);
+    assert_eq!(sim.post_app(&def).await, 201);
     let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let policies = dir.path("policies");
     let cs = Proc::spawn(

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use palisade_tests::client::{tcp_from, STEP};
+use palisade_tests::client::{raw_exchange, tcp_from, STEP};
 use palisade_tests::cluster::{node_config, service};
 use palisade_tests::harness::{meshd, wait_generation, Scratch};
 use palisade_tests::recorder::{self, Recorder};
@@ -20,14 +20,7 @@ const CLIENT: &str = "127.0.120.9";
 
 /// Sends `raw` on a fresh connection and reads until meshd closes it.
 async fn exchange(dest: SocketAddr, raw: &[u8]) -> String {
-    let mut s = tcp_from(CLIENT, dest).await.unwrap();
-    s.write_all(raw).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(STEP, s.read_to_end(&mut out))
-        .await
-        .expect("meshd closed the connection")
-        .unwrap_or_default();
-    String::from_utf8_lossy(&out).to_string()
+    raw_exchange(CLIENT, dest, raw).await
 }
 
 /// A meshd on 127.0.121.`i` with one HTTP service whose task is a

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_tests::backends;
-use palisade_tests::client::{tcp_from, STEP};
+use palisade_tests::client::{raw_exchange, tcp_from, STEP};
 use palisade_tests::cluster::{node_config, service};
 use palisade_tests::harness::{meshd, wait_generation, Scratch};
 use schemas::Protocol;
@@ -55,16 +55,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Sends `raw` and reads until the connection closes.
+/// Sends `raw` on a fresh connection and reads until meshd closes it.
 async fn exchange(dest: SocketAddr, raw: &[u8]) -> String {
-    let mut s = tcp_from(CLIENT, dest).await.unwrap();
-    s.write_all(raw).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(STEP, s.read_to_end(&mut out))
-        .await
-        .expect("meshd closed the connection")
-        .unwrap();
-    String::from_utf8_lossy(&out).to_string()
+    raw_exchange(CLIENT, dest, raw).await
 }
 
 /// Reads from `s` until `out` holds `marker` `times` times.

@@ -84,16 +84,6 @@ async fn start(name: &str, hosts: &[&str], ip_base: [u8; 3]) -> Live {
     }
 }
 
-async fn post(sim: &MarathonSim, def: &Value) -> u16 {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v2/apps", sim.url))
-        .json(def)
-        .send()
-        .await
-        .unwrap();
-    resp.status().as_u16()
-}
-
 async fn api_status(api: SocketAddr) -> Result<Value, String> {
     let (_, body) = palisade_tests::harness::admin_get(api, "/v1/status").await?;
     serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
@@ -128,7 +118,7 @@ async fn backends_for(sim: &MarathonSim, app: &str) -> Vec<Backend> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulator_payloads_have_the_real_shapes() {
     let sim = MarathonSim::start("127.0.0.1:0", &["127.0.0.90"], [127, 0, 91]).await;
-    assert_eq!(post(&sim, &app_def("/live/shape", 1, 24000)).await, 201);
+    assert_eq!(sim.post_app(&app_def("/live/shape", 1, 24000)).await, 201);
     let body = reqwest::get(format!("{}/v2/apps?embed=apps.tasks", sim.url))
         .await
         .unwrap()
@@ -163,14 +153,17 @@ async fn simulator_payloads_have_the_real_shapes() {
     }
     // Conflicts answer 409, like a locked deployment.
     sim.lock_deployments(true);
-    assert_eq!(post(&sim, &app_def("/live/other", 1, 24001)).await, 409);
+    assert_eq!(sim.post_app(&app_def("/live/other", 1, 24001)).await, 409);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_posted_app_is_routed_by_every_meshd_within_a_second() {
     let live = start("live-post", &["127.0.0.81", "127.0.0.82"], [127, 0, 85]).await;
     // Placeholder app so both nodes exist before the measured one arrives.
-    assert_eq!(post(&live.sim, &app_def("/live/base", 2, 24100)).await, 201);
+    assert_eq!(
+        live.sim.post_app(&app_def("/live/base", 2, 24100)).await,
+        201
+    );
     let _base = backends_for(&live.sim, "/live/base").await;
     let nodes = live.dir.path("nodes");
     let (_m1, a1) = meshd("127.0.0.81", &nodes, &[]);
@@ -188,7 +181,10 @@ async fn a_posted_app_is_routed_by_every_meshd_within_a_second() {
     }
 
     let posted = Instant::now();
-    assert_eq!(post(&live.sim, &app_def("/live/web", 2, 24101)).await, 201);
+    assert_eq!(
+        live.sim.post_app(&app_def("/live/web", 2, 24101)).await,
+        201
+    );
     for a in [a1, a2] {
         eventually(
             "the new app routed on every node",
@@ -221,7 +217,10 @@ async fn a_posted_app_is_routed_by_every_meshd_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_task_drains_under_load_with_no_failed_connection() {
     let live = start("live-kill", &["127.0.0.87"], [127, 0, 88]).await;
-    assert_eq!(post(&live.sim, &app_def("/live/kill", 2, 24200)).await, 201);
+    assert_eq!(
+        live.sim.post_app(&app_def("/live/kill", 2, 24200)).await,
+        201
+    );
     let mut backends = backends_for(&live.sim, "/live/kill").await;
     let (_m, admin) = meshd("127.0.0.87", &live.dir.path("nodes"), &[]);
     let svc = "127.0.0.87:24200".parse().unwrap();
@@ -292,7 +291,10 @@ async fn a_killed_task_drains_under_load_with_no_failed_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_marathon_never_empties_a_node_and_restarts_keep_generations_rising() {
     let mut live = start("live-faults", &["127.0.0.93"], [127, 0, 94]).await;
-    assert_eq!(post(&live.sim, &app_def("/live/keep", 1, 24300)).await, 201);
+    assert_eq!(
+        live.sim.post_app(&app_def("/live/keep", 1, 24300)).await,
+        201
+    );
     let file = live.dir.path("nodes/127.0.0.93.yaml");
     let first = eventually("the node file is written", Duration::from_secs(5), || {
         let file = file.clone();
@@ -389,7 +391,10 @@ async fn a_failing_marathon_never_empties_a_node_and_restarts_keep_generations_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meshd_long_polls_the_api_and_starts_from_its_cache() {
     let mut live = start("live-url", &["127.0.0.96"], [127, 0, 97]).await;
-    assert_eq!(post(&live.sim, &app_def("/live/url", 1, 24400)).await, 201);
+    assert_eq!(
+        live.sim.post_app(&app_def("/live/url", 1, 24400)).await,
+        201
+    );
     let _b = backends_for(&live.sim, "/live/url").await;
     let api = live.api;
 
@@ -555,7 +560,7 @@ async fn health_checks_gate_tasks_and_idle_agents_get_a_node() {
     );
     let mut def = app_def("/live/checked", 1, 24500);
     def["healthChecks"] = json!([{"protocol": "MESOS_HTTP", "path": "/", "portIndex": 0}]);
-    assert_eq!(post(&sim, &def).await, 201);
+    assert_eq!(sim.post_app(&def).await, 201);
     let task = sim.tasks("/live/checked")[0].0.clone();
     let file = dir.path("nodes/127.0.0.101.yaml");
     let health = |want: &'static str| {
@@ -612,8 +617,14 @@ async fn policy_edits_apply_and_bad_ones_keep_the_last_good_settings() {
         "policies/web.yaml",
         "apiVersion: palisade/v1\nkind: Policy\napps:\n  /live/pol:\n    balance: least_request\n",
     );
-    assert_eq!(post(&live.sim, &app_def("/live/pol", 1, 24600)).await, 201);
-    assert_eq!(post(&live.sim, &app_def("/live/two", 1, 24601)).await, 201);
+    assert_eq!(
+        live.sim.post_app(&app_def("/live/pol", 1, 24600)).await,
+        201
+    );
+    assert_eq!(
+        live.sim.post_app(&app_def("/live/two", 1, 24601)).await,
+        201
+    );
     let file = live.dir.path("nodes/127.0.0.104.yaml");
     let balance_of = |port: u16| {
         let file = file.clone();
@@ -740,7 +751,7 @@ async fn gitops_applies_good_commits_and_keeps_running_on_a_bad_one() {
     std::fs::create_dir_all(dir.path("nodes")).unwrap();
 
     let sim = MarathonSim::start("127.0.0.1:0", &["127.0.0.106"], [127, 0, 107]).await;
-    assert_eq!(post(&sim, &app_def("/live/git", 1, 24700)).await, 201);
+    assert_eq!(sim.post_app(&app_def("/live/git", 1, 24700)).await, 201);
     let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let spec = format!("{}#main", bare.display());
     let (checkout, out, token) = (dir.path("checkout"), dir.path("nodes"), dir.path("token"));
@@ -870,7 +881,7 @@ async fn basic_auth_and_dcos_tokens_reach_a_secured_marathon() {
     dir.write("policies/live.yaml", POLICY);
     dir.write("token", "dcos-acs-token\n");
     let sim = MarathonSim::start("127.0.0.1:0", &["127.0.0.108"], [127, 0, 109]).await;
-    assert_eq!(post(&sim, &app_def("/live/auth", 1, 24800)).await, 201);
+    assert_eq!(sim.post_app(&app_def("/live/auth", 1, 24800)).await, 201);
     let with_user = sim.url.replacen("http://", "http://ops:s3cret@", 1);
     for (marathon, header, extra) in [
         (with_user.clone(), "Basic b3BzOnMzY3JldA==", None),
@@ -995,7 +1006,7 @@ async fn an_https_marathon_is_trusted_through_a_custom_ca_only() {
     let dir = Scratch::new("live-tls");
     dir.write("policies/live.yaml", POLICY);
     let sim = MarathonSim::start("127.0.0.1:0", &["127.0.0.112"], [127, 0, 113]).await;
-    assert_eq!(post(&sim, &app_def("/live/tls", 1, 24900)).await, 201);
+    assert_eq!(sim.post_app(&app_def("/live/tls", 1, 24900)).await, 201);
     let test_ca = palisade_tests::certs::TestCa::new("marathon CA");
     let tls = test_ca
         .tls_front(

@@ -25,13 +25,7 @@ async fn a_failed_node_file_write_is_retried_and_the_other_nodes_still_publish()
         "container": {"type": "DOCKER", "docker": {"image": "retry/echo:1"},
             "portMappings": [{"containerPort": 8080, "servicePort": 25010, "protocol": "tcp"}]}
     });
-    let posted = reqwest::Client::new()
-        .post(format!("{}/v2/apps", sim.url))
-        .json(&def)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(posted.status(), 201);
+    assert_eq!(sim.post_app(&def).await, 201);
     let out = dir.path("nodes");
     let blocked = out.join(format!("{a}.yaml"));
     // A directory where a's file goes: its writes fail, even as root.

@@ -19,16 +19,6 @@ fn app(id: &str, port: u16, label: &str) -> Value {
     })
 }
 
-async fn post(sim: &MarathonSim, def: &Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/v2/apps", sim.url))
-        .json(def)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-}
-
 async fn status(api: SocketAddr) -> Result<Value, String> {
     let (_, body) = admin_get(api, "/v1/status").await?;
     serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
@@ -42,7 +32,7 @@ async fn an_oversize_marathon_answer_marks_it_stale_and_keeps_the_last_good_stat
         "apiVersion: palisade/v1\nkind: Policy\napps: {}\n",
     );
     let sim = MarathonSim::start("127.0.0.1:0", &["127.0.0.155"], [127, 0, 157]).await;
-    post(&sim, &app("/lim/small", 25020, "small")).await;
+    assert_eq!(sim.post_app(&app("/lim/small", 25020, "small")).await, 201);
     let with_user = sim.url.replacen("http://", "http://ops:pw-secret@", 1);
     let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let cs = Proc::spawn(
@@ -76,7 +66,11 @@ async fn an_oversize_marathon_answer_marks_it_stale_and_keeps_the_last_good_stat
     )
     .await;
 
-    post(&sim, &app("/lim/big", 25021, &"x".repeat(30_000))).await;
+    assert_eq!(
+        sim.post_app(&app("/lim/big", 25021, &"x".repeat(30_000)))
+            .await,
+        201
+    );
     let s = eventually(
         "the oversize answer is refused",
         Duration::from_secs(5),
