@@ -173,4 +173,6 @@ pub(crate) fn host_address(state: &ClusterState, host: &str) -> Option<IpAddr> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

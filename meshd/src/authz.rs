@@ -90,6 +90,9 @@ pub fn decide(access: &Access, app: Option<&AppId>, addr: IpAddr) -> Decision {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -151,4 +151,50 @@ mod tests {
             .check_in_file()
             .is_err());
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn every_duration_up_to_max_round_trips(ms in 0..=MAX.as_millis() as u64) {
+                let d = Duration(std::time::Duration::from_millis(ms));
+                prop_assert_eq!(d.to_string().parse::<Duration>(), Ok(d));
+                prop_assert_eq!(d.check_in_file().is_ok(), ms > 0);
+            }
+
+            #[test]
+            fn round_units_round_trip(n in 0u64..10_000, unit in prop::sample::select(vec!["ms", "s", "m", "h"])) {
+                let text = format!("{n}{unit}");
+                let Ok(d) = text.parse::<Duration>() else {
+                    // Only a duration past a year is refused.
+                    prop_assert!(matches!(parse(&text), Ok(d) if d.0 > MAX));
+                    return Ok(());
+                };
+                prop_assert_eq!(d.to_string().parse::<Duration>(), Ok(d));
+            }
+
+            #[test]
+            fn no_string_makes_the_parser_panic(
+                text in prop_oneof![any::<String>(), "[0-9]{0,25}(ms|s|m|h|d|us|)", "[0-9a-z .+-]{0,12}"],
+            ) {
+                if let Ok(d) = text.parse::<Duration>() {
+                    prop_assert!(d.0 <= MAX);
+                    prop_assert_eq!(d.to_string().parse::<Duration>(), Ok(d));
+                }
+                let _ = parse(&text).map(Duration::check_in_file);
+            }
+        }
+    }
 }

@@ -288,7 +288,9 @@ impl Cidr {
             (IpAddr::V4(_), IpAddr::V6(a)) => a
                 .to_ipv4_mapped()
                 .is_some_and(|v4| self.contains(IpAddr::V4(v4))),
-            _ => false,
+            // A v4 peer on a v4 socket is the same host as `::ffff:a.b.c.d`
+            // on a dual-stack one: a v4-mapped range must name it either way.
+            (IpAddr::V6(_), IpAddr::V4(a)) => self.contains(IpAddr::V6(a.to_ipv6_mapped())),
         }
     }
 
@@ -469,6 +471,9 @@ impl JsonSchema for Endpoint {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -508,6 +513,19 @@ mod tests {
         assert!(all.contains("127.0.0.9".parse().unwrap()));
         let v6: Cidr = "fd00::/8".parse().unwrap();
         assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_v4_mapped_range_names_the_v4_spelling_too() {
+        // Found by `one_address_in_either_spelling_is_in_the_same_ranges`: a
+        // `deny: from_cidr: ::ffff:10.9.0.0/112` missed 10.9.0.1 on a v4 listener.
+        let c: Cidr = "::ffff:10.9.0.0/112".parse().unwrap();
+        assert!(c.contains("::ffff:10.9.0.1".parse().unwrap()));
+        assert!(c.contains("10.9.0.1".parse().unwrap()));
+        assert!(!c.contains("10.8.0.1".parse().unwrap()));
+        let all: Cidr = "::/0".parse().unwrap();
+        assert!(all.contains("10.8.0.1".parse().unwrap()));
     }
 
     #[test]
