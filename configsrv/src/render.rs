@@ -31,10 +31,10 @@ pub struct Rendered {
 /// Renders every node's config from the cluster and the policies.
 pub fn render(state: &ClusterState, policies: &PolicySet) -> Rendered {
     let mut errors = Vec::new();
-    let services = services(state, policies, &mut errors);
+    let claims = identity::claims(state);
+    let services = services(state, policies, &claims.shared(), &mut errors);
     let services_yaml = schemas::node_config::services_yaml(&services);
     let digest = schemas::node_config::ServicesDigest::of_yaml(&services_yaml);
-    let claims = identity::claims(state);
     let mut nodes = BTreeMap::new();
     for (name, hosts) in node_hosts(state, &mut errors) {
         let address = node_address(state, &hosts);
@@ -64,6 +64,7 @@ pub fn render(state: &ClusterState, policies: &PolicySet) -> Rendered {
 fn services(
     state: &ClusterState,
     policies: &PolicySet,
+    shared: &BTreeMap<std::net::IpAddr, BTreeSet<schemas::AppId>>,
     errors: &mut Vec<RenderError>,
 ) -> Vec<Service> {
     let mut owners = BTreeMap::new();
@@ -71,7 +72,8 @@ fn services(
     let mut vhosts = vhost::vhosts(state, policies, errors);
     for app in &state.apps {
         let settings = allow::settings(app, policies);
-        let access = allow::access(&app.id, policies);
+        let mut access = allow::access(&app.id, policies);
+        allow::close_shared(&mut access, shared);
         for (k, spec) in app.service_ports.iter().enumerate() {
             if let Some(owner) = owners.get(&spec.service_port) {
                 errors.push(RenderError::PortConflict {

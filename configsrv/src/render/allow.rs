@@ -2,7 +2,9 @@
 //! (exact id, else deepest group, else the defaults) becomes its `Access`.
 
 use crate::state::App;
-use schemas::{Access, AppId, Balance, PolicySet, Protocol, Timeouts};
+use schemas::{Access, AppId, Balance, Cidr, PolicySet, Protocol, Rule, Timeouts};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 /// The resolved allow-list of `app`.
 pub fn access(app: &AppId, policies: &PolicySet) -> Access {
@@ -14,6 +16,32 @@ pub fn access(app: &AppId, policies: &PolicySet) -> Access {
         allow: entry.map(|(_, e)| e.allow.clone()).unwrap_or_default(),
         deny: entry.map(|(_, e)| e.deny.clone()).unwrap_or_default(),
     }
+}
+
+/// Closes the gap a shared address leaves. meshd judges an address that
+/// several apps speak from by CIDR rules alone, so a CIDR allow would let
+/// in an app that a deny names, when it shares its address with another.
+/// For each such address, a deny naming one of its apps becomes a deny of
+/// the address itself (the other apps on it are refused too: fail closed).
+pub fn close_shared(access: &mut Access, shared: &BTreeMap<IpAddr, BTreeSet<AppId>>) {
+    let named: Vec<&schemas::AppPattern> =
+        access.deny.iter().filter_map(|r| r.from.as_ref()).collect();
+    if named.is_empty() {
+        return;
+    }
+    let closed: Vec<Rule> = shared
+        .iter()
+        .filter(|(_, apps)| apps.iter().any(|a| named.iter().any(|p| p.matches(a))))
+        .filter_map(|(address, _)| {
+            let bits = if address.is_ipv4() { 32 } else { 128 };
+            let cidr: Cidr = format!("{address}/{bits}").parse().ok()?;
+            Some(Rule {
+                from: None,
+                from_cidr: Some(cidr),
+            })
+        })
+        .collect();
+    access.deny.extend(closed);
 }
 
 /// How meshd carries one app's traffic.

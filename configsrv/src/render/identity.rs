@@ -54,6 +54,8 @@ pub struct Claims {
     everywhere: BTreeMap<IpAddr, Option<Identity>>,
     /// Addresses with a node-bound claim: resolved per node.
     per_node: BTreeMap<IpAddr, Vec<Claim>>,
+    /// The claims on addresses that several apps use on every node.
+    all: BTreeMap<IpAddr, Vec<Claim>>,
 }
 
 /// Collects every live task's claims on source addresses.
@@ -101,6 +103,9 @@ pub fn claims(state: &ClusterState) -> Claims {
         if list.iter().all(|c| c.seen == Seen::Everywhere) {
             out.everywhere
                 .insert(address, resolve(address, list.iter()));
+            if list.iter().any(|c| c.app != list[0].app) {
+                out.all.insert(address, list);
+            }
         } else {
             out.per_node.insert(address, list);
         }
@@ -109,6 +114,20 @@ pub fn claims(state: &ClusterState) -> Claims {
 }
 
 impl Claims {
+    /// Addresses that several apps speak from on every node, with those
+    /// apps: such an address identifies none of them anywhere, so meshd
+    /// judges it by CIDR rules alone (`allow::close_shared` turns a deny
+    /// naming one of its apps into a deny of the address). Addresses shared
+    /// only away from their home node (a bridge task masqueraded behind its
+    /// agent) are left out: on their home node they identify their app, and
+    /// a deny of the address would refuse it there too.
+    pub fn shared(&self) -> BTreeMap<IpAddr, BTreeSet<AppId>> {
+        self.all
+            .iter()
+            .map(|(a, list)| (*a, list.iter().map(|c| c.app.clone()).collect()))
+            .collect()
+    }
+
     /// The identity table of the node that `hosts` stand for, sorted by address.
     pub fn for_node(&self, hosts: &BTreeSet<String>) -> Vec<Identity> {
         let local = self.per_node.iter().filter_map(|(address, list)| {

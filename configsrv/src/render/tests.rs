@@ -371,3 +371,45 @@ fn a_group_patterns_vhost_given_to_two_apps_goes_to_neither() {
     assert_eq!(vhost_of(&r, "/prod/edge"), Vec::<String>::new());
     assert_eq!(r.errors.len(), 2, "{:?}", r.errors);
 }
+
+#[test]
+fn an_app_a_deny_names_cannot_get_in_through_a_cidr_allow_on_a_shared_address() {
+    use TaskPhase::Running;
+    // /dev/db and /prod/api/y are host-networked on one agent: 10.0.0.1
+    // identifies neither, so meshd judges it by CIDR rules alone, and the
+    // CIDR allow would let /dev/db in although the policy denies /dev/*.
+    let state = ClusterState::new(
+        vec![
+            app(
+                "/dev/db",
+                10100,
+                Networking::Host,
+                vec![task("db.1", "agent-a", Some("10.0.0.1"), Running, true)],
+            ),
+            app(
+                "/prod/api/y",
+                10101,
+                Networking::Host,
+                vec![task("y.1", "agent-a", Some("10.0.0.1"), Running, true)],
+            ),
+        ],
+        vec![],
+    );
+    let p = policies(
+        "apiVersion: palisade/v1\nkind: Policy\ndefaults: {action: deny}\napps:\n  /prod/api/*:\n    allow: [{from_cidr: 10.0.0.0/8}]\n    deny: [{from: /dev/*}]\n",
+    );
+    let r = render(&state, &p);
+    let config = r.nodes.values().next().unwrap();
+    assert!(config
+        .identities
+        .iter()
+        .all(|i| i.address.to_string() != "10.0.0.1"));
+    let svc = config.services.iter().find(|s| s.port.0 == 10101).unwrap();
+    let addr: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    let d = meshd::authz::decide(&svc.access, None, addr);
+    assert_eq!(d.verdict, meshd::authz::Verdict::Deny, "{:?}", svc.access);
+    // Outside clients of the range are still let in.
+    let outside: std::net::IpAddr = "10.9.9.9".parse().unwrap();
+    let d = meshd::authz::decide(&svc.access, None, outside);
+    assert_eq!(d.verdict, meshd::authz::Verdict::Allow);
+}
