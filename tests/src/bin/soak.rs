@@ -145,6 +145,7 @@ pub struct Soak {
     fleet: Mutex<Fleet>,
     balance: Mutex<&'static str>,
     tmpfs: Option<PathBuf>,
+    admins: Vec<SocketAddr>,
     launched: AtomicUsize,
 }
 
@@ -281,7 +282,12 @@ async fn run(duration: Duration, seed: u64) -> bool {
             )
         }
     };
+    let admins: Vec<SocketAddr> = NODES
+        .iter()
+        .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
+        .collect();
     let soak = Arc::new(Soak {
+        admins: admins.clone(),
         _mount: mount,
         configsrv: Mutex::new(spawn_configsrv()),
         spawn_configsrv: Box::new(spawn_configsrv),
@@ -295,11 +301,9 @@ async fn run(duration: Duration, seed: u64) -> bool {
     });
     Fleet::reconcile(&soak.fleet, &soak.sim).await;
 
-    let mut admins = Vec::new();
     let mut procs = Vec::new();
     let url = format!("http://{api}");
-    for node in NODES {
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    for (node, admin) in NODES.iter().zip(admins.clone()) {
         let node_cache = cache.join(node);
         std::fs::create_dir_all(&node_cache).unwrap();
         procs.push(Proc::spawn(
@@ -317,7 +321,6 @@ async fn run(duration: Duration, seed: u64) -> bool {
             ],
             &soak.dir.0,
         ));
-        admins.push(admin);
     }
     let meshd = Arc::new(Mutex::new(procs));
     let shared = Arc::new(Shared {
@@ -456,13 +459,21 @@ async fn run(duration: Duration, seed: u64) -> bool {
         .map(Proc::running)
         .collect();
 
-    // Invariant 4: a whole config in every cache file.
-    for node in NODES {
+    // Invariant 4: a whole config in every cache file, the one running.
+    for (node, admin) in NODES.iter().zip(&admins) {
         let path = cache.join(node).join(format!("{node}.yaml"));
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                if let Err(e) = schemas::parse_node_config(&path.display().to_string(), &text) {
-                    shared.breach(format!("I4 the cache file of {node} does not parse: {e:?}"));
+                match schemas::parse_node_config(&path.display().to_string(), &text) {
+                    Err(e) => {
+                        shared.breach(format!("I4 the cache file of {node} does not parse: {e:?}"))
+                    }
+                    Ok(c) => {
+                        let running = status(*admin).await.map(|s| s["generation"].as_u64());
+                        if running != Ok(Some(c.generation.0)) {
+                            shared.breach(format!("I4 the cache of {node} holds generation {} but meshd runs {running:?}", c.generation.0));
+                        }
+                    }
                 }
             }
             Err(e) => shared.breach(format!("I4 no cache file for {node}: {e}")),

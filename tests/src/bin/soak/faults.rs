@@ -3,7 +3,7 @@
 
 use crate::watch::Fleet;
 use crate::{policy, Rng, Shared, Soak, APPS, NODES};
-use palisade_tests::harness::admin_get;
+use palisade_tests::harness::{admin_get, metric};
 use palisade_tests::marathon_sim::Fault;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -32,6 +32,8 @@ const INVALID: [(&str, &str); 5] = [
     ("zz-extra.yaml", "apiVersion: palisade/v1\nkind: Policy\napps:\n  /soak/tcp:\n    allow:\n      - from_cidr: 127.0.0.0/8\n"),
     ("soak.yaml", "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\napps:\n  /soak/web:\n    protocol: http\n    timeouts: { connect: 0s }\n    allow:\n      - from_cidr: 127.0.0.0/8\n"),
 ];
+
+const CACHE_FAILURES: &str = "palisade_meshd_config_cache_write_failures_total";
 
 const BALANCES: [&str; 3] = ["round_robin", "least_request", "p2c_ewma"];
 
@@ -232,6 +234,17 @@ pub async fn inject(soak: &Soak, shared: &Arc<Shared>, rng: &mut Rng, name: &str
             let Some(cache) = &soak.tmpfs else {
                 return "skipped: no tmpfs".into();
             };
+            let failures = |soak: &Soak| {
+                let admins = soak.admins.clone();
+                async move {
+                    let mut n = 0.0;
+                    for a in admins {
+                        n += metric(a, CACHE_FAILURES).await;
+                    }
+                    n
+                }
+            };
+            let failed_before = failures(soak).await;
             let filler = cache.join("filler");
             let written = fill(&filler);
             // A config change now: every meshd applies it, then fails to cache it.
@@ -239,10 +252,11 @@ pub async fn inject(soak: &Soak, shared: &Arc<Shared>, rng: &mut Rng, name: &str
             let next = BALANCES.iter().copied().find(|b| *b != now).unwrap();
             rewrite_policy(soak, shared, next).await;
             tokio::time::sleep(Duration::from_millis(1000)).await;
+            let failed = failures(soak).await - failed_before;
             let _ = std::fs::remove_file(&filler);
             // And another, cached again.
             rewrite_policy(soak, shared, now).await;
-            format!("filled with {written} bytes; balance {now} -> {next} -> {now}")
+            format!("filled with {written} bytes; balance {now} -> {next} -> {now}; cache writes refused meanwhile: {failed}")
         }
         other => format!("unknown fault {other}"),
     }
