@@ -3,7 +3,7 @@
 
 use crate::watch::Fleet;
 use crate::{policy, Rng, Shared, Soak, APPS, NODES};
-use palisade_tests::harness::{admin_get, metric};
+use palisade_tests::harness::admin_get;
 use palisade_tests::marathon_sim::Fault;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -239,7 +239,17 @@ pub async fn inject(soak: &Soak, shared: &Arc<Shared>, rng: &mut Rng, name: &str
                 async move {
                     let mut n = 0.0;
                     for a in admins {
-                        n += metric(a, CACHE_FAILURES).await;
+                        // Not `harness::metric`: a dead meshd must not stop the report.
+                        let body = admin_get(a, "/metrics")
+                            .await
+                            .map(|(_, b)| b)
+                            .unwrap_or_default();
+                        n += body
+                            .lines()
+                            .find_map(|l| {
+                                l.strip_prefix(CACHE_FAILURES)?.trim().parse::<f64>().ok()
+                            })
+                            .unwrap_or(0.0);
                     }
                     n
                 }
