@@ -30,7 +30,7 @@ const INVALID: [(&str, &str); 5] = [
     ("soak.yaml", "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\napps:\n  /soak/web:\n    protocl: http\n"),
     ("zz-extra.yaml", "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: allow\n"),
     ("zz-extra.yaml", "apiVersion: palisade/v1\nkind: Policy\napps:\n  /soak/tcp:\n    allow:\n      - from_cidr: 127.0.0.0/8\n"),
-    ("soak.yaml", "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\napps:\n  /soak/web:\n    protocol: http\n    timeouts: { connect: 0s }\n    allow:\n      - from_cidr: 127.0.0.0/8\n"),
+    ("zz-extra.yaml", "apiVersion: palisade/v1\nkind: Policy\napps:\n  /soak/other:\n    timeouts: { connect: 0s }\n"),
 ];
 
 const CACHE_FAILURES: &str = "palisade_meshd_config_cache_write_failures_total";
@@ -68,6 +68,24 @@ async fn balance_applied(shared: &Shared, balance: &str, within: Duration) -> bo
             .all(|v| v.balance.get(APPS[0].0).map(String::as_str) == Some(balance));
         if all {
             return true;
+        }
+        if Instant::now() + Duration::from_millis(100) >= end {
+            let behind: Vec<String> = shared
+                .views
+                .lock()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    format!(
+                        "{} {:?} gen {}",
+                        NODES[i],
+                        v.balance.get(APPS[0].0),
+                        v.generation
+                    )
+                })
+                .collect();
+            eprintln!("soak: balance {balance} not everywhere: {behind:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -190,13 +208,22 @@ pub async fn inject(soak: &Soak, shared: &Arc<Shared>, rng: &mut Rng, name: &str
         "policy-invalid" => {
             let (file, body) = INVALID[rng.below(INVALID.len() as u64) as usize];
             let good = *soak.balance.lock().unwrap();
-            let before: Vec<u64> = shared
-                .views
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|v| v.generation)
-                .collect();
+            // Settled first: no generation moved for a second (earlier renders are done).
+            let mut before: Vec<u64> = Vec::new();
+            for _ in 0..50 {
+                let now: Vec<u64> = shared
+                    .views
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.generation)
+                    .collect();
+                if now == before {
+                    break;
+                }
+                before = now;
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+            }
             soak.dir.write(&format!("policies/{file}"), body);
             if !policy_stale(soak, true, Duration::from_secs(5)).await {
                 shared.breach(format!(
