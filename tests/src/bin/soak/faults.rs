@@ -27,7 +27,7 @@ pub const FAULTS: [&str; 10] = [
 /// Policy files that configsrv must refuse, keeping the last good policy.
 const INVALID: [(&str, &str); 5] = [
     ("soak.yaml", "apiVersion: palisade/v1\nkind: Policy\napps:\n  /soak/web: [\n"),
-    ("soak.yaml", "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\napps:\n  /soak/web:\n    protocl: http\n"),
+    ("soak.yaml", "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\napps:\n  /soak/web:\n    protocl: http\n  /soak/tcp:\n    protocol: tcp\n    allow:\n      - from_cidr: 127.0.202.0/24\n"),
     ("zz-extra.yaml", "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: allow\n"),
     ("zz-extra.yaml", "apiVersion: palisade/v1\nkind: Policy\napps:\n  /soak/tcp:\n    allow:\n      - from_cidr: 127.0.0.0/8\n"),
     ("zz-extra.yaml", "apiVersion: palisade/v1\nkind: Policy\napps:\n  /soak/other:\n    timeouts: { connect: 0s }\n"),
