@@ -42,7 +42,11 @@ struct Request {
 
 impl Request {
     fn bytes(&self) -> Vec<u8> {
-        let method = if self.method.is_empty() { "GET" } else { &self.method };
+        let method = if self.method.is_empty() {
+            "GET"
+        } else {
+            &self.method
+        };
         let version = if self.http10 { "HTTP/1.0" } else { "HTTP/1.1" };
         let mut out = format!("{method} {} {version}\r\n", self.target).into_bytes();
         for (name, value) in &self.headers {

@@ -14,7 +14,8 @@ fuzz_target!(|data: &[u8]| {
         for raw in [true, false] {
             let mut buf = BytesMut::from(data);
             let mut out = Vec::new();
-            let Ok(Some(head)) = parse_response_head(&mut buf, expect_body, raw.then_some(&mut out))
+            let Ok(Some(head)) =
+                parse_response_head(&mut buf, expect_body, raw.then_some(&mut out))
             else {
                 continue;
             };

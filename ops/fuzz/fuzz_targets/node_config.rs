@@ -18,6 +18,9 @@ fuzz_target!(|data: &[u8]| {
     let text = config.to_yaml();
     let again = parse_node_config("written.yaml", &text)
         .unwrap_or_else(|e| panic!("written config does not parse back: {e:?}\n{text}"));
-    assert_eq!(config, again, "written config reads back different:\n{text}");
+    assert_eq!(
+        config, again,
+        "written config reads back different:\n{text}"
+    );
     let _ = config.content_revision();
 });

@@ -20,9 +20,30 @@ enum Word {
 }
 
 const KNOWN: &[&str] = &[
-    "tcp", "http", "round_robin", "least_request", "p2c_ewma", "source_hash", "allow", "deny",
-    "enforce", "audit", "true", "false", "null", "~", "", "/", "/*", "*", "0s", "1ms",
-    "example.com", "*.example.com", "/api", "a/../b",
+    "tcp",
+    "http",
+    "round_robin",
+    "least_request",
+    "p2c_ewma",
+    "source_hash",
+    "allow",
+    "deny",
+    "enforce",
+    "audit",
+    "true",
+    "false",
+    "null",
+    "~",
+    "",
+    "/",
+    "/*",
+    "*",
+    "0s",
+    "1ms",
+    "example.com",
+    "*.example.com",
+    "/api",
+    "a/../b",
 ];
 
 impl Word {
@@ -34,7 +55,9 @@ impl Word {
                 .fold(String::new(), |s, p| s + "/" + p),
             Word::Group(a) => format!("/{}/*", parts[usize::from(*a) % parts.len()]),
             Word::Cidr(b, p) => format!("{}.{}.{}.{}/{p}", b[0], b[1], b[2], b[3]),
-            Word::Duration(n, u) => format!("{n}{}", ["ms", "s", "m", "h", "d", ""][usize::from(*u) % 6]),
+            Word::Duration(n, u) => {
+                format!("{n}{}", ["ms", "s", "m", "h", "d", ""][usize::from(*u) % 6])
+            }
             Word::Number(n) => n.to_string(),
             Word::Known(k) => KNOWN[usize::from(*k) % KNOWN.len()].to_owned(),
             Word::Any(s) => s.clone(),
@@ -61,7 +84,12 @@ enum Field {
     MaxConnections(Word),
     Vhost(Vec<Word>),
     PathPrefix(Word),
-    Tls { cert: Word, key: Word, redirect: bool, hsts: Option<Word> },
+    Tls {
+        cert: Word,
+        key: Word,
+        redirect: bool,
+        hsts: Option<Word>,
+    },
     UpstreamTls(Vec<(Word, Word)>),
     Autoscale(Vec<(Word, Word)>),
     Unknown(Word, Word),
@@ -85,7 +113,12 @@ impl Doc {
     fn yaml(&self) -> String {
         let mut out = String::from("apiVersion: palisade/v1\nkind: Policy\n");
         if let Some((action, mode)) = &self.defaults {
-            let _ = writeln!(out, "defaults:\n  action: {}\n  mode: {}", action.yaml(), mode.yaml());
+            let _ = writeln!(
+                out,
+                "defaults:\n  action: {}\n  mode: {}",
+                action.yaml(),
+                mode.yaml()
+            );
         }
         out.push_str("apps:\n");
         for (key, fields) in &self.apps {
@@ -95,37 +128,63 @@ impl Doc {
             }
             for f in fields {
                 match f {
-                    Field::Protocol(w) => { let _ = writeln!(out, "    protocol: {}", w.yaml()); }
-                    Field::Balance(w) => { let _ = writeln!(out, "    balance: {}", w.yaml()); }
+                    Field::Protocol(w) => {
+                        let _ = writeln!(out, "    protocol: {}", w.yaml());
+                    }
+                    Field::Balance(w) => {
+                        let _ = writeln!(out, "    balance: {}", w.yaml());
+                    }
                     Field::Allow(r) => rules(&mut out, "allow", r),
                     Field::Deny(r) => rules(&mut out, "deny", r),
                     Field::Timeouts(t) => {
                         out.push_str("    timeouts:\n");
-                        let names = ["connect", "request_header", "idle", "response", "tunnel_idle"];
+                        let names = [
+                            "connect",
+                            "request_header",
+                            "idle",
+                            "response",
+                            "tunnel_idle",
+                        ];
                         for (n, w) in t {
-                            let _ = writeln!(out, "      {}: {}", names[usize::from(*n) % 5], w.yaml());
+                            let _ =
+                                writeln!(out, "      {}: {}", names[usize::from(*n) % 5], w.yaml());
                         }
                     }
-                    Field::MaxConnections(w) => { let _ = writeln!(out, "    max_connections: {}", w.yaml()); }
+                    Field::MaxConnections(w) => {
+                        let _ = writeln!(out, "    max_connections: {}", w.yaml());
+                    }
                     Field::Vhost(v) => {
                         let list: Vec<String> = v.iter().map(Word::yaml).collect();
                         let _ = writeln!(out, "    vhost: [{}]", list.join(", "));
                     }
-                    Field::PathPrefix(w) => { let _ = writeln!(out, "    path_prefix: {}", w.yaml()); }
-                    Field::Tls { cert, key, redirect, hsts } => {
+                    Field::PathPrefix(w) => {
+                        let _ = writeln!(out, "    path_prefix: {}", w.yaml());
+                    }
+                    Field::Tls {
+                        cert,
+                        key,
+                        redirect,
+                        hsts,
+                    } => {
                         let _ = writeln!(out, "    tls:\n      cert: {}\n      key: {}\n      redirect_https: {redirect}", cert.yaml(), key.yaml());
                         if let Some(h) = hsts {
                             let _ = writeln!(out, "      hsts: {}", h.yaml());
                         }
                     }
                     Field::UpstreamTls(kv) | Field::Autoscale(kv) => {
-                        let name = if matches!(f, Field::UpstreamTls(_)) { "upstream_tls" } else { "autoscale" };
+                        let name = if matches!(f, Field::UpstreamTls(_)) {
+                            "upstream_tls"
+                        } else {
+                            "autoscale"
+                        };
                         let _ = writeln!(out, "    {name}:");
                         for (k, v) in kv {
                             let _ = writeln!(out, "      {}: {}", k.yaml(), v.yaml());
                         }
                     }
-                    Field::Unknown(k, v) => { let _ = writeln!(out, "    {}: {}", k.yaml(), v.yaml()); }
+                    Field::Unknown(k, v) => {
+                        let _ = writeln!(out, "    {}: {}", k.yaml(), v.yaml());
+                    }
                 }
             }
         }

@@ -22,13 +22,20 @@ fuzz_target!(|data: &[u8]| {
     let Some((&knob, stream)) = data.split_first() else {
         return;
     };
-    let limit = if knob & 0x80 == 0 { 1 << 20 } else { usize::from(knob & 0x3f) + 1 };
+    let limit = if knob & 0x80 == 0 {
+        1 << 20
+    } else {
+        usize::from(knob & 0x3f) + 1
+    };
     let step = usize::from(knob & 0x0f) + 1;
     let whole = run(limit, stream, stream.len());
     let pieces = run(limit, stream, step);
     let bytewise = run(limit, stream, 1);
     for frame in &whole.0 {
-        assert!(frame.data.len() <= limit, "an event over the limit got through");
+        assert!(
+            frame.data.len() <= limit,
+            "an event over the limit got through"
+        );
         let _ = parse_event(&frame.data);
     }
     // Where the stream is cut cannot decide whether it overflows.

@@ -64,7 +64,10 @@ impl RuleIn {
                         u128::from(v6) & u128::MAX.checked_shl(128 - prefix).unwrap_or(0),
                     )),
                 };
-                (None, Some(format!("{masked}/{prefix}").parse::<Cidr>().ok()?))
+                (
+                    None,
+                    Some(format!("{masked}/{prefix}").parse::<Cidr>().ok()?),
+                )
             }
             RuleIn::Pattern(s) => (Some(s.parse::<AppPattern>().ok()?), None),
         };
@@ -93,8 +96,16 @@ fn matches(rule: &Rule, app: Option<&AppId>, addr: IpAddr) -> bool {
 fuzz_target!(|input: Input| {
     let access = Access {
         policy: None,
-        default_action: if input.default_deny { Action::Deny } else { Action::Allow },
-        mode: if input.audit { Mode::Audit } else { Mode::Enforce },
+        default_action: if input.default_deny {
+            Action::Deny
+        } else {
+            Action::Allow
+        },
+        mode: if input.audit {
+            Mode::Audit
+        } else {
+            Mode::Enforce
+        },
         allow: input.allow.iter().filter_map(RuleIn::rule).collect(),
         deny: input.deny.iter().filter_map(RuleIn::rule).collect(),
     };
@@ -108,13 +119,20 @@ fuzz_target!(|input: Input| {
         let Ok(app) = app_name(*app, *depth).parse::<AppId>() else {
             continue;
         };
-        identities.push(Identity { address, app, tasks: Vec::new() });
+        identities.push(Identity {
+            address,
+            app,
+            tasks: Vec::new(),
+        });
     }
     let table = IdentityTable::new(&identities);
     let peer = input.peer.ip();
     let found = table.lookup(peer);
     assert_eq!(found, table.lookup(canonical(peer)));
-    assert_eq!(found, identities.iter().position(|i| i.address == canonical(peer)));
+    assert_eq!(
+        found,
+        identities.iter().position(|i| i.address == canonical(peer))
+    );
     let app = found.map(|i| &identities[i].app);
 
     // As `snapshot::Route::authorize` does: a known source is decided at
@@ -141,14 +159,18 @@ fuzz_target!(|input: Input| {
     assert_eq!(decision.verdict, verdict);
     // The same peer seen through a dual-stack socket gets the same verdict
     // (IPv6 ranges written over the mapped space aside).
-    let v6_ranges = access.allow.iter().chain(&access.deny).any(|r| {
-        r.from_cidr.is_some_and(|c| c.to_string().contains(':'))
-    });
+    let v6_ranges = access
+        .allow
+        .iter()
+        .chain(&access.deny)
+        .any(|r| r.from_cidr.is_some_and(|c| c.to_string().contains(':')));
     if let (IpAddr::V4(v4), false) = (peer, v6_ranges) {
         let mapped = IpAddr::V6(v4.to_ipv6_mapped());
         let app6 = table.lookup(mapped).map(|i| &identities[i].app);
         assert_eq!(app6, app);
-        let at6 = table.lookup(mapped).map_or(mapped, |i| identities[i].address);
+        let at6 = table
+            .lookup(mapped)
+            .map_or(mapped, |i| identities[i].address);
         assert_eq!(decide(&access, app6, at6).verdict, decision.verdict);
     }
 });
