@@ -226,151 +226,7 @@ impl Conn {
         expect_body: bool,
         raw: Option<&mut Vec<u8>>,
     ) -> Result<Option<Head>, ExchangeError> {
-        // Left uninitialised: filling 100 empty slots on every response
-        // costs more than parsing a short head.
-        let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut []);
-        let len = match httparse::ParserConfig::default()
-            .parse_response_with_uninit_headers(&mut resp, &self.buf, &mut slots)
-        {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(e) => return Err(ExchangeError::Malformed(e.to_string())),
-        };
-        let code = resp.code.unwrap_or(0);
-        let status =
-            StatusCode::from_u16(code).map_err(|e| ExchangeError::Malformed(e.to_string()))?;
-        let http11 = resp.version == Some(1);
-        // One pass over the raw headers finds what framing and reuse depend on.
-        let (mut close, mut keep_alive, mut lists_names) = (false, false, false);
-        let mut framing_fields = FramingFields::default();
-        // Which headers are framing fields, by index (at most MAX_HEADERS),
-        // so the copy below skips them without comparing names again.
-        let mut framing_at = 0u128;
-        for (i, h) in resp.headers.iter().enumerate() {
-            let name = h.name.as_bytes();
-            if name.eq_ignore_ascii_case(b"connection") {
-                for t in tokens(h.value) {
-                    if t.eq_ignore_ascii_case(b"close") {
-                        close = true;
-                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                        keep_alive = true;
-                    } else if !t.eq_ignore_ascii_case(b"upgrade") {
-                        lists_names = true;
-                    }
-                }
-            } else if framing_fields.take(name, h.value) {
-                framing_at |= 1 << i;
-            }
-        }
-        let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-        let never_length = status.is_informational() || status == StatusCode::NO_CONTENT;
-        let no_body = !expect_body || status == StatusCode::NOT_MODIFIED;
-        let body = framing_fields
-            .response(no_body, never_length)
-            .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
-        let framing = body.framing;
-        let reusable = !close && (http11 || keep_alive) && framing != Framing::Close && !switching;
-        let headers = match raw {
-            Some(out) => {
-                // The client gets HTTP/1.1 whatever the backend spoke, and
-                // only end-to-end headers; meshd adds its own framing.
-                out.extend_from_slice(b"HTTP/1.1 ");
-                out.extend_from_slice(status.as_str().as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
-                out.extend_from_slice(b"\r\n");
-                for (i, h) in resp.headers.iter().enumerate() {
-                    let name = h.name.as_bytes();
-                    if framing_at >> i & 1 == 1
-                        || hop_by_hop(name, switching)
-                        || (lists_names && listed_in_connection(resp.headers, name))
-                    {
-                        continue;
-                    }
-                    out.extend_from_slice(name);
-                    out.extend_from_slice(b": ");
-                    out.extend_from_slice(h.value);
-                    out.extend_from_slice(b"\r\n");
-                }
-                if switching {
-                    out.extend_from_slice(b"connection: upgrade\r\n");
-                }
-                self.buf.advance(len);
-                HeaderMap::new()
-            }
-            None => {
-                // Header values are slices of the head: share its bytes instead of copying each.
-                let base = self.buf.as_ptr() as usize;
-                // The length meshd frames the body with, if it sends one.
-                let length = match (body.framing, body.declared) {
-                    (Framing::Length(n), _) | (Framing::Empty, Some(n)) => Some(n),
-                    _ => None,
-                };
-                // The backend's own Content-Length is shared rather than
-                // formatted anew when it already reads as meshd would write it
-                // (FramingFields checked that every copy says the same).
-                let mut length_kept = false;
-                let mut keep_length = |value: &[u8]| {
-                    let canonical = !value.is_empty()
-                        && value.iter().all(u8::is_ascii_digit)
-                        && (value.len() == 1 || value[0] != b'0');
-                    let keep = length.is_some() && canonical && !length_kept;
-                    length_kept |= keep;
-                    keep
-                };
-                // Hop-by-hop headers stop here, as in the raw head.
-                let spans: Vec<(HeaderName, usize, usize)> = resp
-                    .headers
-                    .iter()
-                    .filter(|h| {
-                        let name = h.name.as_bytes();
-                        let framing_field = is_framing(name)
-                            && !(name.eq_ignore_ascii_case(b"content-length")
-                                && keep_length(h.value));
-                        !(hop_by_hop(name, switching)
-                            || framing_field
-                            || (lists_names && listed_in_connection(resp.headers, name)))
-                    })
-                    .map(|h| {
-                        let name = HeaderName::from_bytes(h.name.as_bytes())
-                            .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
-                        let start = h.value.as_ptr() as usize - base;
-                        Ok((name, start, start + h.value.len()))
-                    })
-                    .collect::<Result<_, ExchangeError>>()?;
-                let raw = self.buf.split_to(len).freeze();
-                let mut headers = HeaderMap::with_capacity(spans.len());
-                for (name, start, end) in spans {
-                    let value = HeaderValue::from_maybe_shared(raw.slice(start..end))
-                        .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
-                    headers.append(name, value);
-                }
-                if switching {
-                    headers.insert(
-                        hyper::header::CONNECTION,
-                        HeaderValue::from_static("upgrade"),
-                    );
-                }
-                // HTTP/2 frames by DATA and END_STREAM and has no transfer
-                // codings: a coded body cannot pass without losing them.
-                if body.codings.is_some() {
-                    return Err(ExchangeError::Malformed(
-                        "transfer codings other than chunked".into(),
-                    ));
-                }
-                if let Some(n) = length.filter(|_| !length_kept) {
-                    headers.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(n));
-                }
-                headers
-            }
-        };
-        Ok(Some(Head {
-            status,
-            headers,
-            body,
-            reusable,
-        }))
+        parse_response_head(&mut self.buf, expect_body, raw)
     }
 
     /// The read buffer and the stream, for reading a body in place.
@@ -382,6 +238,162 @@ impl Conn {
     pub fn into_parts(self) -> (UpstreamIo, Bytes) {
         (self.io, self.buf.freeze())
     }
+}
+
+/// Parses the response head at the front of `buf` as a backend connection
+/// does: `Ok(None)` while it is incomplete; once parsed, the head's bytes
+/// are taken from `buf` and the body's follow. Public for the fuzz targets
+/// (`ops/fuzz`), which feed it arbitrary bytes.
+pub fn parse_response_head(
+    buf: &mut BytesMut,
+    expect_body: bool,
+    raw: Option<&mut Vec<u8>>,
+) -> Result<Option<Head>, ExchangeError> {
+    // Left uninitialised: filling 100 empty slots on every response
+    // costs more than parsing a short head.
+    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        &buf[..],
+        &mut slots,
+    ) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(ExchangeError::Malformed(e.to_string())),
+    };
+    let code = resp.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|e| ExchangeError::Malformed(e.to_string()))?;
+    let http11 = resp.version == Some(1);
+    // One pass over the raw headers finds what framing and reuse depend on.
+    let (mut close, mut keep_alive, mut lists_names) = (false, false, false);
+    let mut framing_fields = FramingFields::default();
+    // Which headers are framing fields, by index (at most MAX_HEADERS),
+    // so the copy below skips them without comparing names again.
+    let mut framing_at = 0u128;
+    for (i, h) in resp.headers.iter().enumerate() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"connection") {
+            for t in tokens(h.value) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                } else if !t.eq_ignore_ascii_case(b"upgrade") {
+                    lists_names = true;
+                }
+            }
+        } else if framing_fields.take(name, h.value) {
+            framing_at |= 1 << i;
+        }
+    }
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    let never_length = status.is_informational() || status == StatusCode::NO_CONTENT;
+    let no_body = !expect_body || status == StatusCode::NOT_MODIFIED;
+    let body = framing_fields
+        .response(no_body, never_length)
+        .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
+    let framing = body.framing;
+    let reusable = !close && (http11 || keep_alive) && framing != Framing::Close && !switching;
+    let headers = match raw {
+        Some(out) => {
+            // The client gets HTTP/1.1 whatever the backend spoke, and
+            // only end-to-end headers; meshd adds its own framing.
+            out.extend_from_slice(b"HTTP/1.1 ");
+            out.extend_from_slice(status.as_str().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+            out.extend_from_slice(b"\r\n");
+            for (i, h) in resp.headers.iter().enumerate() {
+                let name = h.name.as_bytes();
+                if framing_at >> i & 1 == 1
+                    || hop_by_hop(name, switching)
+                    || (lists_names && listed_in_connection(resp.headers, name))
+                {
+                    continue;
+                }
+                out.extend_from_slice(name);
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(h.value);
+                out.extend_from_slice(b"\r\n");
+            }
+            if switching {
+                out.extend_from_slice(b"connection: upgrade\r\n");
+            }
+            buf.advance(len);
+            HeaderMap::new()
+        }
+        None => {
+            // Header values are slices of the head: share its bytes instead of copying each.
+            let base = buf.as_ptr() as usize;
+            // The length meshd frames the body with, if it sends one.
+            let length = match (body.framing, body.declared) {
+                (Framing::Length(n), _) | (Framing::Empty, Some(n)) => Some(n),
+                _ => None,
+            };
+            // The backend's own Content-Length is shared rather than
+            // formatted anew when it already reads as meshd would write it
+            // (FramingFields checked that every copy says the same).
+            let mut length_kept = false;
+            let mut keep_length = |value: &[u8]| {
+                let canonical = !value.is_empty()
+                    && value.iter().all(u8::is_ascii_digit)
+                    && (value.len() == 1 || value[0] != b'0');
+                let keep = length.is_some() && canonical && !length_kept;
+                length_kept |= keep;
+                keep
+            };
+            // Hop-by-hop headers stop here, as in the raw head.
+            let spans: Vec<(HeaderName, usize, usize)> = resp
+                .headers
+                .iter()
+                .filter(|h| {
+                    let name = h.name.as_bytes();
+                    let framing_field = is_framing(name)
+                        && !(name.eq_ignore_ascii_case(b"content-length") && keep_length(h.value));
+                    !(hop_by_hop(name, switching)
+                        || framing_field
+                        || (lists_names && listed_in_connection(resp.headers, name)))
+                })
+                .map(|h| {
+                    let name = HeaderName::from_bytes(h.name.as_bytes())
+                        .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
+                    let start = h.value.as_ptr() as usize - base;
+                    Ok((name, start, start + h.value.len()))
+                })
+                .collect::<Result<_, ExchangeError>>()?;
+            let raw = buf.split_to(len).freeze();
+            let mut headers = HeaderMap::with_capacity(spans.len());
+            for (name, start, end) in spans {
+                let value = HeaderValue::from_maybe_shared(raw.slice(start..end))
+                    .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
+                headers.append(name, value);
+            }
+            if switching {
+                headers.insert(
+                    hyper::header::CONNECTION,
+                    HeaderValue::from_static("upgrade"),
+                );
+            }
+            // HTTP/2 frames by DATA and END_STREAM and has no transfer
+            // codings: a coded body cannot pass without losing them.
+            if body.codings.is_some() {
+                return Err(ExchangeError::Malformed(
+                    "transfer codings other than chunked".into(),
+                ));
+            }
+            if let Some(n) = length.filter(|_| !length_kept) {
+                headers.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            headers
+        }
+    };
+    Ok(Some(Head {
+        status,
+        headers,
+        body,
+        reusable,
+    }))
 }
 
 /// A chunk's size line.

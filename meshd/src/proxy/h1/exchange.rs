@@ -54,7 +54,11 @@ where
                     .clone()
                     .and_then(|r| std::str::from_utf8(&self.buf[r]).ok())
                     .map(edge::normalize_host);
-                let target = std::str::from_utf8(&self.buf[parsed.target.clone()]).unwrap_or("/");
+                let target = parsed
+                    .target
+                    .clone()
+                    .and_then(|r| std::str::from_utf8(&self.buf[r]).ok())
+                    .unwrap_or("/");
                 match edge::choose_by(self.conn, host, target) {
                     Ok((route, decision)) => {
                         let hsts = edge::hsts(self.conn, &route);

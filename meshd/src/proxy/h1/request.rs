@@ -35,8 +35,10 @@ pub struct Parsed {
     /// Where in the buffer the host the request names is: the authority
     /// of an absolute-form target, else its `Host` header.
     pub host: Option<Range<usize>>,
-    /// Where in the buffer the origin-form target (path and query) is.
-    pub target: Range<usize>,
+    /// Where in the buffer the origin-form target (path and query) is;
+    /// `None` when an absolute-form target names no path (`http://host`),
+    /// whose origin form, `/`, is not in the buffer.
+    pub target: Option<Range<usize>>,
 }
 
 /// A request head meshd refuses.
@@ -240,8 +242,14 @@ pub fn rewrite(
         idempotent,
         head: method == "HEAD",
         host: absolute.or(host_header).map(|h| span(buf, h)),
-        target: span(buf, origin_form(target).as_bytes()),
+        target: within(buf, origin_form(target).as_bytes()),
     }))
+}
+
+/// Where `part` lies in `buf`, if it is a slice of it.
+fn within(buf: &[u8], part: &[u8]) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+    (start + part.len() <= buf.len()).then(|| start..start + part.len())
 }
 
 /// Where `part`, a slice of `buf`, lies in it.
@@ -308,13 +316,13 @@ mod tests {
         let raw = "GET /shop/cart?x=1 HTTP/1.1\r\nAccept: */*\r\nHost: Shop.Test:8080\r\n\r\n";
         let (p, _) = run(raw);
         assert_eq!(at(raw, p.host.clone()).as_deref(), Some("Shop.Test:8080"));
-        assert_eq!(&raw[p.target], "/shop/cart?x=1");
+        assert_eq!(&raw[p.target.unwrap()], "/shop/cart?x=1");
 
         // Absolute form: the authority names the host unless a Host header does.
         let raw = "GET http://api.test:81/v1?q HTTP/1.0\r\n\r\n";
         let (p, _) = run(raw);
         assert_eq!(at(raw, p.host.clone()).as_deref(), Some("api.test:81"));
-        assert_eq!(&raw[p.target], "/v1?q");
+        assert_eq!(&raw[p.target.unwrap()], "/v1?q");
         let raw = "GET http://api.test/v1 HTTP/1.1\r\nHost: other.test\r\n\r\n";
         let (p, head) = run(raw);
         assert_eq!(at(raw, p.host).as_deref(), Some("api.test"));
@@ -473,5 +481,20 @@ mod tests {
         let (p, head) = run("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n");
         assert!(!p.upgrade);
         assert!(header(&head, "upgrade").is_empty());
+    }
+
+    #[test]
+    fn an_absolute_target_without_a_path_has_no_span_in_the_buffer() {
+        // Found by ops/fuzz (h1_request): the origin form `/` is not in the
+        // buffer, and its span was computed from a pointer outside it.
+        for raw in [
+            "GET http://x HTTP/1.1\r\nHost: y\r\n\r\n",
+            "GET https://x?q HTTP/1.1\r\nHost: y\r\n\r\n",
+        ] {
+            let (p, head) = run(raw);
+            assert_eq!(p.target, None, "{raw:?}");
+            assert!(head.starts_with("GET / HTTP/1.1\r\n"), "{head}");
+            assert!(p.host.is_some_and(|h| h.end <= p.len));
+        }
     }
 }
