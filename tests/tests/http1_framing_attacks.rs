@@ -164,6 +164,19 @@ async fn chunk_sizes_hosts_and_upgrades_are_parsed_strictly() {
     assert!(seen[0].header("connection").is_empty(), "{seen:#?}");
     rec.clear();
 
+    // An absolute-form target with a query and no path keeps its query,
+    // and its authority is the Host the backend sees (RFC 9112 3.2.2).
+    let r = exchange(
+        dest,
+        b"GET http://app.test?q=1 HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let seen = rec.wait_for(1).await;
+    assert_eq!(seen[0].line(), "GET /?q=1 HTTP/1.1", "{seen:#?}");
+    assert_eq!(seen[0].header("host"), ["app.test"]);
+    rec.clear();
+
     // The client's X-Forwarded-Proto is overwritten on a plain port, and an
     // untrusted client's X-Request-Id is replaced.
     let r = exchange(

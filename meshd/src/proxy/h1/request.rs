@@ -182,7 +182,13 @@ pub fn rewrite(
     // Second pass: the backend's head.
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(origin_form(target).as_bytes());
+    // An absolute target with a query but no path (`http://h?q`) becomes
+    // `/?q`: the query is the backend's to see.
+    let origin = origin_form(target);
+    if origin.starts_with('?') {
+        out.push(b'/');
+    }
+    out.extend_from_slice(origin.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     if let Some(a) = absolute {
         out.extend_from_slice(b"host: ");
@@ -242,7 +248,9 @@ pub fn rewrite(
         idempotent,
         head: method == "HEAD",
         host: absolute.or(host_header).map(|h| span(buf, h)),
-        target: within(buf, origin_form(target).as_bytes()),
+        target: (!origin.starts_with('?'))
+            .then(|| within(buf, origin.as_bytes()))
+            .flatten(),
     }))
 }
 
@@ -277,9 +285,11 @@ fn origin_form(target: &str) -> &str {
             && target.as_bytes()[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
         {
             let rest = &target[scheme.len()..];
+            // `/path?q` as it is; a bare `?q` too (the caller puts the `/`
+            // before it); nothing at all is `/`.
             return match rest.find(['/', '?']) {
-                Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
-                _ => "/",
+                Some(i) => &rest[i..],
+                None => "/",
             };
         }
     }
@@ -468,6 +478,9 @@ mod tests {
         let (p, _) = run("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         assert!(!p.keep_alive);
         assert_eq!(origin_form("http://a.example"), "/");
+        let (p, head) = run("GET http://a.example?q=1 HTTP/1.1\r\nHost: a.example\r\n\r\n");
+        assert!(head.starts_with("GET /?q=1 HTTP/1.1\r\n"), "{head}");
+        assert_eq!(p.target, None, "a target with no path routes as /");
         assert_eq!(origin_form("*"), "*");
     }
 
@@ -487,13 +500,20 @@ mod tests {
     fn an_absolute_target_without_a_path_has_no_span_in_the_buffer() {
         // Found by ops/fuzz (h1_request): the origin form `/` is not in the
         // buffer, and its span was computed from a pointer outside it.
-        for raw in [
-            "GET http://x HTTP/1.1\r\nHost: y\r\n\r\n",
-            "GET https://x?q HTTP/1.1\r\nHost: y\r\n\r\n",
+        for (raw, line) in [
+            (
+                "GET http://x HTTP/1.1\r\nHost: y\r\n\r\n",
+                "GET / HTTP/1.1\r\n",
+            ),
+            // The query is kept: `/?q`, not `/`.
+            (
+                "GET https://x?q HTTP/1.1\r\nHost: y\r\n\r\n",
+                "GET /?q HTTP/1.1\r\n",
+            ),
         ] {
             let (p, head) = run(raw);
             assert_eq!(p.target, None, "{raw:?}");
-            assert!(head.starts_with("GET / HTTP/1.1\r\n"), "{head}");
+            assert!(head.starts_with(line), "{head}");
             assert!(p.host.is_some_and(|h| h.end <= p.len));
         }
     }
