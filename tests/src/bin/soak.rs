@@ -51,10 +51,13 @@ const QUIET_END: Duration = Duration::from_secs(8);
 /// Tasks the simulator may start (addresses 127.0.201.1-254).
 const MAX_LAUNCHED: usize = 230;
 
-const USAGE: &str = "usage: soak [--duration 10m] [--seed N]
+const USAGE: &str = "usage: soak [--duration 10m] [--seed N] [--faults F,..]
 
 Runs the palisade fault soak on 127.0.0.0/8 for DURATION (ms, s, m or h;
 default 10m) with faults drawn from seed N (default: from the clock; printed).
+--faults keeps only the named faults (to chase one); the names are printed
+with each fault and listed in the report. On failure every process's log is
+copied to target/soak-logs/<seed>/.
 Exits 0 when every invariant held, every failed request is explained by a
 fault, and meshd's RSS and descriptors stayed bounded; 1 otherwise.";
 
@@ -174,7 +177,16 @@ fn parse_duration(s: &str) -> Option<Duration> {
     })
 }
 
-fn args() -> Result<(Duration, u64), String> {
+/// What the command line asks for.
+struct Args {
+    duration: Duration,
+    seed: u64,
+    /// The faults to draw from: all, or those `--faults` names.
+    faults: Vec<&'static str>,
+}
+
+fn args() -> Result<Args, String> {
+    let mut faults = faults::FAULTS.to_vec();
     let mut duration = Duration::from_secs(600);
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -194,17 +206,37 @@ fn args() -> Result<(Duration, u64), String> {
                 let v = it.next().ok_or("--seed needs a value")?;
                 seed = v.parse().map_err(|_| format!("bad seed {v:?}"))?;
             }
+            "--faults" => {
+                let v = it.next().ok_or("--faults needs a value")?;
+                faults = v
+                    .split(',')
+                    .map(|name| {
+                        faults::FAULTS
+                            .iter()
+                            .copied()
+                            .find(|f| *f == name.trim())
+                            .ok_or(format!(
+                                "unknown fault {name:?}; known: {:?}",
+                                faults::FAULTS
+                            ))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
     if duration < Duration::from_secs(30) {
         return Err("--duration must be at least 30s (warm-up and settling take 20s)".into());
     }
-    Ok((duration, seed))
+    Ok(Args {
+        duration,
+        seed,
+        faults,
+    })
 }
 
 fn main() {
-    let (duration, seed) = match args() {
+    let args = match args() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("soak: {e}");
@@ -216,7 +248,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let ok = rt.block_on(run(duration, seed));
+    let ok = rt.block_on(run(args));
     rt.shutdown_timeout(Duration::from_secs(2));
     std::process::exit(if ok { 0 } else { 1 });
 }
@@ -237,7 +269,12 @@ async fn post_app(sim: &MarathonSim, id: &str, port: u16) {
     assert_eq!(r.status().as_u16(), 201, "posting {id}");
 }
 
-async fn run(duration: Duration, seed: u64) -> bool {
+async fn run(args: Args) -> bool {
+    let Args {
+        duration,
+        seed,
+        faults: chosen,
+    } = args;
     println!("soak: seed {seed}, duration {duration:?} (rerun: ops/soak/run --duration {}s --seed {seed})", duration.as_secs());
     let dir = Scratch::new("soak");
     dir.write("policies/soak.yaml", &policy("round_robin"));
@@ -409,7 +446,7 @@ async fn run(duration: Duration, seed: u64) -> bool {
     let mut round: Vec<&'static str> = Vec::new();
     while Instant::now() + QUIET_END < end {
         if round.is_empty() {
-            round = faults::FAULTS.to_vec();
+            round = chosen.clone();
             for i in (1..round.len()).rev() {
                 round.swap(i, rng.below(i as u64 + 1) as usize);
             }
@@ -479,7 +516,7 @@ async fn run(duration: Duration, seed: u64) -> bool {
             Err(e) => shared.breach(format!("I4 no cache file for {node}: {e}")),
         }
     }
-    report(
+    let ok = report(
         &shared,
         &record,
         Report {
@@ -490,7 +527,11 @@ async fn run(duration: Duration, seed: u64) -> bool {
             fds_after,
             alive,
         },
-    )
+    );
+    if !ok {
+        keep_logs(&soak.dir.0, seed);
+    }
+    ok
 }
 
 struct Report {
@@ -610,4 +651,23 @@ fn report(shared: &Shared, record: &[FaultRecord], r: Report) -> bool {
     ok &= breaches.is_empty();
     println!("soak: {}", if ok { "PASS" } else { "FAIL" });
     ok
+}
+
+/// Copies every process's log out of the scratch directory, which is
+/// removed on exit, so a failed run can be read afterwards.
+fn keep_logs(scratch: &std::path::Path, seed: u64) {
+    let to = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/soak-logs")
+        .join(seed.to_string());
+    let _ = std::fs::create_dir_all(&to);
+    let Ok(entries) = std::fs::read_dir(scratch) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "log") {
+            let _ = std::fs::copy(&path, to.join(e.file_name()));
+        }
+    }
+    println!("soak: logs kept in {}", to.display());
 }
