@@ -2,6 +2,7 @@
 //! long-poll, the node list, source status, and Prometheus metrics.
 
 use crate::publish::http::NodeStore;
+use crate::reconcile::view::{Status, View};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,16 +11,17 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use schemas::NodeName;
 use serde::Deserialize;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// What the API reads.
 #[derive(Debug, Clone)]
 pub struct ApiState {
     /// Published node configs.
     pub store: Arc<NodeStore>,
-    /// The `/v1/status` document, kept current by the state loop.
-    pub status: Arc<Mutex<serde_json::Value>>,
+    /// The reconciler's latest picture (`/v1/status` and friends).
+    pub view: watch::Receiver<Arc<View>>,
     /// Metrics.
     pub prometheus: PrometheusHandle,
     /// The token state-changing requests need (`--api-token-file`).
@@ -133,14 +135,8 @@ async fn nodes(State(state): State<ApiState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "nodes": list }))
 }
 
-async fn status(State(state): State<ApiState>) -> Json<serde_json::Value> {
-    Json(
-        state
-            .status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone(),
-    )
+async fn status(State(state): State<ApiState>) -> Json<Status> {
+    Json(state.view.borrow().status.clone())
 }
 
 async fn metrics(State(state): State<ApiState>) -> String {

@@ -3,6 +3,7 @@
 //!
 //! Flow, one way: `sources` (Marathon, Mesos, policy dir, offline snapshots)
 //! -> `state` (ClusterState) -> `render` (pure) -> `publish` (number, write).
+//! `reconcile` is the state machine that drives state, render and publish.
 //! `serve` wiring lives in `app`, its HTTP API in `api`; `cli` and `main`
 //! sit at the edge; `error` holds the typed errors.
 
@@ -11,6 +12,7 @@ pub mod app;
 pub mod cli;
 pub mod error;
 pub mod publish;
+pub mod reconcile;
 pub mod render;
 pub mod sources;
 pub mod state;
