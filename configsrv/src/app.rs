@@ -12,6 +12,7 @@ use crate::reconcile::{Action, Event, Reconciler};
 use crate::render::Rendered;
 use crate::sources::marathon::follow::{follow, FollowOptions};
 use crate::sources::marathon::rest::{ClientOptions, MarathonClient};
+use crate::sources::policy_git::LoadError;
 use crate::sources::{mesos, policy_dir};
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -77,6 +78,16 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The start-up error for invalid policies: every problem on a line of its
+/// own, so an operator (or `grep`) reads them as `validate` prints them.
+fn invalid_at_start(what: &str, problems: &[String]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what}; fix it before starting ({} problem(s)):\n{}",
+        problems.len(),
+        problems.join("\n")
+    )
+}
+
 /// Runs `configsrv serve` until told to stop.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let recorder = PrometheusBuilder::new().build_recorder();
@@ -89,10 +100,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 .with_context(|| format!("reading policy directory {}", dir.display()))?;
             let set = policy_dir::load_policies(&files).map_err(|errors| {
                 let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                anyhow::anyhow!(
-                    "the policy directory is invalid; fix it before starting:\n{}",
-                    lines.join("\n")
-                )
+                invalid_at_start("the policy directory is invalid", &lines)
             })?;
             (set, None)
         }
@@ -101,7 +109,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 .fetch()
                 .await
                 .with_context(|| format!("fetching the policy repository {}", repo.shown()))?;
-            let set = repo.load(&head).await.map_err(anyhow::Error::msg)?;
+            let set = repo.load(&head).await.map_err(|e| match e {
+                LoadError::Invalid { commit, problems } => invalid_at_start(
+                    &format!("commit {commit} of {} is invalid", repo.shown()),
+                    &problems,
+                ),
+                LoadError::Read(e) => anyhow::anyhow!(e),
+            })?;
             tracing::info!(repo = %repo.shown(), branch = %repo.branch, commit = %head, "policies from Git");
             (set, Some(head))
         }

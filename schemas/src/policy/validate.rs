@@ -2,6 +2,7 @@
 //! each file, then the merge, where one app defined twice names both files,
 //! and so does one edge host and path claimed by two apps (`vhost`).
 
+mod every;
 mod vhost;
 
 pub use vhost::route_key;
@@ -9,7 +10,7 @@ pub use vhost::route_key;
 use super::{AppPolicy, Defaults, Policy, Rule};
 use crate::duration::Duration;
 use crate::ids::{AppId, AppPattern};
-use crate::span::{from_yaml_error, locate, ConfigError, Location, Seg};
+use crate::span::{locate, ConfigError, Location, Seg};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Every file parsed and merged: the set, the problems that make the merge
@@ -98,10 +99,15 @@ pub struct PolicySet {
     pub commit: Option<String>,
 }
 
-/// Parses one policy file strictly and checks what serde cannot.
+/// Parses one policy file strictly and checks what serde cannot; on failure,
+/// every problem found in the file, in the order of their lines.
 pub fn parse_policy_file(file: &str, source: &str) -> Result<Policy, Vec<ConfigError>> {
-    let policy: Policy =
-        yaml_serde::from_str(source).map_err(|e| vec![from_yaml_error(file, &e)])?;
+    let text = yaml_serde::Deserializer::from_str(source);
+    let policy: Policy = serde_path_to_error::deserialize(text).map_err(|first| {
+        let mut errors = every::every_problem(file, source, first);
+        errors.sort_by_key(|e| (e.line, e.col));
+        errors
+    })?;
     let errors: Vec<ConfigError> = policy
         .apps
         .iter()
