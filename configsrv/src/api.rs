@@ -30,6 +30,10 @@ pub struct ApiState {
     pub node_token: Option<String>,
     /// Wakes the Git follower (push webhook).
     pub git_kick: Arc<tokio::sync::Notify>,
+    /// The nodes whose meshd asks for its config.
+    pub followers: Arc<crate::followers::Followers>,
+    /// Wakes the state loop when a new node starts following.
+    pub new_follower: Arc<tokio::sync::Notify>,
 }
 
 /// The router.
@@ -79,6 +83,9 @@ async fn node_config(
         Some(Ok(d)) => d.0.min(MAX_WAIT),
         Some(Err(e)) => return (StatusCode::BAD_REQUEST, format!("wait: {e}\n")).into_response(),
     };
+    if state.followers.note(&node, std::time::Instant::now()) {
+        state.new_follower.notify_one();
+    }
     let seen = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

@@ -5,6 +5,7 @@
 //! SIGTERM or Ctrl-C. Only I/O here; the decisions are in `reconcile`.
 
 use crate::api::{self, ApiState};
+use crate::followers::Followers;
 use crate::publish::http::NodeStore;
 use crate::publish::{assign_generation, files, Previous};
 use crate::reconcile::view::View;
@@ -13,7 +14,7 @@ use crate::render::Rendered;
 use crate::sources::marathon::follow::{follow, FollowOptions};
 use crate::sources::marathon::rest::{ClientOptions, MarathonClient};
 use crate::sources::policy_git::LoadError;
-use crate::sources::{mesos, policy_dir};
+use crate::sources::{mesos, policy_dir, SourceEvent};
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use schemas::{Generation, NodeName};
@@ -129,6 +130,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API on {}", opts.listen))?;
     let git_kick = Arc::new(tokio::sync::Notify::new());
+    let followers = Arc::new(Followers::default());
+    let new_follower = Arc::new(tokio::sync::Notify::new());
     let api = api::router(ApiState {
         store: Arc::clone(&store),
         view: view_rx,
@@ -136,6 +139,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         token: opts.api_token.clone(),
         node_token: opts.node_token.clone(),
         git_kick: Arc::clone(&git_kick),
+        followers: Arc::clone(&followers),
+        new_follower: Arc::clone(&new_follower),
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, api).await {
@@ -172,6 +177,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         let limit = opts.marathon.max_body;
         tokio::spawn(mesos::poll(url, Duration::from_secs(30), limit, tx.clone()));
     }
+    tokio::spawn(report_followers(followers, new_follower, tx.clone()));
     drop(tx);
 
     let mut run = Executor {
@@ -247,6 +253,25 @@ impl Executor {
                     self.view.send_replace(v);
                 }
             }
+        }
+    }
+}
+
+/// Hands the state loop the nodes whose meshd follows configsrv: at once
+/// when a new one asks, and every minute so the forgotten ones drop out.
+async fn report_followers(
+    followers: Arc<Followers>,
+    new_follower: Arc<tokio::sync::Notify>,
+    tx: mpsc::Sender<SourceEvent>,
+) {
+    loop {
+        tokio::select! {
+            () = new_follower.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        let current = followers.current(std::time::Instant::now());
+        if tx.send(SourceEvent::Followers(current)).await.is_err() {
+            return;
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod error;
+pub mod followers;
 pub mod publish;
 pub mod reconcile;
 pub mod render;

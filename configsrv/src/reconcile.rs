@@ -267,7 +267,8 @@ impl Reconciler {
                     return false;
                 }
                 let apps = keep_last_good(&self.state, apps, &broken);
-                let next = ClusterState::new(apps, self.state.agents.clone());
+                let next = ClusterState::new(apps, self.state.agents.clone())
+                    .with_followers(self.state.followers.clone());
                 self.mark(Source::Marathon, None, out);
                 // The first good read renders even when it matches the empty
                 // start: the nodes must get their files.
@@ -298,7 +299,12 @@ impl Reconciler {
             }
             SourceEvent::MesosAgents(Ok(agents)) => {
                 self.mark(Source::Mesos, None, out);
-                let next = ClusterState::new(self.state.apps.clone(), agents);
+                let next = ClusterState::new(self.state.apps.clone(), agents)
+                    .with_followers(self.state.followers.clone());
+                self.replace_state(next)
+            }
+            SourceEvent::Followers(followers) => {
+                let next = self.state.clone().with_followers(followers);
                 self.replace_state(next)
             }
             SourceEvent::MesosAgents(Err(e)) => {

@@ -402,3 +402,18 @@ fn the_view_lists_apps_with_instances_and_service_ports() {
     // Nothing a reader sees changed: no new view.
     assert!(last_view(&r.on_timer(t0)).is_none());
 }
+
+#[test]
+fn a_node_whose_meshd_follows_gets_a_config_and_keeps_it_across_reads() {
+    let t0 = Instant::now();
+    let mut r = reconciler();
+    r.on_event(read(vec![app("/web", 10000, 1)]), t0);
+    render_now(&mut r, t0);
+    let follower: schemas::NodeName = "127.0.0.9".parse().unwrap();
+    let event = Event::Source(SourceEvent::Followers(vec![follower.clone()]));
+    assert!(scheduled(&r.on_event(event, t0)).is_some());
+    assert!(render_now(&mut r, t0).nodes.contains_key(&follower));
+    // A later full read of Marathon keeps the follower.
+    r.on_event(read(vec![app("/web", 10000, 2)]), t0);
+    assert!(render_now(&mut r, t0).nodes.contains_key(&follower));
+}
