@@ -197,10 +197,11 @@ impl Reconciler {
     /// The picture readers see.
     pub fn view(&self) -> View {
         let mut app_errors = self.app_errors.clone();
-        for key in &self.policy.broken_apps {
-            app_errors.entry(key.clone()).or_default().push(format!(
-                "policy entry {key} is invalid; its last good settings stay (see the policy problems)"
-            ));
+        for (key, errors) in &self.policy.app_errors {
+            app_errors
+                .entry(key.clone())
+                .or_default()
+                .extend(errors.iter().cloned());
         }
         View {
             status: Status {
@@ -357,10 +358,16 @@ impl Reconciler {
         }
         let error = (!errors.is_empty()).then(|| errors.join("; "));
         self.mark(Source::Policy, error, out);
+        let app_errors = read
+            .app_errors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().map(ToString::to_string).collect()))
+            .collect();
         self.policy = PolicyView {
             set: set.clone(),
             problems: errors,
             broken_apps: read.broken_apps,
+            app_errors,
         };
         let changed = set != self.policies;
         self.policies = set;

@@ -348,7 +348,10 @@ fn an_invalid_policy_keeps_the_last_good_one_and_marks_policy_stale() {
     let view = last_view(&actions).unwrap();
     assert!(view.policy.broken_apps.contains("/web"));
     assert_eq!(view.policy.set.apps.len(), 2);
-    assert!(view.app_errors.contains_key("/web"));
+    assert!(
+        view.app_errors["/web"][0].starts_with("web.yaml:5:5: "),
+        "{view:?}"
+    );
     let after = render_now(&mut r, t0);
     assert_eq!(access(&after), access(&good), "/web keeps its allow-list");
     assert_eq!(r.view().apps[0].protocol, schemas::Protocol::Http);

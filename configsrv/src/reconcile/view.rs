@@ -82,6 +82,8 @@ pub struct PolicyView {
     pub problems: Vec<String>,
     /// Entries (as written) that keep their last good settings.
     pub broken_apps: BTreeSet<String>,
+    /// The problems of each broken entry, `file:line:col: message`.
+    pub app_errors: BTreeMap<String, Vec<String>>,
 }
 
 /// A read-only picture of the reconciler, published after every change.

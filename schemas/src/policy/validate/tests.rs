@@ -257,3 +257,26 @@ fn broken_yaml_is_one_problem() {
     let e = errors(&[("p.yaml", "apiVersion: palisade/v1\nkind: Policy\napps: [\n")]);
     assert_eq!(e.len(), 1, "{e:#?}");
 }
+
+#[test]
+fn a_lenient_read_files_each_problem_under_its_app_entry() {
+    let a = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /good:\n    protocol: http\n  /bad:\n    protocol: udp\n    allow:\n      - form: /x\n  /worse:\n    balance: random\n";
+    let l = PolicySet::from_files_lenient([("a.yaml", a)]);
+    let shown = |key: &str| -> Vec<String> {
+        l.app_errors
+            .get(key)
+            .map(|v| v.iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    };
+    let bad = shown("/bad");
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(
+        bad[0].starts_with("a.yaml:7:5:") && bad[1].starts_with("a.yaml:9:9:"),
+        "{bad:?}"
+    );
+    let worse = shown("/worse");
+    assert_eq!(worse.len(), 1, "{worse:?}");
+    assert!(worse[0].starts_with("a.yaml:11:5:"), "{worse:?}");
+    assert!(shown("/good").is_empty());
+    assert_eq!(l.errors.len(), 3, "{:?}", l.errors);
+}
