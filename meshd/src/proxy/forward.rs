@@ -74,9 +74,10 @@ pub struct Sent {
     pub in_flight: InFlight,
     /// Connect time, when a new connection was opened.
     pub connect_time: Option<Duration>,
-    /// Time to the response head.
+    /// The app's response time: the request sent to the first response byte.
     pub ttfb: Duration,
-    /// When the head came: where a body's first idle window starts.
+    /// When the response's first byte came: where the transfer and a
+    /// body's first idle window start.
     pub answered: Instant,
 }
 
@@ -133,32 +134,34 @@ pub async fn forward<O: Outgoing>(
         // body is the client's to send: it moves under the idle timeout,
         // and `response` runs from its end, so a slow upload neither
         // counts against the backend nor marks it failed.
-        let (sent_at, outcome) = if req.body_less() {
-            let sent_at = Instant::now();
+        // The app's response time runs from the request's last byte written
+        // (the head's, or the body's) to the response's first byte read.
+        let outcome = if req.body_less() {
             let exchange = async {
                 req.send(&mut upstream, &mut Wait::Own, timeouts.idle)
                     .await?;
-                upstream.read_response(expect_body, reused, raw_now).await
+                let sent_at = Instant::now();
+                let (head, first_byte) =
+                    upstream.read_response(expect_body, reused, raw_now).await?;
+                Ok::<_, ExchangeError>((head, first_byte, sent_at))
             };
-            (
-                sent_at,
-                within!(&mut wait, sent_at + timeouts.response, exchange),
-            )
+            within!(&mut wait, Instant::now() + timeouts.response, exchange)
         } else {
             match req.send(&mut upstream, &mut wait, timeouts.idle).await {
-                Err(e) => (Instant::now(), Some(Err(e))),
+                Err(e) => Some(Err(e)),
                 Ok(()) => {
                     let sent_at = Instant::now();
-                    let read = upstream.read_response(expect_body, reused, raw_now);
-                    (
-                        sent_at,
-                        within!(&mut wait, sent_at + timeouts.response, read),
-                    )
+                    let read = async {
+                        let (head, first_byte) =
+                            upstream.read_response(expect_body, reused, raw_now).await?;
+                        Ok::<_, ExchangeError>((head, first_byte, sent_at))
+                    };
+                    within!(&mut wait, sent_at + timeouts.response, read)
                 }
             }
         };
-        let head = match outcome {
-            Some(Ok(head)) => head,
+        let (head, answered, sent_at) = match outcome {
+            Some(Ok(answer)) => answer,
             Some(Err(e @ (ExchangeError::NotSent(_) | ExchangeError::Unanswered(_))))
                 if req.body_less()
                     && stale_retries < 3
@@ -198,9 +201,8 @@ pub async fn forward<O: Outgoing>(
                 break;
             }
         };
-        // One clock read serves the timing and the latency score.
-        let answered = Instant::now();
-        let ttfb = answered - sent_at;
+        // The first byte's clock read serves the timing and the latency score.
+        let ttfb = answered.saturating_duration_since(sent_at);
         route.metrics().ttfb.record(ttfb.as_secs_f64());
         b.state
             .observe_latency(ttfb.as_nanos() as u64, ms_at(answered.into_std()));

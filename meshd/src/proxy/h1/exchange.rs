@@ -180,6 +180,9 @@ where
             start,
             connect_time,
             ttfb,
+            answered: answered.into_std(),
+            // The connection's socket is this session's: open.
+            client_rtt_us: self.conn.client.sample(start),
             status: head.status.as_u16(),
             verdict: decision.verdict.as_str(),
             log: self.conn.access_log.as_ref().map(|l| {
