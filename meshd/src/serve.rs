@@ -76,7 +76,7 @@ pub async fn connection(
     };
     let _ = stream.set_nodelay(true);
     // Taken from the TCP socket before TLS is put on it.
-    let client = proxy::rtt::ClientRtt::new(&stream);
+    let client = proxy::rtt::ClientSocket::new(&stream);
     route.metrics().active.increment(1.0);
     let tls = snapshot_tls(&runtime, &route);
     match tls {
@@ -127,7 +127,7 @@ async fn carry<I>(
     runtime: &Arc<Runtime>,
     signals: Signals,
     tls: Tls,
-    client: proxy::rtt::ClientRtt,
+    client: proxy::rtt::ClientSocket,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -140,7 +140,7 @@ async fn carry<I>(
             let _open = runtime.tunnels.open(route.listen, peer.ip(), stop.clone());
             // Once per connection, as it is carried: the user-to-app
             // breakdown of a TCP service weighs by connections.
-            let us = client.read();
+            let us = client.rtt_us();
             if us != 0 {
                 route
                     .metrics()
@@ -185,7 +185,7 @@ pub async fn edge_connection(
 ) {
     let _ = stream.set_nodelay(true);
     // Taken from the TCP socket before TLS is put on it.
-    let client = proxy::rtt::ClientRtt::new(&stream);
+    let client = proxy::rtt::ClientSocket::new(&stream);
     let src: Arc<str> = runtime
         .load()
         .and_then(|s| {

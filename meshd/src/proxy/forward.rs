@@ -92,6 +92,7 @@ pub enum Failure {
 
 /// Sends `req` to a backend of `route` and reads the response head (into
 /// `raw` as client-ready bytes when given, else into a header map).
+/// `began`: when the request began, read by the caller anyway.
 pub async fn forward<O: Outgoing>(
     route: &Route,
     peer: IpAddr,
@@ -99,7 +100,9 @@ pub async fn forward<O: Outgoing>(
     req: &mut O,
     mut raw: Option<&mut Vec<u8>>,
     mut wait: Wait<'_>,
+    began: Instant,
 ) -> Result<Sent, Failure> {
+    let mut began = Some(began);
     let retryable = req.body_less() && req.idempotent();
     let expect_body = req.expect_body();
     let mut tried = Tried::default();
@@ -112,7 +115,7 @@ pub async fn forward<O: Outgoing>(
         }
         let b = &route.backends[i];
         route.backend_metrics(i).requests.increment(1);
-        let (mut upstream, connect_time) = match checkout(route, i, certs).await {
+        let (mut upstream, connect_time, connected) = match checkout(route, i, certs).await {
             Ok(c) => c,
             Err(e) => {
                 route.metrics().connect_failures.increment(1);
@@ -130,6 +133,14 @@ pub async fn forward<O: Outgoing>(
         let reused = connect_time.is_none();
         let raw_now = raw.as_deref_mut();
         let timeouts = route.timeouts;
+        // Where a body-less request's `response` window starts: the
+        // request's start on a first attempt over a pooled connection
+        // (microseconds earlier, and no clock read), else now.
+        let window_from = match (connected, began.take()) {
+            (Some(at), _) => at,
+            (None, Some(at)) => at,
+            (None, None) => Instant::now(),
+        };
         // A body-less request is written and answered within `response`. A
         // body is the client's to send: it moves under the idle timeout,
         // and `response` runs from its end, so a slow upload neither
@@ -145,7 +156,7 @@ pub async fn forward<O: Outgoing>(
                     upstream.read_response(expect_body, reused, raw_now).await?;
                 Ok::<_, ExchangeError>((head, first_byte, sent_at))
             };
-            within!(&mut wait, Instant::now() + timeouts.response, exchange)
+            within!(&mut wait, window_from + timeouts.response, exchange)
         } else {
             match req.send(&mut upstream, &mut wait, timeouts.idle).await {
                 Err(e) => Some(Err(e)),
@@ -244,20 +255,26 @@ pub async fn forward<O: Outgoing>(
     }))
 }
 
-/// An idle pooled connection to backend `i`, or a new one (with its connect time).
+/// An idle pooled connection to backend `i`, or a new one (with its
+/// connect time, and when it was connected).
 async fn checkout(
     route: &Route,
     i: usize,
     certs: &crate::tls::CertStore,
-) -> std::io::Result<(upstream::Conn, Option<Duration>)> {
+) -> std::io::Result<(upstream::Conn, Option<Duration>, Option<Instant>)> {
     let b = &route.backends[i];
     if let Some(conn) = b.state.take_idle() {
-        return Ok((conn, None));
+        return Ok((conn, None, None));
     }
     let started = Instant::now();
     // Boxed: a connect (TLS handshake included) is rare on a kept pool and
     // its large state would otherwise weigh on every request's future,
     // which is moved whole when hyper spawns an HTTP/2 stream.
     let stream = Box::pin(connect_backend(route, i, certs)).await?;
-    Ok((upstream::Conn::new(stream), Some(started.elapsed())))
+    let connected = Instant::now();
+    Ok((
+        upstream::Conn::new(stream),
+        Some(connected - started),
+        Some(connected),
+    ))
 }

@@ -10,6 +10,7 @@ use super::codec::{parse_length, BodyFraming, Framing};
 use super::forward::{forward, Failure, Outgoing, Sent, Wait};
 use super::headers;
 use super::respond::ProxyError;
+use super::rtt::RttCache;
 use super::tunnel::Watched;
 use super::upstream::{self, BodyReader, ExchangeError};
 use crate::access_log::{AccessLog, Entry};
@@ -21,6 +22,7 @@ use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -67,8 +69,8 @@ pub struct Conn {
     /// Whether the client is a trusted forwarder (`--trust-forwarded`),
     /// whose `X-Forwarded-Proto` and `X-Request-Id` are kept.
     pub trusted: bool,
-    /// The client's RTT, read from its socket now and then.
-    pub client: super::rtt::ClientRtt,
+    /// The client's TCP socket, to read its RTT from.
+    pub client: super::rtt::ClientSocket,
 }
 
 type Reply = Response<DownBody<Exchange>>;
@@ -93,7 +95,10 @@ where
     };
     let stop = conn.stop.clone();
     let conn = Arc::new(conn);
-    let service = hyper::service::service_fn(move |req| handle(Arc::clone(&conn), req));
+    // The connection's RTT, kept by its service: hyper calls it for each
+    // stream, one at a time, inside the connection's poll.
+    let rtt = Cell::new(RttCache::default());
+    let service = hyper::service::service_fn(move |req| handle(Arc::clone(&conn), &rtt, req));
     // Only HTTP/2 reaches this server: HTTP/1.1 takes meshd's own (h1.rs),
     // which hands over a connection that opens with the HTTP/2 preface.
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -181,14 +186,16 @@ struct Began {
 
 /// Starts one request. Each target boxes only its own future, so a service
 /// port's requests do not carry the edge's state too.
-fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Handled {
+fn handle(conn: Arc<Conn>, rtt: &Cell<RttCache>, req: Request<Incoming>) -> Handled {
     let start = Instant::now();
     // Here, not in the request's task: hyper calls this inside the
     // connection's poll, while the socket is surely open.
+    let mut cache = rtt.get();
     let began = Began {
         start,
-        client_rtt_us: conn.client.sample(start),
+        client_rtt_us: cache.sample(conn.client, start),
     };
+    rtt.set(cache);
     match &conn.target {
         Target::Service(judged) => {
             let (route, decision) = conn.judge(judged);
@@ -274,6 +281,7 @@ async fn proxy_request(
         &mut out,
         None,
         Wait::Own,
+        tokio::time::Instant::from_std(start),
     )
     .await;
     let Sent {

@@ -5,7 +5,6 @@
 //! most once per `REFRESH`; the requests in between record the value last
 //! read, so the histogram still weighs by requests.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -17,30 +16,18 @@ use tokio::net::TcpStream;
 /// a second; a graph of it is drawn from scrapes seconds apart.
 pub const REFRESH: Duration = Duration::from_secs(1);
 
-/// `read_at` before the first read.
-const NEVER: u64 = u64::MAX;
-
-/// One client connection's RTT, read from its socket now and then.
-/// Shared by the streams of an HTTP/2 connection, hence the atomics (plain
-/// loads and stores on x86; two streams racing read the socket twice).
-#[derive(Debug)]
-pub struct ClientRtt {
-    /// The connection's socket. Not owned: read only while the connection's
-    /// stream is open (its requests are judged on its own task, or in
-    /// hyper's service call, which runs inside the connection's poll).
+/// A client connection's TCP socket, to read its RTT from. Not owned: read
+/// only while the connection's stream is open (on the connection's own
+/// task, or in hyper's service call, which runs inside the connection's
+/// poll), so the descriptor is still the connection's.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSocket {
     fd: Option<i32>,
-    /// The clock `read_at` counts from.
-    opened: Instant,
-    /// The value last read, in microseconds; 0 when the read failed or the
-    /// kernel had no sample.
-    us: AtomicU32,
-    /// When it was read, in nanoseconds since `opened`; `NEVER` before.
-    read_at: AtomicU64,
 }
 
-impl ClientRtt {
+impl ClientSocket {
     /// For a connection accepted on `stream` (before any TLS is put on it).
-    pub fn new(stream: &TcpStream) -> ClientRtt {
+    pub fn new(stream: &TcpStream) -> ClientSocket {
         #[cfg(unix)]
         let fd = Some(std::os::fd::AsRawFd::as_raw_fd(stream));
         #[cfg(not(unix))]
@@ -48,39 +35,42 @@ impl ClientRtt {
             let _ = stream;
             None
         };
-        ClientRtt {
-            fd,
-            opened: Instant::now(),
-            us: AtomicU32::new(0),
-            read_at: AtomicU64::new(NEVER),
-        }
+        ClientSocket { fd }
     }
 
-    /// The RTT in microseconds for a request judged at `now` (0: unknown):
-    /// read from the socket when the last read is older than `REFRESH`,
-    /// else the value last read.
-    pub fn sample(&self, now: Instant) -> u32 {
-        let since = u64::try_from(now.saturating_duration_since(self.opened).as_nanos())
-            .unwrap_or(NEVER - 1);
-        if !due(since, self.read_at.load(Ordering::Relaxed)) {
-            return self.us.load(Ordering::Relaxed);
-        }
-        let us = self.read();
-        self.us.store(us, Ordering::Relaxed);
-        self.read_at.store(since, Ordering::Relaxed);
-        us
-    }
-
-    /// Reads the RTT from the socket now, in microseconds (0: unknown).
-    pub fn read(&self) -> u32 {
+    /// Reads the smoothed RTT now, in microseconds (0: unknown).
+    pub fn rtt_us(self) -> u32 {
         self.fd.map_or(0, tcp_rtt_us)
     }
 }
 
-/// Whether a value read at `read_at` (or `NEVER`) is too old at `since`
-/// (both nanoseconds since the connection opened).
-fn due(since: u64, read_at: u64) -> bool {
-    read_at == NEVER || since.saturating_sub(read_at) >= REFRESH.as_nanos() as u64
+/// The RTT a connection's requests record: read at its first request, then
+/// again once `REFRESH` has passed. Kept by the connection's one request
+/// loop (HTTP/1.1) or its service (HTTP/2), so no atomics: a request costs
+/// one comparison of instants it had read anyway.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RttCache {
+    /// When the value read goes stale; `None` before the first read.
+    next: Option<Instant>,
+    /// The value last read, in microseconds; 0 when the read failed or
+    /// the kernel had no sample.
+    us: u32,
+}
+
+impl RttCache {
+    /// The RTT in microseconds for a request judged at `now` (0: unknown).
+    pub fn sample(&mut self, socket: ClientSocket, now: Instant) -> u32 {
+        self.sample_with(now, || socket.rtt_us())
+    }
+
+    fn sample_with(&mut self, now: Instant, read: impl FnOnce() -> u32) -> u32 {
+        if self.next.is_some_and(|next| now < next) {
+            return self.us;
+        }
+        self.us = read();
+        self.next = Some(now + REFRESH);
+        self.us
+    }
 }
 
 /// `tcpi_rtt` of socket `fd`, in microseconds; 0 when it cannot be read.
@@ -125,16 +115,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_value_is_read_first_then_once_per_refresh() {
-        let refresh = REFRESH.as_nanos() as u64;
-        assert!(due(0, NEVER), "the first request reads");
-        assert!(due(5 * refresh, NEVER));
-        assert!(!due(0, 0));
-        assert!(!due(refresh - 1, 0), "within REFRESH the last value serves");
-        assert!(due(refresh, 0));
-        assert!(!due(refresh + 7, refresh));
-        // A clock that seems to go back never reads on every request.
-        assert!(!due(3, 10));
+    fn a_value_is_read_at_the_first_request_then_once_per_refresh() {
+        let mut cache = RttCache::default();
+        let t0 = Instant::now();
+        let mut reads = 0;
+        let mut read = |v| {
+            reads += 1;
+            v
+        };
+        assert_eq!(cache.sample_with(t0, || read(100)), 100, "the first request reads");
+        assert_eq!(cache.sample_with(t0, || read(200)), 100);
+        let almost = t0 + REFRESH - Duration::from_nanos(1);
+        assert_eq!(cache.sample_with(almost, || read(300)), 100, "within REFRESH the value serves");
+        assert_eq!(cache.sample_with(t0 + REFRESH, || read(400)), 400);
+        assert_eq!(cache.sample_with(t0 + REFRESH, || read(500)), 400);
+        // An unknown RTT is remembered as unknown, not read on every request.
+        assert_eq!(cache.sample_with(t0 + REFRESH * 2, || read(0)), 0);
+        assert_eq!(cache.sample_with(t0 + REFRESH * 2, || read(600)), 0);
+        assert_eq!(reads, 3);
     }
 
     #[tokio::test]
@@ -143,19 +141,10 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
         let (server, _) = accepted.unwrap();
-        let rtt = ClientRtt::new(&server);
-        let opened = Instant::now();
-        let first = rtt.sample(opened);
+        let rtt = ClientSocket::new(&server).rtt_us();
         if cfg!(target_os = "linux") {
             // The handshake gave the kernel its first sample; loopback is fast.
-            assert!(first > 0 && first < 1_000_000, "{first} us");
-        }
-        // Within REFRESH the value read serves, whatever the socket says.
-        rtt.us.store(4242, Ordering::Relaxed);
-        assert_eq!(rtt.sample(opened + Duration::from_millis(10)), 4242);
-        if cfg!(target_os = "linux") {
-            // After REFRESH the socket is read again.
-            assert_ne!(rtt.sample(opened + REFRESH * 2), 4242);
+            assert!(rtt > 0 && rtt < 1_000_000, "{rtt} us");
         }
         drop(client);
     }
