@@ -1,10 +1,10 @@
 //! Every metric meshd exports, declared once. Handles for the connection path
 //! are made here at reload time, so serving a connection formats no label.
-//! Most go through the `metrics` facade and its Prometheus exporter; the
-//! per-request timings added for the user-to-app breakdown are `Timing`s,
-//! rendered after the exporter's text (`render_timings`).
+//! Counters and gauges go through the `metrics` facade and its Prometheus
+//! exporter; the per-request timing histograms are `Timing`s, rendered
+//! after the exporter's text (`render_timings`).
 
-use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use metrics::{counter, gauge, Counter, Gauge};
 use metrics_exporter_prometheus::formatting::{
     sanitize_label_value, write_metric_line, write_type_line,
 };
@@ -86,11 +86,11 @@ pub struct ServiceMetrics {
     /// Requests by status class: 1xx..5xx.
     pub requests: [Counter; 5],
     /// Whole request time.
-    pub duration: Histogram,
+    pub duration: Arc<Timing>,
     /// New-connection connect time.
-    pub connect: Histogram,
+    pub connect: Arc<Timing>,
     /// Time to the response's first byte.
-    pub ttfb: Histogram,
+    pub ttfb: Arc<Timing>,
     /// The client's smoothed RTT, per request (per connection in TCP mode).
     pub client_rtt: Arc<Timing>,
     /// The backend's first byte to the client's last.
@@ -119,9 +119,9 @@ impl ServiceMetrics {
                 class("4xx"),
                 class("5xx"),
             ],
-            duration: histogram!(REQUEST_DURATION, "dst_app" => app.clone()),
-            connect: histogram!(UPSTREAM_CONNECT, "dst_app" => app.clone()),
-            ttfb: histogram!(UPSTREAM_TTFB, "dst_app" => app.clone()),
+            duration: timing(REQUEST_DURATION, dst_app),
+            connect: timing(UPSTREAM_CONNECT, dst_app),
+            ttfb: timing(UPSTREAM_TTFB, dst_app),
             client_rtt: timing(CLIENT_RTT, dst_app),
             transfer: timing(TRANSFER, dst_app),
             bytes_up: counter!(BYTES_UPSTREAM, "dst_app" => app.clone()),
@@ -171,12 +171,12 @@ const BOUNDS_NS: [u64; SECONDS_BUCKETS.len()] = {
     out
 };
 
-/// A Prometheus histogram over `SECONDS_BUCKETS` that costs a request two
+/// A Prometheus histogram over `SECONDS_BUCKETS` that costs a sample two
 /// relaxed atomic adds and a binary search of 15 integers. The exporter's
 /// histograms keep every sample (with a clock read each) until upkeep
 /// folds them: about 130 instructions in the request's thread and more in
 /// upkeep's, 1% of an HTTP/1.1 request each (`ops/bench/instructions.py`).
-/// The user-to-app breakdown adds two per request, so they take this instead.
+/// A request records four or five timings, so they all take this instead.
 #[derive(Debug, Default)]
 pub struct Timing {
     /// Samples per bucket (not cumulative); the last is above every bound.

@@ -127,7 +127,7 @@ pub async fn forward<O: Outgoing>(
             }
         };
         if let Some(t) = connect_time {
-            route.metrics().connect.record(t.as_secs_f64());
+            route.metrics().connect.record(t);
         }
         let in_flight = b.state.begin();
         let reused = connect_time.is_none();
@@ -214,7 +214,7 @@ pub async fn forward<O: Outgoing>(
         };
         // The first byte's clock read serves the timing and the latency score.
         let ttfb = answered.saturating_duration_since(sent_at);
-        route.metrics().ttfb.record(ttfb.as_secs_f64());
+        route.metrics().ttfb.record(ttfb);
         b.state
             .observe_latency(ttfb.as_nanos() as u64, ms_at(answered.into_std()));
         if head.status.is_server_error() {

@@ -403,7 +403,7 @@ impl Settle for Exchange {
         let now = Instant::now();
         let total = now.saturating_duration_since(self.start);
         let metrics = self.route.metrics();
-        metrics.duration.record(total.as_secs_f64());
+        metrics.duration.record(total);
         metrics
             .transfer
             .record(now.saturating_duration_since(self.answered));

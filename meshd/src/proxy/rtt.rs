@@ -59,14 +59,23 @@ pub struct RttCache {
 
 impl RttCache {
     /// The RTT in microseconds for a request judged at `now` (0: unknown).
+    #[inline]
     pub fn sample(&mut self, socket: ClientSocket, now: Instant) -> u32 {
         self.sample_with(now, || socket.rtt_us())
     }
 
+    #[inline]
     fn sample_with(&mut self, now: Instant, read: impl FnOnce() -> u32) -> u32 {
-        if self.next.is_some_and(|next| now < next) {
-            return self.us;
+        match self.next {
+            Some(next) if now < next => self.us,
+            _ => self.refresh(now, read),
         }
+    }
+
+    /// Reads anew: out of line, so the request path inlines only the compare.
+    #[cold]
+    #[inline(never)]
+    fn refresh(&mut self, now: Instant, read: impl FnOnce() -> u32) -> u32 {
         self.us = read();
         self.next = Some(now + REFRESH);
         self.us
