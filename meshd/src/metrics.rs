@@ -221,8 +221,7 @@ impl Timing {
 /// Every `Timing` handed out, by metric name and rendered labels: a second
 /// handle for the same series shares the first one's counts, as the
 /// `metrics` facade does. Locked only when a handle is made and at a scrape.
-static TIMINGS: Mutex<BTreeMap<(&'static str, String), Arc<Timing>>> =
-    Mutex::new(BTreeMap::new());
+static TIMINGS: Mutex<BTreeMap<(&'static str, String), Arc<Timing>>> = Mutex::new(BTreeMap::new());
 
 /// The `Timing` of metric `name` for one destination app.
 pub fn timing(name: &'static str, dst_app: &str) -> Arc<Timing> {
@@ -250,7 +249,15 @@ pub fn render_timings(out: &mut String) {
             write_metric_line(out, name, Some("bucket"), labels, Some(("le", le)), n, None);
         }
         let count = counts[SECONDS_BUCKETS.len()];
-        write_metric_line(out, name, Some("bucket"), labels, Some(("le", "+Inf")), count, None);
+        write_metric_line(
+            out,
+            name,
+            Some("bucket"),
+            labels,
+            Some(("le", "+Inf")),
+            count,
+            None,
+        );
         write_metric_line::<&str, f64>(out, name, Some("sum"), labels, None, sum, None);
         write_metric_line::<&str, u64>(out, name, Some("count"), labels, None, count, None);
     }
@@ -302,7 +309,8 @@ mod tests {
         let sum: f64 = series("sum")[0][2..].parse().unwrap();
         assert!((sum - 60.101001).abs() < 1e-9, "{sum}");
         assert_eq!(
-            out.matches(&format!("# TYPE {TRANSFER} histogram\n")).count(),
+            out.matches(&format!("# TYPE {TRANSFER} histogram\n"))
+                .count(),
             1
         );
     }

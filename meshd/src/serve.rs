@@ -87,13 +87,28 @@ pub async fn connection(
                 Ok(Ok(tls_stream)) => {
                     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     let tls = if h2 { Tls::H2 } else { Tls::Http1 };
-                    carry(tls_stream, peer, judged, src, &runtime, signals, tls, client).await
+                    carry(
+                        tls_stream, peer, judged, src, &runtime, signals, tls, client,
+                    )
+                    .await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         }
-        None => carry(stream, peer, judged, src, &runtime, signals, Tls::No, client).await,
+        None => {
+            carry(
+                stream,
+                peer,
+                judged,
+                src,
+                &runtime,
+                signals,
+                Tls::No,
+                client,
+            )
+            .await
+        }
     }
     route.metrics().active.decrement(1.0);
 }
@@ -142,10 +157,7 @@ async fn carry<I>(
             // breakdown of a TCP service weighs by connections.
             let us = client.rtt_us();
             if us != 0 {
-                route
-                    .metrics()
-                    .client_rtt
-                    .record_ns(u64::from(us) * 1000);
+                route.metrics().client_rtt.record_ns(u64::from(us) * 1000);
             }
             proxy::tcp::serve(io, peer, &route, &runtime.certs, stop).await
         }
@@ -215,9 +227,11 @@ pub async fn edge_connection(
             if let Ok(Ok(tls_stream)) = handshake {
                 // HTTP/2 chosen by ALPN takes hyper's server; HTTP/1.1 meshd's own.
                 if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    proxy::http::serve(tls_stream, conn(true, client), signals.draining.clone()).await;
+                    proxy::http::serve(tls_stream, conn(true, client), signals.draining.clone())
+                        .await;
                 } else {
-                    proxy::h1::serve(tls_stream, conn(true, client), signals.draining.clone()).await;
+                    proxy::h1::serve(tls_stream, conn(true, client), signals.draining.clone())
+                        .await;
                 }
             }
         }

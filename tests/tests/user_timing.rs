@@ -186,7 +186,10 @@ async fn every_request_records_client_rtt_response_and_transfer_time() {
     .await;
     let think_count = wait_metric(
         admin,
-        &series("palisade_meshd_upstream_ttfb_seconds_count", "/timing/think"),
+        &series(
+            "palisade_meshd_upstream_ttfb_seconds_count",
+            "/timing/think",
+        ),
         settle,
         |v| v >= 2.0,
     )
@@ -259,9 +262,14 @@ async fn every_request_records_client_rtt_response_and_transfer_time() {
         "palisade_meshd_client_rtt_seconds",
         "palisade_meshd_transfer_seconds",
     ] {
-        assert!(text.contains(&format!("# TYPE {name} histogram\n")), "{text}");
         assert!(
-            text.contains(&format!("{name}_bucket{{dst_app=\"{web}\",le=\"+Inf\"}} {http_requests}")),
+            text.contains(&format!("# TYPE {name} histogram\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{name}_bucket{{dst_app=\"{web}\",le=\"+Inf\"}} {http_requests}"
+            )),
             "{name}: {text}"
         );
     }

@@ -132,10 +132,18 @@ mod tests {
             reads += 1;
             v
         };
-        assert_eq!(cache.sample_with(t0, || read(100)), 100, "the first request reads");
+        assert_eq!(
+            cache.sample_with(t0, || read(100)),
+            100,
+            "the first request reads"
+        );
         assert_eq!(cache.sample_with(t0, || read(200)), 100);
         let almost = t0 + REFRESH - Duration::from_nanos(1);
-        assert_eq!(cache.sample_with(almost, || read(300)), 100, "within REFRESH the value serves");
+        assert_eq!(
+            cache.sample_with(almost, || read(300)),
+            100,
+            "within REFRESH the value serves"
+        );
         assert_eq!(cache.sample_with(t0 + REFRESH, || read(400)), 400);
         assert_eq!(cache.sample_with(t0 + REFRESH, || read(500)), 400);
         // An unknown RTT is remembered as unknown, not read on every request.
