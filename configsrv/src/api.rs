@@ -40,6 +40,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/v1/hooks/git", axum::routing::post(git_hook))
         .with_state(state)
+        .merge(crate::ui::router())
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,3 +14,4 @@ pub mod publish;
 pub mod render;
 pub mod sources;
 pub mod state;
+pub mod ui;
