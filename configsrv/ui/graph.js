@@ -12,6 +12,7 @@ const ROW = 30;
 const COL_GAP = 120;
 const PAD = 24;
 const LABEL_CHARS = 28;
+const BAND_GAP = 50;
 
 // Columns for `nodes` (ids) and `edges` ({source, destination}):
 // a Map id -> {x, y, rank}, plus the drawing's size.
@@ -83,30 +84,44 @@ export function layout(nodes, edges) {
   const preds = ids.map(() => []);
   for (let v = 0; v < ids.length; v++) for (const w of out[v]) preds[w].push(v);
   const row = new Float64Array(ids.length);
-  const pos = new Map();
-  let col = 0;
-  let rows = 0;
+  const placed = new Uint8Array(ids.length);
+  const columns = [];
   for (const group of groups) {
     if (!group.length) continue;
     // Order a column by where its callers sit (fewer crossings), then by id.
     const key = (v) => {
-      const p = preds[v].filter((u) => pos.has(ids[u]));
-      return p.length ? p.reduce((sum, u) => sum + row[u], 0) / p.length : -1;
+      let sum = 0, n = 0;
+      for (const u of preds[v]) if (placed[u]) { sum += row[u]; n++; }
+      return n ? sum / n : -1;
     };
     const keyed = group.map((v) => [key(v), v]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     keyed.forEach(([, v], i) => {
-      const c = col + Math.floor(i / perCol);
-      const r = i % perCol;
-      row[v] = r;
-      rows = Math.max(rows, r + 1);
-      pos.set(ids[v], { x: PAD + c * (NODE_W + COL_GAP), y: PAD + r * ROW, rank: rank[v] });
+      if (i % perCol === 0) columns.push([]);
+      columns[columns.length - 1].push(v);
+      row[v] = i % perCol;
     });
-    col += Math.ceil(group.length / perCol);
+    for (const v of group) placed[v] = 1;
   }
+  // Many columns (long call chains) wrap into bands, like lines of text, so
+  // that the drawing keeps roughly the window's shape and "fit" stays legible.
+  const colW = NODE_W + COL_GAP;
+  const rowsPerCol = columns.reduce((m, c) => Math.max(m, c.length), 1);
+  const bandH = rowsPerCol * ROW + BAND_GAP;
+  const perBand = Math.max(6, Math.ceil(Math.sqrt((1.6 * columns.length * bandH) / colW)));
+  const pos = new Map();
+  columns.forEach((members, c) => {
+    const band = Math.floor(c / perBand);
+    const x = PAD + (c % perBand) * colW;
+    members.forEach((v, r) => {
+      pos.set(ids[v], { x, y: PAD + band * bandH + r * ROW, rank: rank[v] });
+    });
+  });
+  const bands = Math.max(1, Math.ceil(columns.length / perBand));
+  const cols = Math.max(1, Math.min(perBand, columns.length));
   return {
     pos,
-    width: PAD * 2 + Math.max(1, col) * (NODE_W + COL_GAP) - COL_GAP,
-    height: PAD * 2 + Math.max(1, rows) * ROW,
+    width: PAD * 2 + cols * colW - COL_GAP,
+    height: PAD * 2 + (bands - 1) * bandH + rowsPerCol * ROW,
   };
 }
 
