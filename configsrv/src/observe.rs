@@ -1,0 +1,20 @@
+//! The collector: configsrv scrapes every meshd's admin endpoint into a
+//! bounded window and reads it as per-app, per-flow and per-node figures.
+//!
+//! `scrape` (I/O) -> `prom_text` (parse) -> `sample` (reduce) -> `window`
+//! (bounded history) -> `figures`, `coverage`, `impact` (pure answers).
+//! `histogram` merges and reads bucket counts.
+
+pub mod coverage;
+pub mod figures;
+pub mod histogram;
+pub mod impact;
+pub mod prom_text;
+pub mod sample;
+pub mod scrape;
+pub mod window;
+
+use std::sync::{Arc, Mutex};
+
+/// The window the collector writes and the API reads.
+pub type Observed = Arc<Mutex<window::Window>>;
