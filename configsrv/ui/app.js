@@ -130,8 +130,8 @@ const overview = {
         frag.appendChild(tr);
       }
       this.body.replaceChildren(frag);
-      const window = isNum(this.data.window_seconds) ? ` · figures over the last ${this.data.window_seconds} s` : '';
-      this.summary.textContent = `${rows.length} of ${list.length} apps${window}`;
+      const span = isNum(this.data.window_seconds) ? ` · figures over the last ${this.data.window_seconds} s` : '';
+      this.summary.textContent = `${rows.length} of ${list.length} apps${span}`;
       this.more.textContent = rows.length > shown.length ? `Showing the first ${shown.length} of ${rows.length}; narrow the filter to see the rest.` : '';
       if (!list.length) this.more.textContent = 'No apps yet: configsrv has not read Marathon, or Marathon runs none.';
     });
@@ -237,8 +237,8 @@ const graph = {
       this.applyZoom();
       const denied = all.filter((f) => (f.denied || 0) > 0).length;
       const would = all.filter((f) => (f.would_deny || 0) > 0).length;
-      const window = isNum(this.flows.window_seconds) ? ` in the last ${this.flows.window_seconds} s` : '';
-      this.summary.textContent = `${all.length} flows${window}: ${denied} denied, ${would} would be denied. ` +
+      const span = isNum(this.flows.window_seconds) ? ` in the last ${this.flows.window_seconds} s` : '';
+      this.summary.textContent = `${all.length} flows${span}: ${denied} denied, ${would} would be denied. ` +
         `Showing ${shown.length} of ${list.length} matching, ${nodes.size} apps` + (idle.size ? ` (${idle.size} without flows)` : '') + '.';
       if (!all.length) this.summary.textContent = 'No flows observed yet: flows appear once meshd has judged a connection and configsrv has scraped it.';
 
@@ -278,7 +278,8 @@ const app = {
   render(a) {
     const latency = a.latency || {};
     const timing = a.timing || {};
-    const card = (k, v, cls) => h('div', { class: 'card' + (cls ? ' ' + cls : '') }, h('div', { class: 'v' }, v), h('div', { class: 'k' }, k));
+    const card = (k, v, cls, figure) => h('div', { class: 'card' + (cls ? ' ' + cls : ''), dataset: figure ? { figure } : null },
+      h('div', { class: 'v' }, v), h('div', { class: 'k' }, k));
     const ports = Array.isArray(a.service_ports) ? a.service_ports.join(', ') : '—';
     const backends = Array.isArray(a.backends) ? a.backends : [];
     const draining = backends.filter((b) => b.draining);
@@ -298,8 +299,8 @@ const app = {
       errors.length ? h('div', { class: 'banner error', id: 'app-errors' }, h('strong', null, 'This app\'s policy or labels have errors; it keeps its last good settings:'),
         h('ul', { class: 'errors' }, errors.map((e) => h('li', { class: 'mono' }, String(e))))) : null,
       h('div', { class: 'cards', id: 'app-figures' },
-        card('requests/s', fmtRate(a.rate)),
-        card('error rate', fmtPct(a.error_rate), a.error_rate >= 0.01 ? 'bad-text' : null),
+        card('requests/s', fmtRate(a.rate), null, 'rate'),
+        card('error rate', fmtPct(a.error_rate), a.error_rate >= 0.01 ? 'bad-text' : null, 'error_rate'),
         card('p50', fmtDur(latency.p50)), card('p90', fmtDur(latency.p90)), card('p99', fmtDur(latency.p99)),
         card('instances (healthy)', isNum(a.healthy) ? `${a.healthy}/${fmtInt(a.instances)}` : fmtInt(a.instances)),
         card('active connections', fmtInt(a.active_connections)),

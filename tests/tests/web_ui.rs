@@ -406,3 +406,319 @@ async fn the_ui_renders_a_thousand_apps_fast_and_ids_as_text() {
     assert!(ms(&graph_ms) < 4000.0, "graph render took {graph_ms} ms");
     assert!(ms(&graph_top_ms) < 2000.0, "graph render took {graph_top_ms} ms");
 }
+
+// ------------------------------------------------------- a running mesh
+
+const NODE_A: &str = "127.0.0.171";
+const NODE_B: &str = "127.0.0.172";
+const WEB_PORT: u16 = 24300;
+
+const MESH_POLICY: &str = "apiVersion: palisade/v1
+kind: Policy
+defaults:
+  action: deny
+apps:
+  /ui/web:
+    protocol: http
+    allow:
+      - from: /ui/edge
+  /ui/edge:
+    protocol: http
+    allow:
+      - from_cidr: 127.0.0.0/8
+  /ui/tool:
+    protocol: http
+    allow:
+      - from_cidr: 127.0.0.0/8
+";
+
+fn app_def(id: &str, instances: u32, service_port: u16) -> Value {
+    json!({
+        "id": id, "instances": instances, "cpus": 0.1, "mem": 32, "labels": {}, "healthChecks": [],
+        "networks": [{"mode": "container", "name": "sim"}],
+        "container": {"type": "DOCKER", "docker": {"image": "ui/backend:1"},
+            "portMappings": [{"containerPort": 8080, "servicePort": service_port, "protocol": "tcp"}]}
+    })
+}
+
+/// One request through meshd with curl, posing as the task at `source`;
+/// the HTTP status (0 when curl got none).
+fn curl_from(source: &str, url: &str) -> u16 {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+        .args(["--interface", source, url])
+        .output()
+        .expect("running curl (the tests need it on PATH)");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+async fn api_json(api: SocketAddr, path: &str) -> Result<Value, String> {
+    let r = reqwest::get(format!("http://{api}{path}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = r.status();
+    let body = r.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{path}: {status}: {body}"));
+    }
+    serde_json::from_str(&body).map_err(|e| format!("{path}: {e}: {body}"))
+}
+
+/// Traffic until dropped: every 100 ms one allowed request (/ui/edge ->
+/// /ui/web) and every fifth time a denied one (/ui/tool -> /ui/web), from
+/// the tasks' own addresses; bounded at 3,000 rounds.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(usize, usize)>>,
+}
+
+impl Traffic {
+    fn start(edge: String, tool: String) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let url = format!("http://{NODE_A}:{WEB_PORT}/");
+        let thread = std::thread::spawn(move || {
+            let (mut allowed, mut denied) = (0, 0);
+            for round in 0..3000 {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                let code = curl_from(&edge, &url);
+                assert_eq!(code, 200, "/ui/edge -> /ui/web is allowed");
+                allowed += 1;
+                if round % 5 == 0 {
+                    let code = curl_from(&tool, &url);
+                    assert_eq!(code, 403, "/ui/tool -> /ui/web is denied");
+                    denied += 1;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (allowed, denied)
+        });
+        Traffic {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().unwrap().join() {
+            Ok(counts) => counts,
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_shows_a_running_mesh_with_its_denied_flow_and_timing() {
+    use palisade_tests::backends;
+    use palisade_tests::harness::{eventually, free_port, wait_generation, Proc, Scratch};
+    use palisade_tests::marathon_sim::MarathonSim;
+
+    let dir = Scratch::new("web-ui-mesh");
+    dir.write("policies/ui.yaml", MESH_POLICY);
+    std::fs::create_dir_all(dir.path("nodes")).unwrap();
+    let sim = MarathonSim::start("127.0.0.1:0", &[NODE_A, NODE_B], [127, 0, 171]).await;
+    for (id, instances, port) in [
+        ("/ui/web", 2, WEB_PORT),
+        ("/ui/edge", 1, WEB_PORT + 1),
+        ("/ui/tool", 1, WEB_PORT + 2),
+    ] {
+        assert_eq!(sim.post_app(&app_def(id, instances, port)).await, 201);
+    }
+    let mut backends = Vec::new();
+    for app in ["/ui/web", "/ui/edge", "/ui/tool"] {
+        for (task, _, ip) in sim.tasks(app) {
+            backends.push(backends::http(&format!("{ip}:8080"), &task).await);
+        }
+    }
+    let edge_ip = sim.tasks("/ui/edge")[0].2.clone();
+    let tool_ip = sim.tasks("/ui/tool")[0].2.clone();
+
+    // configsrv follows the simulator and scrapes every meshd each second;
+    // both meshd bind their admin endpoint on their node's address, on the
+    // one port configsrv scrapes.
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin_port = free_port().to_string();
+    let (policies, out) = (dir.path("policies"), dir.path("nodes"));
+    let _configsrv = Proc::spawn(
+        "configsrv",
+        &[
+            "serve",
+            "--marathon",
+            &sim.url,
+            "--mesos",
+            &sim.url,
+            "--policies",
+            policies.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--listen",
+            &api.to_string(),
+            "--scrape-interval",
+            "1s",
+            "--meshd-admin-port",
+            &admin_port,
+        ],
+        &dir.0,
+    );
+    let config_url = format!("http://{api}");
+    let mut meshds = Vec::new();
+    for node in [NODE_A, NODE_B] {
+        let admin: SocketAddr = format!("{node}:{admin_port}").parse().unwrap();
+        let cache = dir.path(&format!("cache-{node}"));
+        let proc = Proc::spawn(
+            "meshd",
+            &[
+                "run",
+                "--node",
+                node,
+                "--config-url",
+                &config_url,
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "--admin",
+                &admin.to_string(),
+            ],
+            &dir.0,
+        );
+        wait_generation(admin, 1).await;
+        meshds.push(proc);
+    }
+
+    let traffic = Traffic::start(edge_ip.clone(), tool_ip.clone());
+    // The API has figures once two scrapes bracket some traffic.
+    let detail = eventually(
+        "configsrv's API to show /ui/web's rate and the denied flow",
+        Duration::from_secs(60),
+        || async move {
+            let app = api_json(api, "/v1/apps/ui/web").await?;
+            let flows = api_json(api, "/v1/flows").await?;
+            let denied = flows["flows"].as_array().is_some_and(|l| {
+                l.iter().any(|f| {
+                    f["source"] == "/ui/tool"
+                        && f["destination"] == "/ui/web"
+                        && f["denied"].as_f64().is_some_and(|n| n > 0.0)
+                })
+            });
+            if app["rate"].as_f64().is_some_and(|r| r > 0.0) && denied {
+                Ok(app)
+            } else {
+                Err(format!("app: {app}\nflows: {flows}"))
+            }
+        },
+    )
+    .await;
+
+    let shots = screenshot_dir();
+    let base = format!("http://{api}/?refresh=1");
+    let mut b = Browser::launch("web-ui-mesh").await;
+
+    // The graph: the denied flow drawn apart, labelled, and listed.
+    b.goto(&format!("{base}#/graph")).await;
+    let denied_edge = b
+        .wait_for(
+            "the denied flow /ui/tool -> /ui/web in the graph",
+            "[...document.querySelectorAll('svg#graph g.edge[data-verdict=deny] title')] \
+             .map(t => t.textContent).find(t => t.startsWith('/ui/tool → /ui/web'))",
+            Duration::from_secs(20),
+        )
+        .await;
+    let label = b
+        .eval("[...document.querySelectorAll('svg#graph g.edge-label[data-verdict=deny] text')].map(t => t.textContent).join('|')")
+        .await;
+    assert!(
+        label.as_str().unwrap().contains("denied"),
+        "the denied edge carries a visible label: {label}"
+    );
+    let allowed_edge = b
+        .eval(
+            "[...document.querySelectorAll('svg#graph g.edge[data-verdict=allow] title')] \
+             .map(t => t.textContent).find(t => t.startsWith('/ui/edge → /ui/web'))",
+        )
+        .await;
+    assert!(
+        allowed_edge.is_string(),
+        "the allowed flow is drawn too: {allowed_edge}"
+    );
+    b.screenshot(&shots.join("mesh-graph.png")).await;
+
+    // The app page: a rate above zero and the timing breakdown.
+    b.goto(&format!("{base}#/app/%2Fui%2Fweb")).await;
+    let rate = b
+        .wait_for(
+            "a non-zero rate on /ui/web's page",
+            "(() => { const v = document.querySelector('#app-figures [data-figure=rate] .v'); \
+              return v && v.textContent !== '0' && v.textContent !== '—' ? v.textContent : null; })()",
+            Duration::from_secs(20),
+        )
+        .await;
+    let steps = b
+        .eval(
+            "Object.fromEntries([...document.querySelectorAll('#timing tbody tr')] \
+             .map(tr => [tr.dataset.step, tr.children[1].textContent]))",
+        )
+        .await;
+    for step in ["client_rtt", "connect", "response", "transfer", "total"] {
+        let shown = steps[step].as_str().unwrap_or_else(|| panic!("no {step} row: {steps}"));
+        // Whatever the API measured, the page shows; `—` only for what it did not.
+        let measured = detail["timing"][step]["p50"].is_number()
+            || (step == "total" && detail["latency"]["p50"].is_number());
+        assert_eq!(
+            shown != "—",
+            measured,
+            "{step}: the page shows {shown:?}, the API said {}",
+            detail["timing"][step]
+        );
+    }
+    for step in ["response", "total"] {
+        assert_ne!(steps[step], json!("—"), "{step} is measured for HTTP: {steps}");
+    }
+    let breakdown = b
+        .eval("document.querySelectorAll('.breakdown span').length")
+        .await;
+    assert!(breakdown.as_u64().unwrap() > 0, "the p50 breakdown bar is drawn");
+    b.screenshot(&shots.join("mesh-app.png")).await;
+
+    // Overview and nodes: the apps listed, both nodes converged and reachable.
+    b.goto(&format!("{base}#/")).await;
+    b.wait_for(
+        "/ui/web in the apps table",
+        "[...document.querySelectorAll('#apps td.id a')].some(a => a.textContent === '/ui/web')",
+        Duration::from_secs(20),
+    )
+    .await;
+    b.screenshot(&shots.join("mesh-overview.png")).await;
+    b.goto(&format!("{base}#/nodes")).await;
+    b.wait_for(
+        "both nodes converged and reachable",
+        "document.querySelectorAll('#nodes tr[data-converged=true][data-reachable=true]').length === 2",
+        Duration::from_secs(20),
+    )
+    .await;
+    b.screenshot(&shots.join("mesh-nodes.png")).await;
+    b.goto(&format!("{base}#/policy")).await;
+    b.wait_for(
+        "the proposed policy naming /ui/edge",
+        "document.getElementById('proposed').textContent.includes('/ui/edge')",
+        Duration::from_secs(20),
+    )
+    .await;
+    b.screenshot(&shots.join("mesh-policy.png")).await;
+
+    let (allowed, denied) = traffic.finish();
+    println!(
+        "web UI against a running mesh: {allowed} allowed and {denied} denied requests; \
+         graph edge `{}`, /ui/web rate {rate} req/s, timing p50 {steps}; screenshots in {}",
+        denied_edge.as_str().unwrap_or_default(),
+        shots.display()
+    );
+    drop(backends);
+}
