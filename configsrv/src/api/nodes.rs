@@ -39,7 +39,5 @@ fn node_list(state: &ApiState) -> NodeList {
         .observed
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    let list = coverage::nodes(&window, &view);
-    metrics::gauge!("palisade_nodes_uncovered").set(coverage::uncovered(&list) as f64);
-    list
+    coverage::nodes(&window, &view)
 }
