@@ -5,6 +5,8 @@
 
 use crate::api::{self, ApiState};
 use crate::error::SourceError;
+use crate::observe::window::Window;
+use crate::observe::{scrape, Observed};
 use crate::publish::http::NodeStore;
 use crate::publish::{assign_generation, files, Previous};
 use crate::render::render;
@@ -12,6 +14,7 @@ use crate::sources::marathon::follow::{follow, Backoff, FollowOptions};
 use crate::sources::marathon::rest::{ClientOptions, MarathonClient};
 use crate::sources::{mesos, policy_dir, SourceEvent};
 use crate::state::{accept_full_read, keep_last_good, Applied, ClusterState};
+use crate::view::View;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use schemas::{Generation, NodeName, PolicySet};
@@ -44,6 +47,10 @@ pub struct ServeOptions {
     pub follow: FollowOptions,
     /// How long a burst of changes may gather before a render.
     pub coalesce: Duration,
+    /// The collector: scrape interval, timeout and meshd's admin port.
+    pub scrape: crate::observe::scrape::ScrapeOptions,
+    /// How far back the collector's figures reach (`--window`).
+    pub window: Duration,
 }
 
 /// Where policies come from.
@@ -134,6 +141,15 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API on {}", opts.listen))?;
     let git_kick = Arc::new(tokio::sync::Notify::new());
+    // The API and the collector read the loop's latest view; the loop sends a
+    // new one after each render and policy read (watch: only the latest matters).
+    let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(View::default()));
+    let observed: Observed = Arc::new(Mutex::new(Window::new(opts.window, opts.scrape.interval)));
+    tokio::spawn(scrape::run(
+        opts.scrape,
+        view_rx.clone(),
+        Arc::clone(&observed),
+    ));
     let api = api::router(ApiState {
         store: Arc::clone(&store),
         status: Arc::clone(&status),
@@ -141,6 +157,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         token: opts.api_token.clone(),
         node_token: opts.node_token.clone(),
         git_kick: Arc::clone(&git_kick),
+        view: view_rx,
+        observed,
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, api).await {
@@ -187,6 +205,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let mut render_at: Option<tokio::time::Instant> = None;
     let mut renders = 0u64;
     let mut publish_error: Option<String> = None;
+    let mut policy_errors: Vec<schemas::ConfigError> = Vec::new();
+    let mut render_errors: Vec<crate::error::RenderError> = Vec::new();
     let mut retry = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -196,12 +216,21 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { break };
+                let policy_read = match &event {
+                    SourceEvent::Policies(read) => Some(read.errors.clone()),
+                    SourceEvent::PolicyCommit(_) => Some(Vec::new()),
+                    _ => None,
+                };
                 let changed = absorb(event, &mut state, &mut policies, &mut statuses, &mut empty_reads, &mut have_apps);
                 if changed {
                     // The first change of a burst sets the time; a pending
                     // retry further off is brought forward.
                     let at = tokio::time::Instant::now() + opts.coalesce;
                     render_at = Some(render_at.map_or(at, |r| r.min(at)));
+                }
+                if let Some(errors) = policy_read {
+                    policy_errors = errors;
+                    view_tx.send_replace(Arc::new(View::build(&state, &policies, &policy_errors, &render_errors, store.list())));
                 }
             }
             () = tokio::time::sleep_until(wake), if render_at.is_some() => {
@@ -213,7 +242,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                     // A failed write (disk full, permissions) must not stop
                     // configsrv: the API keeps serving every node, and the
                     // publish is retried with backoff, change or not.
-                    if let Err(e) = publish(&opts, &state, &policies, &store, &mut previous) {
+                    if let Err(e) = publish(&opts, &state, &policies, &store, &mut previous, &mut render_errors) {
                         metrics::counter!("palisade_publish_failures_total").increment(1);
                         let wait = retry.next(fastrand::f64());
                         tracing::error!(error = %format!("{e:#}"), retry_ms = wait.as_millis() as u64, "publishing failed; retrying");
@@ -223,6 +252,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                         retry.reset();
                         publish_error = None;
                     }
+                    view_tx.send_replace(Arc::new(View::build(&state, &policies, &policy_errors, &render_errors, store.list())));
                 }
             }
             () = &mut shutdown => break,
@@ -357,11 +387,13 @@ fn publish(
     policies: &PolicySet,
     store: &NodeStore,
     previous: &mut BTreeMap<NodeName, Previous>,
+    render_errors: &mut Vec<crate::error::RenderError>,
 ) -> anyhow::Result<()> {
     let rendered = render(state, policies);
     for e in &rendered.errors {
         tracing::warn!("{e}");
     }
+    render_errors.clone_from(&rendered.errors);
     let rendered_services = rendered.services_yaml.clone();
     let floor = Generation(unix_ms());
     let mut failed = Vec::new();

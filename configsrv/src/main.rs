@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { dir } => validate(&dir),
         Command::Serve(args) => serve(args),
+        Command::Impact(args) => Ok(configsrv::impact_client::run(&args)),
         Command::Render {
             marathon_snapshot,
             mesos_snapshot,
@@ -71,6 +72,12 @@ fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
             coalesce: args.coalesce.0,
         },
         coalesce: args.coalesce.0,
+        scrape: configsrv::observe::scrape::ScrapeOptions {
+            interval: args.scrape_interval.0,
+            timeout: args.scrape_timeout.0,
+            admin_port: args.meshd_admin_port,
+        },
+        window: args.window.0,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

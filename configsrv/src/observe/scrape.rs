@@ -76,21 +76,33 @@ pub fn admin_base(node: &str, port: u16) -> String {
     }
 }
 
-/// The HTTP client the collector uses: no proxy, no redirects.
+/// The HTTP client the collector uses: no proxy, no redirects. The whole
+/// scrape's deadline is `scrape_node`'s, so its error says so.
 pub fn client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeout)
-        .timeout(timeout)
         .build()
+}
+
+/// An error with its causes, which reqwest keeps apart (`connection refused`).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// Reads one answer's body, refusing it past `limit` bytes.
 async fn get(client: &reqwest::Client, url: &str, limit: usize) -> Result<Vec<u8>, ScrapeError> {
     let http = |e: reqwest::Error| ScrapeError::Http {
         url: url.to_owned(),
-        message: e.to_string(),
+        message: with_causes(&e),
     };
     let mut resp = client.get(url).send().await.map_err(http)?;
     if !resp.status().is_success() {
@@ -174,16 +186,16 @@ pub async fn run(opts: ScrapeOptions, mut view: watch::Receiver<Arc<View>>, obse
         if view.has_changed().is_err() {
             return;
         }
-        let nodes: BTreeSet<String> = view
-            .borrow_and_update()
-            .nodes
-            .iter()
-            .map(|(n, _)| n.to_string())
-            .collect();
-        observed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain_nodes(&nodes);
+        let current = view.borrow_and_update().clone();
+        let nodes: BTreeSet<String> = current.nodes.iter().map(|(n, _)| n.to_string()).collect();
+        {
+            let mut window = observed.lock().unwrap_or_else(PoisonError::into_inner);
+            window.retain_nodes(&nodes);
+            // As of the previous round: nodes whose meshd does not run the latest generation.
+            let list = super::coverage::nodes(&window, &current);
+            metrics::gauge!("palisade_nodes_uncovered")
+                .set(super::coverage::uncovered(&list) as f64);
+        }
         let at = unix_ms();
         for node in nodes {
             // A node still busy with an earlier round is skipped: one slow
