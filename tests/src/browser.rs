@@ -153,6 +153,14 @@ impl Browser {
         };
         browser.call("Page.enable", json!({})).await;
         browser.call("Runtime.enable", json!({})).await;
+        // The viewport itself 1280x900 (the window's size includes no
+        // chrome in headless mode, but some builds take some off anyway).
+        browser
+            .call(
+                "Emulation.setDeviceMetricsOverride",
+                json!({"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
+            )
+            .await;
         browser
     }
 
