@@ -7,7 +7,9 @@
 #   examples/demo.sh --live   live: a Marathon simulator runs the sample
 #                             cluster, configsrv serve follows it, meshd
 #                             long-polls configsrv; scale and kill tasks
-#                             through Marathon's API and watch meshd follow
+#                             through Marathon's API and watch meshd follow;
+#                             configsrv scrapes every meshd and serves the
+#                             web UI at http://127.0.0.1:9900/
 set -euo pipefail
 mode="${1:-offline}"
 
@@ -55,8 +57,10 @@ if [ "$mode" = "--live" ]; then
     2>"$work/marathon-sim.log" &
   pids+=($!)
   for _ in $(seq 1 100); do curl -fs 127.0.0.1:18088/v2/info >/dev/null 2>&1 && break; sleep 0.1; done
+  # It scrapes every meshd's admin endpoint at <node>:9901 for the API and UI.
   "$bin/configsrv" serve --marathon http://127.0.0.1:18088 --mesos http://127.0.0.1:18088 \
-    --policies examples/policies --out "$work/nodes" --listen 127.0.0.1:9900 2>"$work/configsrv.log" &
+    --policies examples/policies --out "$work/nodes" --listen 127.0.0.1:9900 \
+    --scrape-interval 2s --meshd-admin-port 9901 2>"$work/configsrv.log" &
   pids+=($!)
   # 2. A sample backend per task, on the address Marathon gave it.
   while read -r task app ip; do
@@ -83,23 +87,22 @@ else
   config=(--config-dir "$work/nodes")
 fi
 
-# 3. One meshd per node, each with its own admin port.
-admin_port=9901
+# 3. One meshd per node, its admin endpoint on the node's own address and
+#    the one port configsrv scrapes (as on a real cluster, one node per host).
 for node in 127.0.0.2 127.0.0.3; do
   extra=()
   [ "$mode" = "--live" ] && extra=(--cache-dir "$work/cache-$node")
-  "$bin/meshd" run --node "$node" "${config[@]}" "${extra[@]}" --admin "127.0.0.1:$admin_port" \
+  "$bin/meshd" run --node "$node" "${config[@]}" "${extra[@]}" --admin "$node:9901" \
     2>"$work/meshd-$node.log" &
   pids+=($!)
-  admin_port=$((admin_port + 1))
 done
 
-for port in 9901 9902; do
+for node in 127.0.0.2 127.0.0.3; do
   for _ in $(seq 1 100); do
-    curl -fs "127.0.0.1:$port/ready" >/dev/null 2>&1 && break
+    curl -fs "$node:9901/ready" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  curl -fs "127.0.0.1:$port/ready" >/dev/null || { echo "demo: meshd on admin port $port did not become ready; see $work" >&2; exit 1; }
+  curl -fs "$node:9901/ready" >/dev/null || { echo "demo: meshd of node $node did not become ready; see $work" >&2; exit 1; }
 done
 
 edge=127.0.2.1 tool=127.0.3.1
@@ -110,8 +113,8 @@ fi
 
 cat <<TRY
 
-palisade demo is up: meshd on nodes 127.0.0.2 (admin 127.0.0.1:9901) and
-127.0.0.3 (admin 127.0.0.1:9902). Node files are in $work/nodes.
+palisade demo is up: meshd on nodes 127.0.0.2 (admin 127.0.0.2:9901) and
+127.0.0.3 (admin 127.0.0.3:9901). Node files are in $work/nodes.
 
 Allowed: /shop/edge (task address $edge) calls /shop/web at its service port:
   curl --interface $edge http://127.0.0.2:10000/
@@ -126,21 +129,29 @@ Allowed by CIDR: the load balancer (127.0.9.0/24) reaches /shop/edge:
   curl --interface 127.0.9.1 http://127.0.0.2:10001/
 
 What meshd sees:
-  curl -s 127.0.0.1:9901/status
-  curl -s 127.0.0.1:9901/metrics | grep palisade_meshd_connections_total
+  curl -s 127.0.0.2:9901/status
+  curl -s 127.0.0.2:9901/metrics | grep palisade_meshd_connections_total
   tail -f $work/meshd-127.0.0.2.log
 
 $(if [ "$mode" = "--live" ]; then cat <<LIVE
 Live cluster: Marathon (simulated) at http://127.0.0.1:18088, configsrv at http://127.0.0.1:9900.
   curl -s 127.0.0.1:9900/v1/status
   curl -s -X PUT 127.0.0.1:18088/v2/apps/shop/web -H 'content-type: application/json' -d '{"instances": 3}'
-  curl -s '127.0.0.1:9901/status' | python3 -m json.tool | grep -c '"task"'     # meshd follows within a second
+  curl -s '127.0.0.2:9901/status' | python3 -m json.tool | grep -c '"task"'     # meshd follows within a second
   (new tasks need a backend on their address to answer; configsrv logs to $work/configsrv.log)
+
+Web UI (apps, service graph, app timing, nodes, policy), refreshing itself:
+  http://127.0.0.1:9900/
+Make some traffic to see figures and flows (allowed, then denied):
+  for i in \$(seq 1 50); do curl -s -o /dev/null --interface $edge http://127.0.0.2:10000/; curl -s -o /dev/null --interface $tool http://127.0.0.2:10000/; done
 LIVE
 else cat <<OFFLINE
 Hot reload: edit examples/cluster/marathon-apps.json or examples/policies, then
   $bin/configsrv render --marathon-snapshot examples/cluster/marathon-apps.json \\
     --mesos-snapshot examples/cluster/mesos-state.json --policies examples/policies --out $work/nodes
+
+The web UI needs the long-running configsrv: run examples/demo.sh --live and open
+  http://127.0.0.1:9900/
 OFFLINE
 fi)
 

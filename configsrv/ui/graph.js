@@ -56,6 +56,7 @@ export function layout(nodes, edges) {
     }
   }
   for (const list of keep) for (const w of list) indeg[w]++;
+  const hasPred = indeg.map((n) => n > 0);
 
   // Longest path from the callers (Kahn's order on the acyclic rest).
   const rank = new Int32Array(ids.length);
@@ -67,6 +68,15 @@ export function layout(nodes, edges) {
       if (rank[v] + 1 > rank[w]) rank[w] = rank[v] + 1;
       if (--indeg[w] === 0) queue.push(w);
     }
+  }
+  // Callers that nothing calls sit right before their nearest callee, not
+  // all in the first column: a lone client of a deep service is drawn next
+  // to it rather than with a long edge through the columns in between.
+  for (let v = 0; v < ids.length; v++) {
+    if (hasPred[v] || !keep[v].length) continue;
+    let nearest = Infinity;
+    for (const w of keep[v]) nearest = Math.min(nearest, rank[w]);
+    rank[v] = Math.max(0, nearest - 1);
   }
   const linked = new Uint8Array(ids.length);
   for (let v = 0; v < ids.length; v++) for (const w of out[v]) { linked[v] = 1; linked[w] = 1; }

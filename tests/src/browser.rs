@@ -257,7 +257,10 @@ impl Browser {
             .call("Page.captureScreenshot", json!({"format": "png"}))
             .await;
         let png = base64_decode(r["data"].as_str().expect("screenshot data"));
-        assert!(png.starts_with(b"\x89PNG"), "Chromium's screenshot is a PNG");
+        assert!(
+            png.starts_with(b"\x89PNG"),
+            "Chromium's screenshot is a PNG"
+        );
         std::fs::write(path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }

@@ -278,7 +278,9 @@ async fn the_ui_renders_a_thousand_apps_fast_and_ids_as_text() {
           c.checked = true; c.dispatchEvent(new Event('change')); })()",
     )
     .await;
-    let nodes = b.eval("document.querySelector('svg#graph').dataset.nodes").await;
+    let nodes = b
+        .eval("document.querySelector('svg#graph').dataset.nodes")
+        .await;
     assert_eq!(nodes, json!("1001"), "1,000 apps and the outside world");
     let graph_ms = b.eval("window.palisadeUi.renders.graph").await;
     let denied = b
@@ -288,7 +290,10 @@ async fn the_ui_renders_a_thousand_apps_fast_and_ids_as_text() {
         )
         .await;
     assert!(
-        denied.as_str().unwrap().contains("/dev/tool → /shop/web: 3 denied"),
+        denied
+            .as_str()
+            .unwrap()
+            .contains("/dev/tool → /shop/web: 3 denied"),
         "denied flows are drawn as their own edges: {denied}"
     );
     let label = b
@@ -325,10 +330,21 @@ async fn the_ui_renders_a_thousand_apps_fast_and_ids_as_text() {
         Duration::from_secs(20),
     )
     .await;
-    assert_eq!(b.eval("document.getElementById('app-id').textContent").await, json!(EVIL));
+    assert_eq!(
+        b.eval("document.getElementById('app-id').textContent")
+            .await,
+        json!(EVIL)
+    );
     let page = b.eval("document.querySelector('main').innerText").await;
     let page = page.as_str().unwrap();
-    for want in ["Client RTT", "Backend connect", "App response", "Data transfer", "3.00 ms", "draining"] {
+    for want in [
+        "Client RTT",
+        "Backend connect",
+        "App response",
+        "Data transfer",
+        "3.00 ms",
+        "draining",
+    ] {
         assert!(page.contains(want), "the app page shows {want}: {page}");
     }
     assert_nothing_injected(&mut b, "app page").await;
@@ -354,7 +370,9 @@ async fn the_ui_renders_a_thousand_apps_fast_and_ids_as_text() {
         )
         .await;
     assert_eq!(proposed, json!(PROPOSED));
-    let errors = b.eval("document.getElementById('policy-errors').textContent").await;
+    let errors = b
+        .eval("document.getElementById('policy-errors').textContent")
+        .await;
     assert!(errors.as_str().unwrap().contains(EVIL), "{errors}");
     assert_nothing_injected(&mut b, "policy").await;
 
@@ -376,11 +394,14 @@ async fn the_ui_renders_a_thousand_apps_fast_and_ids_as_text() {
         .await;
     let banner = banner.as_str().unwrap();
     assert!(
-        banner.contains("/v1/apps") && banner.contains("500") && banner.contains("the collector is down"),
+        banner.contains("/v1/apps")
+            && banner.contains("500")
+            && banner.contains("the collector is down"),
         "the banner names the request and the error: {banner}"
     );
     assert_eq!(
-        b.eval("document.querySelectorAll('#apps tbody tr').length").await,
+        b.eval("document.querySelectorAll('#apps tbody tr').length")
+            .await,
         json!(1000),
         "the last data stays on screen"
     );
@@ -407,9 +428,15 @@ async fn the_ui_renders_a_thousand_apps_fast_and_ids_as_text() {
     );
     // Budgets far above what a laptop needs (tens of ms), so a loaded CI
     // machine passes, yet a layout gone quadratic fails.
-    assert!(ms(&overview_ms) < 2000.0, "overview render took {overview_ms} ms");
+    assert!(
+        ms(&overview_ms) < 2000.0,
+        "overview render took {overview_ms} ms"
+    );
     assert!(ms(&graph_ms) < 4000.0, "graph render took {graph_ms} ms");
-    assert!(ms(&graph_top_ms) < 2000.0, "graph render took {graph_top_ms} ms");
+    assert!(
+        ms(&graph_top_ms) < 2000.0,
+        "graph render took {graph_top_ms} ms"
+    );
 }
 
 // ------------------------------------------------------- a running mesh
@@ -450,11 +477,22 @@ fn app_def(id: &str, instances: u32, service_port: u16) -> Value {
 /// the HTTP status (0 when curl got none).
 fn curl_from(source: &str, url: &str) -> u16 {
     let out = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
         .args(["--interface", source, url])
         .output()
         .expect("running curl (the tests need it on PATH)");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 async fn api_json(api: SocketAddr, path: &str) -> Result<Value, String> {
@@ -672,7 +710,9 @@ async fn the_ui_shows_a_running_mesh_with_its_denied_flow_and_timing() {
         )
         .await;
     for step in ["client_rtt", "connect", "response", "transfer", "total"] {
-        let shown = steps[step].as_str().unwrap_or_else(|| panic!("no {step} row: {steps}"));
+        let shown = steps[step]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {step} row: {steps}"));
         // Whatever the API measured, the page shows; `—` only for what it did not.
         let measured = detail["timing"][step]["p50"].is_number()
             || (step == "total" && detail["latency"]["p50"].is_number());
@@ -684,12 +724,19 @@ async fn the_ui_shows_a_running_mesh_with_its_denied_flow_and_timing() {
         );
     }
     for step in ["response", "total"] {
-        assert_ne!(steps[step], json!("—"), "{step} is measured for HTTP: {steps}");
+        assert_ne!(
+            steps[step],
+            json!("—"),
+            "{step} is measured for HTTP: {steps}"
+        );
     }
     let breakdown = b
         .eval("document.querySelectorAll('.breakdown span').length")
         .await;
-    assert!(breakdown.as_u64().unwrap() > 0, "the p50 breakdown bar is drawn");
+    assert!(
+        breakdown.as_u64().unwrap() > 0,
+        "the p50 breakdown bar is drawn"
+    );
     b.screenshot(&shots.join("mesh-app.png")).await;
 
     // Overview and nodes: the apps listed, both nodes converged and reachable.
