@@ -420,7 +420,9 @@ const policy = {
     this.policy = p;
     timed('policy', () => {
       const apps = p.apps && typeof p.apps === 'object' ? Object.keys(p.apps) : [];
-      this.head.textContent = `${apps.length} apps in the policy in force` + (p.commit ? ` · commit ${p.commit}` : ' · from the policy directory');
+      const d = p.defaults && typeof p.defaults === 'object' ? p.defaults : null;
+      this.head.textContent = `${apps.length} apps in the policy in force` + (p.commit ? ` · commit ${p.commit}` : ' · from the policy directory') +
+        (d ? ` · traffic no rule allows: ${d.action || 'allow'}${d.mode ? ` (${d.mode} mode)` : ''}` : '');
       const errs = p.errors && typeof p.errors === 'object' ? Object.entries(p.errors).filter(([, l]) => Array.isArray(l) && l.length) : [];
       const files = Array.isArray(p.files) ? p.files.filter((f) => f && f.error) : [];
       if (!errs.length && !files.length) {
@@ -443,7 +445,11 @@ const policy = {
     const match = matcher(this.filter);
     const ids = Object.keys(apps).filter(match).sort();
     const shown = ids.slice(0, 50);
-    const text = shown.map((id) => `${id}:\n${JSON.stringify(apps[id], null, 2).replace(/^/gm, '  ')}`).join('\n') +
+    // One line per field, YAML-like, values as compact JSON.
+    const entry = (v) => (v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.entries(v).map(([k, x]) => `  ${k}: ${JSON.stringify(x)}`).join('\n')
+      : '  ' + JSON.stringify(v));
+    const text = shown.map((id) => `${id}:\n${entry(apps[id])}`).join('\n') +
       (ids.length > shown.length ? `\n… ${ids.length - shown.length} more; narrow the filter.` : '');
     if (this.effective.textContent !== text) this.effective.textContent = text || 'No app matches.';
   },
