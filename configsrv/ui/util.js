@@ -70,13 +70,16 @@ export function fmtDur(sec) {
   return sec.toFixed(a < 10 ? 2 : 1) + ' s';
 }
 
+// One formatter, made once: toLocaleString builds a new one per call.
+const INT = new Intl.NumberFormat('en', { maximumFractionDigits: 0 });
+
 export function fmtRate(v) {
   if (!isNum(v)) return '—';
   if (v === 0) return '0';
   if (v < 0.01) return v.toExponential(1);
   if (v < 10) return v.toFixed(2);
   if (v < 1000) return v.toFixed(1);
-  return Math.round(v).toLocaleString('en');
+  return INT.format(Math.round(v));
 }
 
 export function fmtPct(frac) {
@@ -87,7 +90,7 @@ export function fmtPct(frac) {
 }
 
 export function fmtInt(v) {
-  return isNum(v) ? Math.round(v).toLocaleString('en') : '—';
+  return isNum(v) ? INT.format(Math.round(v)) : '—';
 }
 
 export function fmtBytes(v) {
