@@ -46,8 +46,8 @@ async fn a_hanging_garbage_or_gone_meshd_is_flagged_and_never_delays_the_others(
     serve(
         format!("{HANG}:{port}"),
         Router::new()
-            .route("/metrics", get(|| std::future::pending::<String>()))
-            .route("/status", get(|| std::future::pending::<String>())),
+            .route("/metrics", get(std::future::pending::<String>))
+            .route("/status", get(std::future::pending::<String>)),
     )
     .await;
     serve(

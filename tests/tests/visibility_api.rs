@@ -20,8 +20,10 @@ use std::time::Duration;
 const NODES: [&str; 2] = ["127.0.0.161", "127.0.0.162"];
 const WEB_PORT: u16 = 25400;
 const TOKEN: &str = "vis-token-1";
-const DEFAULTS_ENFORCE: &str = "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\n  mode: enforce\n";
-const DEFAULTS_AUDIT: &str = "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\n  mode: audit\n";
+const DEFAULTS_ENFORCE: &str =
+    "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\n  mode: enforce\n";
+const DEFAULTS_AUDIT: &str =
+    "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\n  mode: audit\n";
 const APPS: &str = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /vis/web:\n    protocol: http\n    allow:\n      - from: /vis/edge\n";
 
 fn app_def(id: &str, instances: u32, service_port: u16) -> Value {
@@ -48,7 +50,15 @@ fn curl_from(source: &str, node: &str, n: usize) -> Vec<String> {
     (0..n)
         .map(|_| {
             let out = Command::new("curl")
-                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "5",
+                ])
                 .args(["--interface", source])
                 .arg(format!("http://{node}:{WEB_PORT}/"))
                 .output()
@@ -69,7 +79,11 @@ fn flow(flows: &Value, source: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn impact(dir: &std::path::Path, api: SocketAddr, token: Option<&std::path::Path>) -> (i32, String) {
+fn impact(
+    dir: &std::path::Path,
+    api: SocketAddr,
+    token: Option<&std::path::Path>,
+) -> (i32, String) {
     let mut cmd = Command::new(bin("configsrv"));
     cmd.arg("impact")
         .arg("--policies")
@@ -97,8 +111,14 @@ async fn the_api_shows_traffic_flows_nodes_and_learns_allow_lists() {
     std::fs::create_dir_all(dir.path("nodes")).unwrap();
     let sim = MarathonSim::start("127.0.0.1:0", &NODES, [127, 0, 163]).await;
     assert_eq!(sim.post_app(&app_def("/vis/web", 2, WEB_PORT)).await, 201);
-    assert_eq!(sim.post_app(&app_def("/vis/edge", 1, WEB_PORT + 1)).await, 201);
-    assert_eq!(sim.post_app(&app_def("/vis/dev", 1, WEB_PORT + 2)).await, 201);
+    assert_eq!(
+        sim.post_app(&app_def("/vis/edge", 1, WEB_PORT + 1)).await,
+        201
+    );
+    assert_eq!(
+        sim.post_app(&app_def("/vis/dev", 1, WEB_PORT + 2)).await,
+        201
+    );
     let mut web = Vec::new();
     for (task, _, ip) in sim.tasks("/vis/web") {
         web.push(backends::http(&format!("{ip}:8080"), &task).await);
@@ -164,7 +184,11 @@ async fn the_api_shows_traffic_flows_nodes_and_learns_allow_lists() {
                     && n["error"].is_null()
                     && n["last_scrape"].is_u64()
             });
-        if ok { Ok(v) } else { Err(v.to_string()) }
+        if ok {
+            Ok(v)
+        } else {
+            Err(v.to_string())
+        }
     })
     .await;
     let names: BTreeSet<&str> = nodes["nodes"]
@@ -183,20 +207,28 @@ async fn the_api_shows_traffic_flows_nodes_and_learns_allow_lists() {
         assert!(statuses.iter().all(|s| s == "403"), "{statuses:?}");
     }
 
-    let apps = eventually("/v1/apps shows the traffic", Duration::from_secs(10), || async {
-        let (_, v) = get_json(api, "/v1/apps").await?;
-        let web = v["apps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|a| a["id"] == "/vis/web")
-            .cloned()
-            .unwrap_or(Value::Null);
-        let seen = web["rate"].as_f64().is_some_and(|r| r > 0.0)
-            && web["denied"].as_f64() == Some(6.0)
-            && web["latency"]["p99"].is_f64();
-        if seen { Ok(v) } else { Err(v.to_string()) }
-    })
+    let apps = eventually(
+        "/v1/apps shows the traffic",
+        Duration::from_secs(10),
+        || async {
+            let (_, v) = get_json(api, "/v1/apps").await?;
+            let web = v["apps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["id"] == "/vis/web")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let seen = web["rate"].as_f64().is_some_and(|r| r > 0.0)
+                && web["denied"].as_f64() == Some(6.0)
+                && web["latency"]["p99"].is_f64();
+            if seen {
+                Ok(v)
+            } else {
+                Err(v.to_string())
+            }
+        },
+    )
     .await;
     assert_eq!(apps["window_seconds"], 120);
     let web_summary = apps["apps"]
@@ -231,25 +263,40 @@ async fn the_api_shows_traffic_flows_nodes_and_learns_allow_lists() {
 
     let (status, missing) = get_json(api, "/v1/apps/vis/nope").await.unwrap();
     assert_eq!(status, 404);
-    assert!(missing["error"].as_str().unwrap().contains("/vis/nope"), "{missing}");
+    assert!(
+        missing["error"].as_str().unwrap().contains("/vis/nope"),
+        "{missing}"
+    );
 
     // Audit mode: /vis/dev is let through and counted as would-be denied.
     dir.write("policies/defaults.yaml", DEFAULTS_AUDIT);
     for node in NODES {
-        eventually("the audit policy applied", Duration::from_secs(10), || async {
-            let statuses = curl_from(&dev, node, 1);
-            if statuses == ["200"] { Ok(()) } else { Err(format!("{statuses:?}")) }
-        })
+        eventually(
+            "the audit policy applied",
+            Duration::from_secs(10),
+            || async {
+                let statuses = curl_from(&dev, node, 1);
+                if statuses == ["200"] {
+                    Ok(())
+                } else {
+                    Err(format!("{statuses:?}"))
+                }
+            },
+        )
         .await;
     }
-    eventually("the would-be denial counted", Duration::from_secs(10), || async {
-        let (_, v) = get_json(api, "/v1/flows").await?;
-        if flow(&v, "/vis/dev")["would_deny"].as_f64() >= Some(2.0) {
-            Ok(())
-        } else {
-            Err(v.to_string())
-        }
-    })
+    eventually(
+        "the would-be denial counted",
+        Duration::from_secs(10),
+        || async {
+            let (_, v) = get_json(api, "/v1/flows").await?;
+            if flow(&v, "/vis/dev")["would_deny"].as_f64() >= Some(2.0) {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        },
+    )
     .await;
 
     // The learned allow-list names exactly the sources seen, and validates.
@@ -291,7 +338,10 @@ async fn the_api_shows_traffic_flows_nodes_and_learns_allow_lists() {
     // dropping /vis/edge's rule would deny it (exit 1); a bad file is exit 2.
     let (code, out) = impact(&dir.path("learned"), api, Some(&token));
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("/vis/dev -> /vis/web: would_deny -> allow"), "{out}");
+    assert!(
+        out.contains("/vis/dev -> /vis/web: would_deny -> allow"),
+        "{out}"
+    );
     dir.write("strict/defaults.yaml", DEFAULTS_ENFORCE);
     dir.write(
         "strict/apps.yaml",
