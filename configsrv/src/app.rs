@@ -147,7 +147,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let observed: Observed = Arc::new(Mutex::new(Window::new(opts.window, opts.scrape.interval)));
     tokio::spawn(scrape::run(
         opts.scrape,
-        view_rx.clone(),
+        Arc::clone(&store),
         Arc::clone(&observed),
     ));
     let api = api::router(ApiState {
@@ -230,7 +230,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 }
                 if let Some(errors) = policy_read {
                     policy_errors = errors;
-                    view_tx.send_replace(Arc::new(View::build(&state, &policies, &policy_errors, &render_errors, store.list())));
+                    view_tx.send_replace(Arc::new(View::build(&state, &policies, &policy_errors, &render_errors)));
                 }
             }
             () = tokio::time::sleep_until(wake), if render_at.is_some() => {
@@ -252,7 +252,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                         retry.reset();
                         publish_error = None;
                     }
-                    view_tx.send_replace(Arc::new(View::build(&state, &policies, &policy_errors, &render_errors, store.list())));
+                    view_tx.send_replace(Arc::new(View::build(&state, &policies, &policy_errors, &render_errors)));
                 }
             }
             () = &mut shutdown => break,

@@ -50,7 +50,6 @@ mod routes {
                 backends: vec![],
                 addresses: vec![],
             }],
-            nodes: store.list(),
             ..View::default()
         };
         let (_tx, rx) = tokio::sync::watch::channel(Arc::new(view));
