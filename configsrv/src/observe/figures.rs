@@ -367,3 +367,7 @@ pub fn flows(w: &Window) -> Vec<Flow> {
         .filter(|f| f.allowed + f.denied + f.would_deny > 0.0)
         .collect()
 }
+
+#[cfg(test)]
+#[path = "figures_tests.rs"]
+mod tests;
