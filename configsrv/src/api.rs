@@ -47,6 +47,10 @@ pub struct ApiState {
     pub view: tokio::sync::watch::Receiver<Arc<View>>,
     /// The collector's window.
     pub observed: Observed,
+    /// The nodes whose meshd asks for its config.
+    pub followers: Arc<crate::followers::Followers>,
+    /// Wakes the state loop when a new node starts following.
+    pub new_follower: Arc<tokio::sync::Notify>,
 }
 
 /// The router.
@@ -114,6 +118,9 @@ async fn node_config(
         Some(Ok(d)) => d.0.min(MAX_WAIT),
         Some(Err(e)) => return ApiError::bad_request(format!("wait: {e}")).into_response(),
     };
+    if state.followers.note(&node, std::time::Instant::now()) {
+        state.new_follower.notify_one();
+    }
     let seen = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

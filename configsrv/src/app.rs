@@ -5,6 +5,7 @@
 
 use crate::api::{self, ApiState};
 use crate::error::SourceError;
+use crate::followers::Followers;
 use crate::observe::window::Window;
 use crate::observe::{scrape, Observed};
 use crate::publish::http::NodeStore;
@@ -147,9 +148,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let observed: Observed = Arc::new(Mutex::new(Window::new(opts.window, opts.scrape.interval)));
     tokio::spawn(scrape::run(
         opts.scrape,
-        view_rx.clone(),
+        Arc::clone(&store),
         Arc::clone(&observed),
     ));
+    let followers = Arc::new(Followers::default());
+    let new_follower = Arc::new(tokio::sync::Notify::new());
     let api = api::router(ApiState {
         store: Arc::clone(&store),
         status: Arc::clone(&status),
@@ -159,6 +162,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         git_kick: Arc::clone(&git_kick),
         view: view_rx,
         observed,
+        followers: Arc::clone(&followers),
+        new_follower: Arc::clone(&new_follower),
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, api).await {
@@ -195,6 +200,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         let limit = opts.marathon.max_body;
         tokio::spawn(mesos::poll(url, Duration::from_secs(30), limit, tx.clone()));
     }
+    tokio::spawn(report_followers(followers, new_follower, tx.clone()));
     drop(tx);
 
     let mut state = ClusterState::default();
@@ -230,7 +236,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 }
                 if let Some(errors) = policy_read {
                     policy_errors = errors;
-                    view_tx.send_replace(Arc::new(View::build(&state, &policies, &policy_errors, &render_errors, store.list())));
+                    view_tx.send_replace(Arc::new(View::build(&state, &policies, &policy_errors, &render_errors)));
                 }
             }
             () = tokio::time::sleep_until(wake), if render_at.is_some() => {
@@ -252,7 +258,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                         retry.reset();
                         publish_error = None;
                     }
-                    view_tx.send_replace(Arc::new(View::build(&state, &policies, &policy_errors, &render_errors, store.list())));
+                    view_tx.send_replace(Arc::new(View::build(&state, &policies, &policy_errors, &render_errors)));
                 }
             }
             () = &mut shutdown => break,
@@ -273,6 +279,25 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     }
     tracing::info!("configsrv stopped");
     Ok(())
+}
+
+/// Hands the state loop the nodes whose meshd follows configsrv: at once
+/// when a new one asks, and every minute so the forgotten ones drop out.
+async fn report_followers(
+    followers: Arc<Followers>,
+    new_follower: Arc<tokio::sync::Notify>,
+    tx: mpsc::Sender<SourceEvent>,
+) {
+    loop {
+        tokio::select! {
+            () = new_follower.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        let current = followers.current(std::time::Instant::now());
+        if tx.send(SourceEvent::Followers(current)).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Folds one source event into the state; true when a render is due.
@@ -299,7 +324,8 @@ fn absorb(
                 return false;
             }
             let apps = keep_last_good(state, apps, &broken);
-            let next = ClusterState::new(apps, state.agents.clone());
+            let next = ClusterState::new(apps, state.agents.clone())
+                .with_followers(state.followers.clone());
             mark(statuses, "marathon", None);
             *have_apps = true;
             let changed = next != *state;
@@ -326,7 +352,14 @@ fn absorb(
         }
         SourceEvent::MesosAgents(Ok(agents)) => {
             mark(statuses, "mesos", None);
-            let next = ClusterState::new(state.apps.clone(), agents);
+            let next = ClusterState::new(state.apps.clone(), agents)
+                .with_followers(state.followers.clone());
+            let changed = next != *state;
+            *state = next;
+            changed
+        }
+        SourceEvent::Followers(followers) => {
+            let next = state.clone().with_followers(followers);
             let changed = next != *state;
             *state = next;
             changed

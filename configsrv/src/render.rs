@@ -114,7 +114,8 @@ fn services(
 }
 
 /// Every node and the hosts it stands for: task hosts, plus every active
-/// Mesos agent, which gets a file even with no tasks on it.
+/// Mesos agent and every node whose meshd follows configsrv, which get a
+/// file even with no tasks on them.
 fn node_hosts(
     state: &ClusterState,
     errors: &mut Vec<RenderError>,
@@ -128,8 +129,9 @@ fn node_hosts(
         .iter()
         .filter(|a| a.active)
         .map(|a| a.hostname.as_str());
+    let followers = state.followers.iter().map(NodeName::as_str);
     let mut nodes: BTreeMap<NodeName, BTreeSet<String>> = BTreeMap::new();
-    for host in task_hosts.chain(agent_hosts) {
+    for host in task_hosts.chain(agent_hosts).chain(followers) {
         match NodeName::sanitise(host) {
             Some(name) => {
                 nodes.entry(name).or_default().insert(host.to_owned());

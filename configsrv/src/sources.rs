@@ -61,4 +61,6 @@ pub enum SourceEvent {
     Policies(schemas::policy::Lenient),
     /// A new commit of the policy repository, validated, or why it was refused.
     PolicyCommit(Result<schemas::PolicySet, String>),
+    /// The nodes whose meshd asked for its config lately (`crate::followers`).
+    Followers(Vec<schemas::NodeName>),
 }

@@ -2,7 +2,7 @@
 //! values; sources build it, events update it (`apply`), the renderer reads it.
 
 use crate::sources::marathon::events::{task_of_instance, Event, TaskStatus};
-use schemas::{AppId, Balance, Protocol, ServicePort, TaskId};
+use schemas::{AppId, Balance, NodeName, Protocol, ServicePort, TaskId};
 use std::net::IpAddr;
 
 /// How an app's tasks are reached.
@@ -95,6 +95,9 @@ pub struct ClusterState {
     pub apps: Vec<App>,
     /// Agents sorted by hostname.
     pub agents: Vec<Agent>,
+    /// Nodes whose meshd asks for its config, sorted: each gets a config
+    /// even with no task or agent behind it (`crate::followers`).
+    pub followers: Vec<NodeName>,
 }
 
 impl ClusterState {
@@ -105,7 +108,19 @@ impl ClusterState {
             app.tasks.sort_by(|a, b| a.id.cmp(&b.id));
         }
         agents.sort_by(|a, b| a.hostname.cmp(&b.hostname));
-        ClusterState { apps, agents }
+        ClusterState {
+            apps,
+            agents,
+            followers: Vec::new(),
+        }
+    }
+
+    /// The same cluster with these followers.
+    pub fn with_followers(mut self, mut followers: Vec<NodeName>) -> ClusterState {
+        followers.sort();
+        followers.dedup();
+        self.followers = followers;
+        self
     }
 }
 

@@ -52,8 +52,6 @@ pub struct View {
     pub policy_errors: Vec<(String, String)>,
     /// Per-app problems (render, Marathon), by app id.
     pub app_errors: BTreeMap<String, Vec<String>>,
-    /// Every node configsrv renders for, with the latest generation rendered.
-    pub nodes: Vec<(NodeName, u64)>,
 }
 
 impl View {
@@ -63,7 +61,6 @@ impl View {
         policies: &PolicySet,
         policy_errors: &[schemas::ConfigError],
         render_errors: &[RenderError],
-        nodes: Vec<(NodeName, u64)>,
     ) -> View {
         let apps = state
             .apps
@@ -157,7 +154,6 @@ impl View {
                 .map(|e| (e.file.clone(), e.to_string()))
                 .collect(),
             app_errors,
-            nodes,
         }
     }
 

@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use configsrv::observe::scrape::{self, ScrapeOptions};
 use configsrv::observe::window::Window;
-use configsrv::view::View;
+use configsrv::publish::http::NodeStore;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,8 @@ async fn a_hanging_garbage_or_gone_meshd_is_flagged_and_never_delays_the_others(
     serve(
         format!("{HANG}:{port}"),
         Router::new()
-            .route("/metrics", get(|| std::future::pending::<String>()))
-            .route("/status", get(|| std::future::pending::<String>())),
+            .route("/metrics", get(std::future::pending::<String>))
+            .route("/status", get(std::future::pending::<String>)),
     )
     .await;
     serve(
@@ -61,13 +61,10 @@ async fn a_hanging_garbage_or_gone_meshd_is_flagged_and_never_delays_the_others(
     )
     .await;
 
-    let nodes = [GOOD, HANG, GARBAGE, GONE]
-        .map(|n| (n.parse().unwrap(), 3))
-        .to_vec();
-    let (_tx, view) = tokio::sync::watch::channel(Arc::new(View {
-        nodes,
-        ..View::default()
-    }));
+    let store = Arc::new(NodeStore::default());
+    for n in [GOOD, HANG, GARBAGE, GONE] {
+        store.put(n.parse().unwrap(), format!("node: {n}\n"), 3, "sha256:00");
+    }
     let timeout = Duration::from_secs(3);
     let interval = Duration::from_millis(100);
     let observed = Arc::new(Mutex::new(Window::new(Duration::from_secs(60), interval)));
@@ -77,7 +74,7 @@ async fn a_hanging_garbage_or_gone_meshd_is_flagged_and_never_delays_the_others(
         timeout,
         admin_port: port,
     };
-    let collector = tokio::spawn(scrape::run(opts, view, Arc::clone(&observed)));
+    let collector = tokio::spawn(scrape::run(opts, store, Arc::clone(&observed)));
 
     // The good node gets round after round while the hanging one is still
     // pending (it cannot fail before `timeout`).

@@ -27,14 +27,21 @@ pub async fn tcp_from(source: &str, dest: SocketAddr) -> std::io::Result<TcpStre
 /// until the peer closes it (panics if it stays open past `STEP`); a reset
 /// ends the read like a close.
 pub async fn raw_exchange(source: &str, dest: SocketAddr, raw: &[u8]) -> String {
+    try_exchange(source, dest, raw).await.expect("raw exchange")
+}
+
+/// `raw_exchange` for a peer that may not be there yet: an error instead of a panic.
+pub async fn try_exchange(source: &str, dest: SocketAddr, raw: &[u8]) -> Result<String, String> {
     use tokio::io::AsyncReadExt;
-    let mut s = tcp_from(source, dest).await.expect("connect");
-    s.write_all(raw).await.expect("write");
+    let mut s = tcp_from(source, dest)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    s.write_all(raw).await.map_err(|e| format!("write: {e}"))?;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(STEP, s.read_to_end(&mut out))
         .await
-        .expect("the peer closed the connection");
-    String::from_utf8_lossy(&out).to_string()
+        .map_err(|_| "the peer did not close the connection".to_owned())?;
+    Ok(String::from_utf8_lossy(&out).to_string())
 }
 
 /// A line-oriented view of a TCP connection to a greeting backend.

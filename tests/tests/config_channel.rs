@@ -337,3 +337,126 @@ async fn a_cache_that_cannot_be_written_never_stops_configs_applying() {
     server.set(node_config(node, node, 6, vec![]));
     wait_generation(admin, 6).await;
 }
+
+/// A node whose last task left (or any node, once configsrv restarts) is
+/// still one configsrv renders for while its meshd follows: without Mesos,
+/// configsrv knew nodes only from task hosts, so such a meshd kept its old
+/// allow-list and a source the policy then denied still got through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_edits_reach_a_node_with_no_tasks_left_even_after_a_configsrv_restart() {
+    let dir = Scratch::new("chan-follower");
+    let (a, b) = ("127.0.0.153", "127.0.0.154");
+    let port = 25004;
+    let open = "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\napps:\n  /chan/*:\n    protocol: http\n    allow:\n      - from_cidr: 127.0.0.0/8\n";
+    let closed = |n: u8| {
+        format!("apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\napps:\n  /chan/*:\n    protocol: http\n    allow:\n      - from_cidr: 127.0.{n}.0/24\n")
+    };
+    dir.write("policies/chan.yaml", open);
+    let sim = MarathonSim::start("127.0.0.1:0", &[a, b], [127, 0, 159]).await;
+    let def = json!({
+        "id": "/chan/two", "instances": 2, "labels": {}, "healthChecks": [],
+        "networks": [{"mode": "container", "name": "sim"}],
+        "container": {"type": "DOCKER", "docker": {"image": "chan/echo:1"},
+            "portMappings": [{"containerPort": 8080, "servicePort": port, "protocol": "tcp"}]}
+    });
+    assert_eq!(sim.post_app(&def).await, 201);
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let policies = dir.path("policies");
+    let serve = || {
+        Proc::spawn(
+            "configsrv",
+            &[
+                "serve",
+                "--marathon",
+                &sim.url,
+                "--policies",
+                policies.to_str().unwrap(),
+                "--listen",
+                &api.to_string(),
+                "--resync-interval",
+                "1s",
+            ],
+            &dir.0,
+        )
+    };
+    let mut cs = serve();
+    let (_meshd, _admin) = meshd_url(&dir, b, &format!("http://{api}"), &[]);
+    let service: SocketAddr = format!("{b}:{port}").parse().unwrap();
+    // No backend listens on the simulated task addresses: an allowed
+    // request gets meshd's 502/503, a denied one its 403.
+    let status_from = |source: &'static str| async move {
+        palisade_tests::client::try_exchange(
+            source,
+            service,
+            b"GET / HTTP/1.1\r\nHost: chan\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .map(|answer| answer.split(' ').nth(1).unwrap_or_default().to_owned())
+    };
+    let expect = |source: &'static str, want: &'static str, what: &'static str| async move {
+        eventually(what, Duration::from_secs(10), || async move {
+            let got = status_from(source).await?;
+            if (want == "403") == (got == "403") && !got.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{source} got {got:?}, want {want}"))
+            }
+        })
+        .await;
+    };
+    expect("127.0.0.11", "not 403", "node b lets 127.0.0.11 through").await;
+
+    // b's task goes; Marathon does not replace it (instances stay 2 in the
+    // definition, one task runs, on a).
+    let on_b: Vec<_> = sim
+        .tasks("/chan/two")
+        .into_iter()
+        .filter(|(_, host, _)| host == b)
+        .collect();
+    assert_eq!(on_b.len(), 1, "one task on b: {:?}", sim.tasks("/chan/two"));
+    sim.kill_task("/chan/two", &on_b[0].0, Duration::from_millis(50))
+        .await;
+    let gone = format!("{}:", on_b[0].2);
+    eventually(
+        "configsrv sees b's task gone",
+        Duration::from_secs(10),
+        || async {
+            let gone = &gone;
+            let body = reqwest::get(format!("http://{api}/v1/nodes/{a}/config"))
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            if body.contains(&format!("{port}")) && !body.contains(gone.as_str()) {
+                Ok(())
+            } else {
+                Err(body)
+            }
+        },
+    )
+    .await;
+
+    // The policy now denies 127.0.0.0/24: it must reach b, which has no task.
+    dir.write("policies/chan.yaml", &closed(158));
+    expect(
+        "127.0.0.11",
+        "403",
+        "node b denies 127.0.0.11 after the edit",
+    )
+    .await;
+
+    // And after a restart, which forgets every node configsrv rendered before.
+    assert_eq!(cs.terminate(Duration::from_secs(10)), Some(0));
+    dir.write("policies/chan.yaml", open);
+    cs = serve();
+    expect(
+        "127.0.0.11",
+        "not 403",
+        "node b follows the restarted configsrv",
+    )
+    .await;
+    dir.write("policies/chan.yaml", &closed(157));
+    expect("127.0.0.11", "403", "and its edits").await;
+    drop(cs);
+}

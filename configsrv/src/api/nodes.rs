@@ -34,10 +34,10 @@ pub async fn one(
 }
 
 fn node_list(state: &ApiState) -> NodeList {
-    let view = state.view.borrow().clone();
+    let rendered = state.store.list();
     let window = state
         .observed
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    coverage::nodes(&window, &view)
+    coverage::nodes(&window, &rendered)
 }

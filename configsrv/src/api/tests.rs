@@ -50,7 +50,6 @@ mod routes {
                 backends: vec![],
                 addresses: vec![],
             }],
-            nodes: store.list(),
             ..View::default()
         };
         let (_tx, rx) = tokio::sync::watch::channel(Arc::new(view));
@@ -64,6 +63,8 @@ mod routes {
             token: Some(TOKEN.into()),
             node_token: None,
             git_kick: Arc::default(),
+            followers: Arc::default(),
+            new_follower: Arc::default(),
             view: rx,
             observed: Arc::new(Mutex::new(Window::new(
                 Duration::from_secs(60),

@@ -2,7 +2,7 @@
 //! the one its meshd says it runs, and whether its last scrape succeeded. Pure.
 
 use super::window::Window;
-use crate::view::View;
+use schemas::NodeName;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -40,11 +40,10 @@ pub struct NodeList {
     pub nodes: Vec<NodeInfo>,
 }
 
-/// Every node of the view, with what the window knows of it.
-pub fn nodes(w: &Window, view: &View) -> NodeList {
+/// Every node rendered for (with its latest generation), with what the window knows of it.
+pub fn nodes(w: &Window, rendered: &[(NodeName, u64)]) -> NodeList {
     NodeList {
-        nodes: view
-            .nodes
+        nodes: rendered
             .iter()
             .map(|(name, rendered)| {
                 let series = w.nodes.get(name.as_str());

@@ -273,23 +273,33 @@ pub fn detail(w: &Window, view: &View, app_view: &AppView) -> AppDetail {
     }
 }
 
+/// One scrape round of one app, summed over nodes.
+#[derive(Debug)]
+struct Round {
+    /// Requests (or connections) per second.
+    rate: f64,
+    requests: f64,
+    errors: f64,
+    /// Each node's step of each timing histogram, by `Timing`.
+    timings: Vec<Vec<Buckets>>,
+}
+
 /// One point per round: each node's step from its previous scrape, summed.
 fn series(w: &Window, view: &AppView) -> Vec<SeriesPoint> {
     let id = view.id.as_str();
     let counter = rate_counter(view);
-    // Per round: (rate, requests, errors, histograms per timing).
-    let mut rounds: BTreeMap<u64, (f64, f64, f64, Vec<Vec<Buckets>>)> = BTreeMap::new();
+    let mut rounds: BTreeMap<u64, Round> = BTreeMap::new();
     for n in w.nodes.values() {
         add_steps(n, id, counter, &mut rounds);
     }
     rounds
         .into_iter()
-        .map(|(at_ms, (rate, requests, errors, hists))| {
-            let q = |t: Timing, q: f64| Buckets::merge(&hists[t as usize]).quantile(q);
+        .map(|(at_ms, r)| {
+            let q = |t: Timing, q: f64| Buckets::merge(&r.timings[t as usize]).quantile(q);
             SeriesPoint {
                 at: at_ms / 1000,
-                rate: Some(rate),
-                error_rate: (requests > 0.0).then(|| errors / requests),
+                rate: Some(r.rate),
+                error_rate: (r.requests > 0.0).then(|| r.errors / r.requests),
                 p50: q(Timing::Total, 0.5),
                 p99: q(Timing::Total, 0.99),
                 client_rtt_p50: q(Timing::ClientRtt, 0.5),
@@ -301,27 +311,31 @@ fn series(w: &Window, view: &AppView) -> Vec<SeriesPoint> {
         .collect()
 }
 
-type Rounds = BTreeMap<u64, (f64, f64, f64, Vec<Vec<Buckets>>)>;
-
-fn add_steps(n: &NodeSeries, id: &str, counter: fn(&AppCounters) -> f64, rounds: &mut Rounds) {
+fn add_steps(
+    n: &NodeSeries,
+    id: &str,
+    counter: fn(&AppCounters) -> f64,
+    rounds: &mut BTreeMap<u64, Round>,
+) {
     let empty = AppCounters::default();
     for (a, b) in n.points.iter().zip(n.points.iter().skip(1)) {
-        let (x, y) = (
-            app(&a.sample, id).unwrap_or(&empty),
-            app(&b.sample, id).unwrap_or(&empty),
-        );
+        let x = app(&a.sample, id).unwrap_or(&empty);
+        let y = app(&b.sample, id).unwrap_or(&empty);
         let secs = b.at_ms.saturating_sub(a.at_ms) as f64 / 1000.0;
         if secs <= 0.0 {
             continue;
         }
-        let entry = rounds
-            .entry(b.at_ms)
-            .or_insert_with(|| (0.0, 0.0, 0.0, vec![Vec::new(); Timing::ALL.len()]));
-        entry.0 += step(counter(x), counter(y)) / secs;
-        entry.1 += step(x.requests, y.requests);
-        entry.2 += step(x.errors, y.errors);
+        let r = rounds.entry(b.at_ms).or_insert_with(|| Round {
+            rate: 0.0,
+            requests: 0.0,
+            errors: 0.0,
+            timings: vec![Vec::new(); Timing::ALL.len()],
+        });
+        r.rate += step(counter(x), counter(y)) / secs;
+        r.requests += step(x.requests, y.requests);
+        r.errors += step(x.errors, y.errors);
         for t in Timing::ALL {
-            entry.3[t as usize].push(y.timing(t).since(x.timing(t)));
+            r.timings[t as usize].push(y.timing(t).since(x.timing(t)));
         }
     }
 }
@@ -353,3 +367,7 @@ pub fn flows(w: &Window) -> Vec<Flow> {
         .filter(|f| f.allowed + f.denied + f.would_deny > 0.0)
         .collect()
 }
+
+#[cfg(test)]
+#[path = "figures_tests.rs"]
+mod tests;

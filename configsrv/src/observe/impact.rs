@@ -197,3 +197,7 @@ pub fn propose(flows: &[Flow]) -> String {
     text.push_str(&yaml_serde::to_string(&policy).unwrap_or_default());
     text
 }
+
+#[cfg(test)]
+#[path = "impact_tests.rs"]
+mod tests;

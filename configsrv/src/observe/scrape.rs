@@ -7,12 +7,11 @@
 use super::sample::{self, NodeSample, NodeStatus};
 use super::window::Window;
 use super::{prom_text, Observed};
-use crate::view::View;
+use crate::publish::http::NodeStore;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
 
 /// Largest `/status` answer taken, bytes.
 const MAX_STATUS: usize = 8 * 1024 * 1024;
@@ -169,8 +168,8 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Runs the collector until the view's sender is dropped.
-pub async fn run(opts: ScrapeOptions, mut view: watch::Receiver<Arc<View>>, observed: Observed) {
+/// Runs the collector over every node the store publishes for, for good.
+pub async fn run(opts: ScrapeOptions, store: Arc<NodeStore>, observed: Observed) {
     let client = match client(opts.timeout) {
         Ok(c) => c,
         Err(e) => {
@@ -183,16 +182,13 @@ pub async fn run(opts: ScrapeOptions, mut view: watch::Receiver<Arc<View>>, obse
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if view.has_changed().is_err() {
-            return;
-        }
-        let current = view.borrow_and_update().clone();
-        let nodes: BTreeSet<String> = current.nodes.iter().map(|(n, _)| n.to_string()).collect();
+        let rendered = store.list();
+        let nodes: BTreeSet<String> = rendered.iter().map(|(n, _)| n.to_string()).collect();
         {
             let mut window = observed.lock().unwrap_or_else(PoisonError::into_inner);
             window.retain_nodes(&nodes);
             // As of the previous round: nodes whose meshd does not run the latest generation.
-            let list = super::coverage::nodes(&window, &current);
+            let list = super::coverage::nodes(&window, &rendered);
             metrics::gauge!("palisade_nodes_uncovered")
                 .set(super::coverage::uncovered(&list) as f64);
         }

@@ -114,6 +114,25 @@ fn every_task_host_and_active_agent_gets_a_node_with_every_service() {
 }
 
 #[test]
+fn a_node_that_follows_gets_a_config_without_tasks_or_agent() {
+    let followed = cluster().with_followers(vec![
+        "127.0.0.7".parse().unwrap(),
+        "127.0.0.2".parse().unwrap(),
+    ]);
+    let r = render(&followed, &PolicySet::default());
+    let names: Vec<&str> = r.nodes.keys().map(NodeName::as_str).collect();
+    assert_eq!(names, ["127.0.0.2", "127.0.0.3", "127.0.0.7", "idle-agent"]);
+    let lone = &r.nodes[&"127.0.0.7".parse().unwrap()];
+    assert_eq!(lone.address, "127.0.0.7".parse::<IpAddr>().unwrap());
+    let ports: Vec<u16> = lone.services.iter().map(|s| s.port.0).collect();
+    assert_eq!(ports, [10000, 10001, 10002]);
+    // A follower that is also a task host changes nothing for it.
+    let plain = render(&cluster(), &PolicySet::default());
+    let key: NodeName = "127.0.0.2".parse().unwrap();
+    assert_eq!(r.nodes[&key].revision, plain.nodes[&key].revision);
+}
+
+#[test]
 fn backends_carry_health_and_draining_and_skip_tasks_not_running() {
     let r = render(&cluster(), &PolicySet::default());
     let web = &r.nodes.values().next().unwrap().services[0];

@@ -287,6 +287,7 @@ pub async fn follow(ch: Channel, updates: mpsc::Sender<Update>) {
     loop {
         let update = match fetch(&ch, etag.as_deref()).await {
             Ok(Fetched::New(body, tag)) => {
+                tracing::debug!(etag = ?tag, bytes = body.len(), "configsrv sent a config");
                 etag = tag;
                 Some(Update::Config(body))
             }
@@ -294,7 +295,10 @@ pub async fn follow(ch: Channel, updates: mpsc::Sender<Update>) {
                 etag = tag;
                 Some(Update::Refused(why))
             }
-            Ok(Fetched::Unchanged) => None,
+            Ok(Fetched::Unchanged) => {
+                tracing::debug!(?etag, "configsrv: unchanged");
+                None
+            }
             Err(e) => {
                 tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "configsrv unreachable; serving the last good config");
                 tokio::time::sleep(backoff.mul_f64(0.5 + 0.5 * fastrand::f64())).await;

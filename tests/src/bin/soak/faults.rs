@@ -78,10 +78,14 @@ async fn balance_applied(shared: &Shared, balance: &str, within: Duration) -> bo
                 .enumerate()
                 .map(|(i, v)| {
                     format!(
-                        "{} {:?} gen {}",
+                        "{} {:?} gen {}{}",
                         NODES[i],
                         v.balance.get(APPS[0].0),
-                        v.generation
+                        v.generation,
+                        v.sample_error
+                            .as_ref()
+                            .map(|e| format!(" (last failed sample {e})"))
+                            .unwrap_or_default()
                     )
                 })
                 .collect();

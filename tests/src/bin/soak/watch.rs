@@ -109,6 +109,9 @@ pub struct NodeView {
     pub apps: BTreeSet<String>,
     /// `balance` of each app at the last sample.
     pub balance: BTreeMap<String, String>,
+    /// Why the last sample failed, if it did: a lagging node's view is
+    /// only as fresh as its last good sample, so a report must say so.
+    pub sample_error: Option<String>,
 }
 
 /// Samples every meshd until `shared.stop`: process alive, generation
@@ -138,8 +141,14 @@ pub async fn watcher(shared: Arc<Shared>, meshd: Arc<Mutex<Vec<Proc>>>, admins: 
                 .push((shared.started.elapsed(), row));
         }
         for (i, admin) in admins.iter().enumerate() {
-            let Ok(s) = status(*admin).await else {
-                continue;
+            let s = match status(*admin).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let at = shared.started.elapsed().as_secs_f64();
+                    shared.views.lock().unwrap()[i].sample_error =
+                        Some(format!("at {at:.1}s: {e:.200}"));
+                    continue;
+                }
             };
             let g = s["generation"].as_u64().unwrap_or(0);
             let mut view = NodeView {
