@@ -393,8 +393,10 @@ const nodes = {
       }
       this.body.replaceChildren(frag);
       const down = list.filter(unreachable).length, conv = list.filter(converged).length;
+      // Covered: its meshd answers and runs the latest generation (DESIGN.md's node coverage).
+      const covered = list.filter((n) => n.covered ?? (converged(n) && !unreachable(n))).length;
       this.summary.textContent = list.length
-        ? `${list.length} nodes: ${conv} converged, ${list.length - conv} not converged, ${down} unreachable.`
+        ? `${list.length} nodes, ${covered} covered: ${conv} converged, ${list.length - conv} not converged, ${down} unreachable.`
         : 'No nodes yet.';
     });
   },
