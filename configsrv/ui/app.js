@@ -496,7 +496,11 @@ const policy = {
 
 const PAGES = { overview, graph, app, nodes, policy };
 let current = null;
-let generation = 0;
+// Each refresh takes a ticket; only the latest may touch the page or arm the
+// timer, so a slow answer for a page the user left, or a refresh started
+// twice (navigation, a tab shown again), never shows stale data or starts a
+// second polling chain.
+let ticket = 0;
 let timer = null;
 let lastOk = null;
 
@@ -514,7 +518,6 @@ function route() {
 function navigate() {
   const r = route();
   current = { name: r.page, page: PAGES[r.page], arg: r.arg };
-  generation++;
   for (const a of document.querySelectorAll('header.top nav a')) {
     a.classList.toggle('active', a.dataset.nav === (r.page === 'app' ? 'overview' : r.page));
   }
@@ -526,7 +529,7 @@ function navigate() {
 
 async function refresh() {
   clearTimeout(timer);
-  const mine = generation;
+  const mine = ++ticket;
   const page = current.page;
   const wanted = page.paths();
   try {
@@ -534,7 +537,7 @@ async function refresh() {
       getJSON('/v1/status').catch(() => null),
       ...wanted.map((p) => (typeof p === 'string' ? getJSON(p) : getText(p.text))),
     ]);
-    if (mine !== generation) return; // the user moved on meanwhile
+    if (mine !== ticket) return; // the user moved on meanwhile
     page.update(results);
     lastOk = Date.now();
     ui.lastError = null;
@@ -543,7 +546,7 @@ async function refresh() {
     updated.textContent = 'updated ' + fmtClock(lastOk);
     showStale(status);
   } catch (e) {
-    if (mine !== generation) return;
+    if (mine !== ticket) return;
     ui.lastError = String(e.message || e);
     document.body.dataset.state = 'error';
     // An unknown app is an answer, not an outage.
@@ -553,7 +556,7 @@ async function refresh() {
     banner.hidden = false;
     updated.textContent = lastOk ? 'stale since ' + fmtClock(lastOk) : 'no data';
   } finally {
-    if (mine === generation) {
+    if (mine === ticket) {
       ui.refreshes++;
       document.body.dataset.refreshes = String(ui.refreshes);
       timer = setTimeout(refresh, REFRESH_MS);

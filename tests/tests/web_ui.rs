@@ -370,6 +370,16 @@ async fn the_ui_renders_a_thousand_apps_fast_and_ids_as_text() {
         )
         .await;
     assert_eq!(proposed, json!(PROPOSED));
+    // Copy: to the clipboard, or (no permission in a headless browser)
+    // selected for Ctrl-C; either way the page says which.
+    b.eval("document.getElementById('copy-proposed').click()")
+        .await;
+    b.wait_for(
+        "the copy button's confirmation",
+        "document.querySelector('#copy-proposed ~ span').textContent",
+        Duration::from_secs(5),
+    )
+    .await;
     let errors = b
         .eval("document.getElementById('policy-errors').textContent")
         .await;
