@@ -5,7 +5,7 @@
 // the API every few seconds (no reload); a failed poll keeps the last data
 // on screen and says, in a banner, what failed.
 
-import { h, s, fill, appHref, appApiPath, getJSON, getText, isNum, matcher,
+import { h, s, fill, appHref, appApiPath, getJSON, getText, isNum, matcher, ApiError,
   fmtDur, fmtRate, fmtPct, fmtInt, fmtBytes, fmtAge, fmtClock } from './util.js';
 import { draw } from './graph.js';
 import { lineChart, stackedChart } from './charts.js';
@@ -22,7 +22,12 @@ const staleBanner = document.getElementById('stale');
 const updated = document.getElementById('updated');
 
 // Figures for tests and the curious: how long each page's last render took.
-const ui = (window.palisadeUi = { renders: {}, refreshes: 0, lastError: null });
+const ui = (window.palisadeUi = { renders: {}, refreshes: 0, lastError: null, violations: [], errors: [] });
+// Anything the page's Content-Security-Policy blocked, and script errors:
+// the tests expect none (a blocked inline style or an injected script would
+// land here).
+document.addEventListener('securitypolicyviolation', (e) => ui.violations.push(`${e.violatedDirective}: ${e.blockedURI || e.sample}`));
+window.addEventListener('error', (e) => ui.errors.push(String(e.message)));
 
 function timed(name, fn) {
   const t0 = performance.now();
@@ -549,9 +554,12 @@ async function refresh() {
     if (mine !== ticket) return;
     ui.lastError = String(e.message || e);
     document.body.dataset.state = 'error';
-    // An unknown app is an answer, not an outage.
+    // An unknown app is an answer, not an outage; a page that cannot show
+    // an answer is a bug, not the API's fault.
     const gone = e.status === 404 && current.name === 'app';
-    fill(banner, h('strong', null, gone ? 'Not found: ' : 'The API did not answer: '), ui.lastError,
+    const what = !(e instanceof ApiError) ? 'This page could not show the answer: ' : gone ? 'Not found: ' : 'The API did not answer: ';
+    if (!(e instanceof ApiError)) ui.errors.push(ui.lastError);
+    fill(banner, h('strong', null, what), ui.lastError,
       gone ? '' : lastOk ? ` — showing data from ${fmtClock(lastOk)}; retrying every ${REFRESH_MS / 1000} s.` : ` — retrying every ${REFRESH_MS / 1000} s.`);
     banner.hidden = false;
     updated.textContent = lastOk ? 'stale since ' + fmtClock(lastOk) : 'no data';

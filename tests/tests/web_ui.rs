@@ -203,8 +203,17 @@ async fn serve_fixture() -> (SocketAddr, Fixture) {
     (addr, fixture)
 }
 
-/// Nothing from the evil id ran: no marker, no injected element.
+/// Nothing from the evil id ran: no marker, no injected element; and the
+/// page met no script error and nothing its Content-Security-Policy blocked.
 async fn assert_nothing_injected(b: &mut Browser, page: &str) {
+    let trouble = b
+        .eval("JSON.stringify([window.palisadeUi.errors, window.palisadeUi.violations])")
+        .await;
+    assert_eq!(
+        trouble.as_str().unwrap(),
+        "[[],[]]",
+        "{page}: script errors and policy violations"
+    );
     let injected = b
         .eval(
             "JSON.stringify({pwned: document.body.dataset.pwned || null, \
@@ -423,6 +432,29 @@ async fn the_ui_renders_a_thousand_apps_fast_and_ids_as_text() {
         Duration::from_secs(10),
     )
     .await;
+
+    // The page's Content-Security-Policy is in force (and the UI's own
+    // check of it works): an inline script or style is refused and reported.
+    b.eval(
+        "(() => { const s = document.createElement('script'); \
+          s.textContent = 'document.body.dataset.pwned = 1'; document.body.appendChild(s); })()",
+    )
+    .await;
+    let violation = b
+        .wait_for(
+            "the policy refusing an inline script",
+            "window.palisadeUi.violations.join(' ')",
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(
+        violation.as_str().unwrap().contains("script-src"),
+        "{violation}"
+    );
+    assert_eq!(
+        b.eval("document.body.dataset.pwned || null").await,
+        Value::Null
+    );
 
     let ms = |v: &Value| v.as_f64().unwrap();
     println!(
