@@ -56,12 +56,12 @@ const COLUMNS = [
   { key: 'id', label: 'App', get: (a) => a.id, text: true },
   { key: 'instances', label: 'Instances', get: (a) => a.instances, num: true },
   { key: 'protocol', label: 'Protocol', get: (a) => a.protocol, text: true },
-  { key: 'rate', label: 'Rate /s', get: (a) => a.rate, num: true },
-  { key: 'error_rate', label: 'Errors', get: (a) => a.error_rate, num: true },
-  { key: 'p50', label: 'p50', get: (a) => a.latency && a.latency.p50, num: true },
-  { key: 'p99', label: 'p99', get: (a) => a.latency && a.latency.p99, num: true },
-  { key: 'active', label: 'Active conns', get: (a) => a.active_connections, num: true },
-  { key: 'denied', label: 'Denied', get: (a) => a.denied, num: true },
+  { key: 'rate', label: 'Rate /s', get: (a) => a.rate, num: true, title: 'requests per second (HTTP) or connections per second (TCP) over the window' },
+  { key: 'error_rate', label: 'Errors', get: (a) => a.error_rate, num: true, title: 'the fraction of requests answered 5xx, by meshd or the app' },
+  { key: 'p50', label: 'p50', get: (a) => a.latency && a.latency.p50, num: true, title: 'median request duration, first byte in to last byte out' },
+  { key: 'p99', label: 'p99', get: (a) => a.latency && a.latency.p99, num: true, title: '99th percentile of the request duration' },
+  { key: 'active', label: 'Active conns', get: (a) => a.active_connections, num: true, title: 'connections open now' },
+  { key: 'denied', label: 'Denied', get: (a) => a.denied, num: true, title: 'requests and connections refused by policy over the window' },
 ];
 
 const overview = {
@@ -83,7 +83,7 @@ const overview = {
   },
   renderHead() {
     fill(this.head, COLUMNS.map((c) => {
-      const th = h('th', { class: 'sortable' + (c.num ? ' num' : ''), scope: 'col', tabindex: 0 }, c.label);
+      const th = h('th', { class: 'sortable' + (c.num ? ' num' : ''), scope: 'col', tabindex: 0, title: c.title }, c.label);
       if (this.sort.key === c.key) th.setAttribute('aria-sort', this.sort.dir > 0 ? 'ascending' : 'descending');
       const pick = () => {
         this.sort = this.sort.key === c.key ? { key: c.key, dir: -this.sort.dir } : { key: c.key, dir: c.num ? -1 : 1 };
