@@ -181,7 +181,7 @@ fn rate(w: &Window, value: impl Fn(&NodeSample) -> f64 + Copy) -> Option<f64> {
 }
 
 fn app<'a>(s: &'a NodeSample, id: &str) -> Option<&'a AppCounters> {
-    s.apps.get(id)
+    s.apps.get(id).map(|a| &**a)
 }
 
 /// The merged increase of one timing histogram of `id` over the window.

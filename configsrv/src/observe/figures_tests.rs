@@ -34,7 +34,7 @@ fn sample(
     };
     a.timings[Timing::Total as usize] = hist;
     let mut s = NodeSample::default();
-    s.apps.insert("/a".into(), a);
+    s.apps.insert("/a".into(), std::sync::Arc::new(a));
     s.flows.insert(
         ("/b".into(), "/a".into()),
         FlowCounts {
