@@ -222,7 +222,11 @@ pub fn summary(w: &Window, view: &AppView) -> AppSummary {
         id: id.to_owned(),
         instances: view.instances,
         healthy: view.healthy,
-        protocol: format!("{:?}", view.protocol).to_lowercase(),
+        // The policy format's own spelling (`tcp`, `http`).
+        protocol: serde_json::to_value(view.protocol)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
         service_ports: view.service_ports.clone(),
         rate: rate(w, of(counter)),
         error_rate: (requests > 0.0).then(|| errors / requests),
