@@ -119,7 +119,7 @@ fn check(args: &ImpactArgs) -> Result<ImpactReport, Vec<String>> {
                 c.destination,
                 verdict(c.from),
                 verdict(c.to),
-                c.requests.round()
+                c.requests
             );
         }
         for u in &report.unjudged {

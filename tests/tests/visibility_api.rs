@@ -220,7 +220,7 @@ async fn the_api_shows_traffic_flows_nodes_and_learns_allow_lists() {
                 .cloned()
                 .unwrap_or(Value::Null);
             let seen = web["rate"].as_f64().is_some_and(|r| r > 0.0)
-                && web["denied"].as_f64() == Some(6.0)
+                && web["denied"] == 6
                 && web["latency"]["p99"].is_f64();
             if seen {
                 Ok(v)
@@ -249,9 +249,9 @@ async fn the_api_shows_traffic_flows_nodes_and_learns_allow_lists() {
 
     let (_, flows) = get_json(api, "/v1/flows").await.unwrap();
     let denied = flow(&flows, "/vis/dev");
-    assert_eq!(denied["denied"], 6.0, "{flows}");
-    assert_eq!(denied["allowed"], 0.0, "{flows}");
-    assert_eq!(flow(&flows, "/vis/edge")["allowed"], 30.0, "{flows}");
+    assert_eq!(denied["denied"], 6, "{flows}");
+    assert_eq!(denied["allowed"], 0, "{flows}");
+    assert_eq!(flow(&flows, "/vis/edge")["allowed"], 30, "{flows}");
 
     let (status, detail) = get_json(api, "/v1/apps/vis/web").await.unwrap();
     assert_eq!(status, 200);
@@ -290,7 +290,7 @@ async fn the_api_shows_traffic_flows_nodes_and_learns_allow_lists() {
         Duration::from_secs(10),
         || async {
             let (_, v) = get_json(api, "/v1/flows").await?;
-            if flow(&v, "/vis/dev")["would_deny"].as_f64() >= Some(2.0) {
+            if flow(&v, "/vis/dev")["would_deny"].as_u64() >= Some(2) {
                 Ok(())
             } else {
                 Err(v.to_string())

@@ -51,13 +51,13 @@ pub struct AppSummary {
     /// Whole-request latency from the merged histograms of every node.
     pub latency: Latency,
     /// Connections open now, every node.
-    pub active_connections: f64,
+    pub active_connections: u64,
     /// Bytes from clients to backends in the window.
-    pub bytes_in: f64,
+    pub bytes_in: u64,
     /// Bytes from backends to clients in the window.
-    pub bytes_out: f64,
+    pub bytes_out: u64,
     /// Connections and requests denied in the window.
-    pub denied: f64,
+    pub denied: u64,
 }
 
 /// `GET /v1/apps`.
@@ -148,11 +148,11 @@ pub struct Flow {
     /// Destination app.
     pub destination: String,
     /// Let through in the window.
-    pub allowed: f64,
+    pub allowed: u64,
     /// Refused in the window.
-    pub denied: f64,
+    pub denied: u64,
     /// Let through in audit mode, would be refused.
-    pub would_deny: f64,
+    pub would_deny: u64,
 }
 
 /// `GET /v1/flows`.
@@ -162,6 +162,15 @@ pub struct FlowList {
     pub window_seconds: u64,
     /// Every pair seen in the window.
     pub flows: Vec<Flow>,
+}
+
+/// A count as the API shows it: counters are whole numbers (NaN and negatives are 0).
+fn count(v: f64) -> u64 {
+    if v.is_finite() && v > 0.0 {
+        v.round() as u64
+    } else {
+        0
+    }
 }
 
 /// Sums the window increase of `value` over every node.
@@ -181,7 +190,7 @@ fn rate(w: &Window, value: impl Fn(&NodeSample) -> f64 + Copy) -> Option<f64> {
 }
 
 fn app<'a>(s: &'a NodeSample, id: &str) -> Option<&'a AppCounters> {
-    s.apps.get(id)
+    s.apps.get(id).map(|a| &**a)
 }
 
 /// The merged increase of one timing histogram of `id` over the window.
@@ -213,20 +222,25 @@ pub fn summary(w: &Window, view: &AppView) -> AppSummary {
         id: id.to_owned(),
         instances: view.instances,
         healthy: view.healthy,
-        protocol: format!("{:?}", view.protocol).to_lowercase(),
+        // The policy format's own spelling (`tcp`, `http`).
+        protocol: serde_json::to_value(view.protocol)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
         service_ports: view.service_ports.clone(),
         rate: rate(w, of(counter)),
         error_rate: (requests > 0.0).then(|| errors / requests),
         latency: Percentiles::of(&timing(w, id, Timing::Total)).into(),
-        active_connections: w
-            .nodes
-            .values()
-            .filter_map(|n| n.points.back())
-            .map(|p| app(&p.sample, id).map_or(0.0, |a| a.active))
-            .sum(),
-        bytes_in: increase(w, of(|a| a.bytes_in)),
-        bytes_out: increase(w, of(|a| a.bytes_out)),
-        denied: increase(w, of(|a| a.denied)),
+        active_connections: count(
+            w.nodes
+                .values()
+                .filter_map(|n| n.points.back())
+                .map(|p| app(&p.sample, id).map_or(0.0, |a| a.active))
+                .sum(),
+        ),
+        bytes_in: count(increase(w, of(|a| a.bytes_in))),
+        bytes_out: count(increase(w, of(|a| a.bytes_out))),
+        denied: count(increase(w, of(|a| a.denied))),
     }
 }
 
@@ -354,7 +368,9 @@ pub fn flows(w: &Window) -> Vec<Flow> {
             let key = (source.clone(), destination.clone());
             let of = |f: fn(&super::sample::FlowCounts) -> f64| {
                 let key = &key;
-                increase(w, move |s: &NodeSample| s.flows.get(key).map_or(0.0, f))
+                count(increase(w, move |s: &NodeSample| {
+                    s.flows.get(key).map_or(0.0, f)
+                }))
             };
             Flow {
                 allowed: of(|c| c.allow),
@@ -364,7 +380,7 @@ pub fn flows(w: &Window) -> Vec<Flow> {
                 destination,
             }
         })
-        .filter(|f| f.allowed + f.denied + f.would_deny > 0.0)
+        .filter(|f| f.allowed + f.denied + f.would_deny > 0)
         .collect()
 }
 

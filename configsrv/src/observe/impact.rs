@@ -92,7 +92,7 @@ pub struct Change {
     /// Verdict under the candidate.
     pub to: Verdict,
     /// Connections and requests of this flow in the window.
-    pub requests: f64,
+    pub requests: u64,
 }
 
 /// What a candidate policy would change.
@@ -156,8 +156,8 @@ pub fn replay(
 /// the mesh (`unknown`) can only be allowed by address, so they are noted, not listed.
 pub fn propose(flows: &[Flow]) -> String {
     let mut apps: BTreeMap<AppPattern, AppPolicy> = BTreeMap::new();
-    let mut outside: BTreeMap<String, f64> = BTreeMap::new();
-    for f in flows.iter().filter(|f| f.allowed + f.would_deny > 0.0) {
+    let mut outside: BTreeMap<String, u64> = BTreeMap::new();
+    for f in flows.iter().filter(|f| f.allowed + f.would_deny > 0) {
         let Ok(dst) = f.destination.parse::<AppPattern>() else {
             continue;
         };

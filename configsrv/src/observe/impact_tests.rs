@@ -9,7 +9,7 @@ fn id(s: &str) -> AppId {
     s.parse().unwrap()
 }
 
-fn flow(source: &str, destination: &str, allowed: f64, denied: f64, would_deny: f64) -> Flow {
+fn flow(source: &str, destination: &str, allowed: u64, denied: u64, would_deny: u64) -> Flow {
     Flow {
         source: source.into(),
         destination: destination.into(),
@@ -63,10 +63,10 @@ fn replay_reports_changes_and_what_would_be_newly_denied() {
         "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\napps:\n  /shop/web:\n    allow:\n      - from: /dev/x\n",
     );
     let flows = [
-        flow("/shop/edge", "/shop/web", 1200.0, 0.0, 0.0),
-        flow("/dev/x", "/shop/web", 0.0, 0.0, 34.0),
-        flow("unknown", "/shop/edge", 5.0, 0.0, 0.0),
-        flow("/shop/bad", "/shop/web", 0.0, 0.0, 2.0),
+        flow("/shop/edge", "/shop/web", 1200, 0, 0),
+        flow("/dev/x", "/shop/web", 0, 0, 34),
+        flow("unknown", "/shop/edge", 5, 0, 0),
+        flow("/shop/bad", "/shop/web", 0, 0, 2),
     ];
     let r = replay(&flows, &current, &candidate, &|_| Vec::new());
     assert_eq!(
@@ -77,21 +77,21 @@ fn replay_reports_changes_and_what_would_be_newly_denied() {
                 destination: "/shop/web".into(),
                 from: Verdict::Allow,
                 to: Verdict::Deny,
-                requests: 1200.0
+                requests: 1200
             },
             Change {
                 source: "/dev/x".into(),
                 destination: "/shop/web".into(),
                 from: Verdict::WouldDeny,
                 to: Verdict::Allow,
-                requests: 34.0
+                requests: 34
             },
             Change {
                 source: "/shop/bad".into(),
                 destination: "/shop/web".into(),
                 from: Verdict::WouldDeny,
                 to: Verdict::Deny,
-                requests: 2.0
+                requests: 2
             },
         ]
     );
@@ -105,12 +105,12 @@ fn replay_reports_changes_and_what_would_be_newly_denied() {
 #[test]
 fn the_proposal_validates_and_names_exactly_the_sources_let_through() {
     let flows = [
-        flow("/shop/edge", "/shop/web", 10.0, 0.0, 0.0),
-        flow("/dev/x", "/shop/web", 0.0, 0.0, 3.0),
-        flow("/dev/y", "/shop/web", 0.0, 7.0, 0.0),
-        flow("unknown", "/shop/edge", 4.0, 0.0, 0.0),
-        flow("/shop/web", "/shop/db", 2.0, 0.0, 0.0),
-        flow("/x/not an id", "/shop/db", 2.0, 0.0, 0.0),
+        flow("/shop/edge", "/shop/web", 10, 0, 0),
+        flow("/dev/x", "/shop/web", 0, 0, 3),
+        flow("/dev/y", "/shop/web", 0, 7, 0),
+        flow("unknown", "/shop/edge", 4, 0, 0),
+        flow("/shop/web", "/shop/db", 2, 0, 0),
+        flow("/x/not an id", "/shop/db", 2, 0, 0),
     ];
     let text = propose(&flows);
     let set = PolicySet::from_files([("proposed.yaml", text.as_str())])

@@ -6,6 +6,7 @@
 use super::histogram::Buckets;
 use super::prom_text::Sample;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The five timing histograms of a request, in the order `docs/api.md` lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -90,8 +91,9 @@ pub struct FlowCounts {
 /// What one `/metrics` answer says.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeSample {
-    /// By destination app id, as meshd labels it.
-    pub apps: BTreeMap<String, AppCounters>,
+    /// By destination app id, as meshd labels it. Shared: the window keeps
+    /// one copy of an app's figures while they do not change between scrapes.
+    pub apps: BTreeMap<String, Arc<AppCounters>>,
     /// By (source, destination); the source is `unknown` outside the identity table.
     pub flows: BTreeMap<(String, String), FlowCounts>,
     /// `palisade_meshd_reload_failures_total`.
@@ -114,6 +116,7 @@ const CONNECTIONS: &str = "palisade_meshd_connections_total";
 /// Reduces parsed samples to the figures configsrv uses.
 pub fn reduce(samples: &[Sample]) -> NodeSample {
     let mut out = NodeSample::default();
+    let mut apps: BTreeMap<String, AppCounters> = BTreeMap::new();
     // Bucket pairs gathered per (app, timing) before sorting into histograms.
     let mut buckets: BTreeMap<(String, Timing), Vec<(f64, f64)>> = BTreeMap::new();
     for s in samples {
@@ -133,7 +136,7 @@ pub fn reduce(samples: &[Sample]) -> NodeSample {
                 .flows
                 .entry((src.to_owned(), dst.to_owned()))
                 .or_default();
-            let app = out.apps.entry(dst.to_owned()).or_default();
+            let app = apps.entry(dst.to_owned()).or_default();
             match s.label("verdict") {
                 Some("allow") => {
                     flow.allow += s.value;
@@ -163,7 +166,7 @@ pub fn reduce(samples: &[Sample]) -> NodeSample {
             }
             continue;
         }
-        let app = out.apps.entry(dst.to_owned()).or_default();
+        let app = apps.entry(dst.to_owned()).or_default();
         match s.name.as_str() {
             "palisade_meshd_requests_total" => {
                 app.requests += s.value;
@@ -178,8 +181,9 @@ pub fn reduce(samples: &[Sample]) -> NodeSample {
         }
     }
     for ((dst, t), pairs) in buckets {
-        out.apps.entry(dst).or_default().timings[t.index()] = Buckets::from_pairs(pairs);
+        apps.entry(dst).or_default().timings[t.index()] = Buckets::from_pairs(pairs);
     }
+    out.apps = apps.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
     out
 }
 

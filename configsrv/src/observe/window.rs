@@ -120,7 +120,15 @@ impl Window {
             return;
         };
         match result {
-            Ok((sample, status)) => {
+            Ok((mut sample, status)) => {
+                // Idle apps repeat their figures scrape after scrape: keep one copy.
+                if let Some(prev) = series.points.back() {
+                    for (id, counters) in &mut sample.apps {
+                        if let Some(same) = prev.sample.apps.get(id).filter(|p| *p == counters) {
+                            *counters = Arc::clone(same);
+                        }
+                    }
+                }
                 series.reachable = true;
                 series.error = None;
                 series.last_ok = Some(now_ms / 1000);
@@ -155,10 +163,10 @@ mod tests {
         let mut s = NodeSample::default();
         s.apps.insert(
             "/a".into(),
-            AppCounters {
+            Arc::new(AppCounters {
                 requests,
                 ..Default::default()
-            },
+            }),
         );
         (s, NodeStatus::default())
     }
@@ -190,6 +198,20 @@ mod tests {
             w.record("n1", t * 1000, t * 1000, Ok(sample(v)));
         }
         assert_eq!(w.nodes["n1"].increase(requests), 80.0);
+    }
+
+    #[test]
+    fn unchanged_app_figures_are_kept_once() {
+        let mut w = Window::new(Duration::from_secs(60), Duration::from_secs(1));
+        w.retain_nodes(&["n1".to_owned()].into());
+        for t in 0..3 {
+            w.record("n1", t * 1000, t * 1000, Ok(sample(7.0)));
+        }
+        let p = &w.nodes["n1"].points;
+        assert!(Arc::ptr_eq(
+            &p[0].sample.apps["/a"],
+            &p[2].sample.apps["/a"]
+        ));
     }
 
     #[test]
