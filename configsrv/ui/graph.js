@@ -139,6 +139,11 @@ function shortLabel(id) {
   return id.length <= LABEL_CHARS ? id : '…' + id.slice(id.length - LABEL_CHARS + 1);
 }
 
+const SVG_NS = 'http://www.w3.org/2000/svg';
+// The app id of each drawn box, for the click handler (ids stay out of
+// attributes: they are Marathon's strings, kept as text only).
+const nodeIds = new WeakMap();
+
 const VERDICT_TEXT = { allow: 'allowed', deny: 'denied', would_deny: 'would be denied' };
 
 // Draws the graph into `svg` (an <svg> element). `model` is
@@ -185,9 +190,18 @@ export function draw(svg, model) {
       }
       const what = `${f.source} → ${f.destination}: ${n} ${VERDICT_TEXT[verdict]}`;
       const w = 1 + 3 * (Math.log1p(n) / scale);
-      edgeLayer.appendChild(s('g', { class: 'edge ' + verdict, dataset: { verdict } },
-        s('title', null, what),
-        s('path', { d, 'stroke-width': w.toFixed(2), 'marker-end': `url(#arrow-${verdict})` })));
+      // Bare DOM calls: this runs once per edge, thousands of times.
+      const g = document.createElementNS(SVG_NS, 'g');
+      g.setAttribute('class', 'edge ' + verdict);
+      g.setAttribute('data-verdict', verdict);
+      const title = document.createElementNS(SVG_NS, 'title');
+      title.textContent = what;
+      const path = document.createElementNS(SVG_NS, 'path');
+      path.setAttribute('d', d);
+      path.setAttribute('stroke-width', w.toFixed(2));
+      path.setAttribute('marker-end', `url(#arrow-${verdict})`);
+      g.append(title, path);
+      edgeLayer.appendChild(g);
       if (verdict !== 'allow') {
         drawnDenied++;
         // The label sits on the curve's midpoint, and says what it is in words.
@@ -203,18 +217,39 @@ export function draw(svg, model) {
   }
 
   for (const [id, p] of pos) {
-    const cls = ['node'];
-    if (model.idle && model.idle.has(id)) cls.push('idle');
-    if (!id.startsWith('/')) cls.push('external');
-    const box = s('g', { class: cls.join(' '), transform: `translate(${p.x},${p.y})`, tabindex: id.startsWith('/') ? 0 : null },
-      s('title', null, id),
-      s('rect', { width: NODE_W, height: NODE_H, rx: 4 }),
-      s('text', { x: 8, y: 15 }, shortLabel(id)));
-    if (id.startsWith('/') && model.onOpen) {
-      box.addEventListener('click', () => model.onOpen(id));
-      box.addEventListener('keydown', (e) => { if (e.key === 'Enter') model.onOpen(id); });
-    }
+    const app = id.startsWith('/');
+    let cls = 'node';
+    if (model.idle && model.idle.has(id)) cls += ' idle';
+    if (!app) cls += ' external';
+    const box = document.createElementNS(SVG_NS, 'g');
+    box.setAttribute('class', cls);
+    box.setAttribute('transform', `translate(${p.x},${p.y})`);
+    if (app) box.setAttribute('tabindex', '0');
+    const title = document.createElementNS(SVG_NS, 'title');
+    title.textContent = id;
+    const rect = document.createElementNS(SVG_NS, 'rect');
+    rect.setAttribute('width', NODE_W);
+    rect.setAttribute('height', NODE_H);
+    rect.setAttribute('rx', 4);
+    const text = document.createElementNS(SVG_NS, 'text');
+    text.setAttribute('x', 8);
+    text.setAttribute('y', 15);
+    text.textContent = shortLabel(id);
+    box.append(title, rect, text);
+    if (app) nodeIds.set(box, id);
     nodeLayer.appendChild(box);
+  }
+  // One pair of listeners per drawing surface, not two per app.
+  svg.palisadeOpen = model.onOpen;
+  if (!svg.dataset.listening) {
+    svg.dataset.listening = 'yes';
+    const open = (e) => {
+      const box = e.target.closest && e.target.closest('g.node');
+      const id = box && nodeIds.get(box);
+      if (id && svg.palisadeOpen) svg.palisadeOpen(id);
+    };
+    svg.addEventListener('click', open);
+    svg.addEventListener('keydown', (e) => { if (e.key === 'Enter') open(e); });
   }
   svg.append(defs, edgeLayer, nodeLayer, labelLayer);
   return { nodes: pos.size, deniedEdges: drawnDenied, width, height };

@@ -320,6 +320,20 @@ async fn the_ui_renders_a_thousand_apps_fast_and_ids_as_text() {
     )
     .await;
     let graph_top_ms = b.eval("window.palisadeUi.renders.graph").await;
+    // A click on an app's box opens its page.
+    b.eval(
+        "[...document.querySelectorAll('svg#graph g.node')] \
+         .find(g => g.querySelector('title').textContent === '/shop/web') \
+         .dispatchEvent(new MouseEvent('click', {bubbles: true}))",
+    )
+    .await;
+    b.wait_for(
+        "/shop/web's page after a click on its box",
+        "location.hash === '#/app/%2Fshop%2Fweb' && document.getElementById('app-id') && \
+         document.getElementById('app-id').textContent === '/shop/web'",
+        Duration::from_secs(10),
+    )
+    .await;
 
     // The app page of the evil id: heading, sources and errors as text.
     b.goto(&format!(
