@@ -13,10 +13,10 @@ mod policy;
 mod tests;
 
 use crate::observe::Observed;
-use crate::view::View;
 use error::{ApiError, ErrorBody};
 
 use crate::publish::http::NodeStore;
+use crate::reconcile::view::{Status, View};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,16 +25,17 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use schemas::NodeName;
 use serde::Deserialize;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// What the API reads.
 #[derive(Debug, Clone)]
 pub struct ApiState {
     /// Published node configs.
     pub store: Arc<NodeStore>,
-    /// The `/v1/status` document, kept current by the state loop.
-    pub status: Arc<Mutex<serde_json::Value>>,
+    /// The reconciler's latest picture (`/v1/status` and friends).
+    pub view: watch::Receiver<Arc<View>>,
     /// Metrics.
     pub prometheus: PrometheusHandle,
     /// The token state-changing requests need (`--api-token-file`).
@@ -43,8 +44,6 @@ pub struct ApiState {
     pub node_token: Option<String>,
     /// Wakes the Git follower (push webhook).
     pub git_kick: Arc<tokio::sync::Notify>,
-    /// The state loop's latest view (apps, policy, rendered nodes).
-    pub view: tokio::sync::watch::Receiver<Arc<View>>,
     /// The collector's window.
     pub observed: Observed,
     /// The nodes whose meshd asks for its config.
@@ -165,14 +164,8 @@ async fn node_config(
 /// Sources' staleness and errors, counts, renders, the policy commit and the publish error.
 #[utoipa::path(get, path = "/v1/status", tag = "meta",
     responses((status = 200, description = "configsrv's status", body = Object)))]
-async fn status(State(state): State<ApiState>) -> Json<serde_json::Value> {
-    Json(
-        state
-            .status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone(),
-    )
+async fn status(State(state): State<ApiState>) -> Json<Status> {
+    Json(state.view.borrow().status.clone())
 }
 
 /// configsrv's own metrics, Prometheus text.

@@ -1,31 +1,32 @@
 //! `configsrv serve`, read as the startup order: metrics, policies (they must
-//! be valid to start), the API, the sources, then the state loop:
-//! source events -> state (staleness guard, fast path) -> coalesce -> render
-//! -> publish (directory and HTTP), until SIGTERM or Ctrl-C.
+//! be valid to start), the API, the sources, then the loop that feeds source
+//! events and timer wake-ups to the `Reconciler` and carries out its actions
+//! (publish to the directory and HTTP store, metrics, the view), until
+//! SIGTERM or Ctrl-C. Only I/O here; the decisions are in `reconcile`.
 
 use crate::api::{self, ApiState};
-use crate::error::SourceError;
 use crate::followers::Followers;
 use crate::observe::window::Window;
 use crate::observe::{scrape, Observed};
 use crate::publish::http::NodeStore;
 use crate::publish::{assign_generation, files, Previous};
-use crate::render::render;
-use crate::sources::marathon::follow::{follow, Backoff, FollowOptions};
+use crate::reconcile::view::View;
+use crate::reconcile::{Action, Event, Reconciler};
+use crate::render::Rendered;
+use crate::sources::marathon::follow::{follow, FollowOptions};
 use crate::sources::marathon::rest::{ClientOptions, MarathonClient};
+use crate::sources::policy_git::LoadError;
 use crate::sources::{mesos, policy_dir, SourceEvent};
-use crate::state::{accept_full_read, keep_last_good, Applied, ClusterState};
-use crate::view::View;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use schemas::{Generation, NodeName, PolicySet};
-use serde_json::json;
-use std::collections::BTreeMap;
+use schemas::{Generation, NodeName};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
@@ -68,13 +69,6 @@ pub enum PolicySource {
     },
 }
 
-/// Staleness and errors of one source, for the API and the gauge.
-#[derive(Debug, Default, Clone)]
-struct SourceStatus {
-    stale: bool,
-    error: Option<String>,
-}
-
 /// `palisade_policy_commit{commit}` is 1 for the commit that runs.
 fn set_commit_metric(old: Option<&str>, new: Option<&str>) {
     if let Some(o) = old {
@@ -91,17 +85,14 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn mark(
-    statuses: &mut BTreeMap<&'static str, SourceStatus>,
-    source: &'static str,
-    error: Option<String>,
-) {
-    let stale = error.is_some();
-    if let Some(e) = &error {
-        tracing::warn!(source, error = %e, "source is stale; the last good state stays");
-    }
-    metrics::gauge!("palisade_source_stale", "source" => source).set(if stale { 1.0 } else { 0.0 });
-    statuses.insert(source, SourceStatus { stale, error });
+/// The start-up error for invalid policies: every problem on a line of its
+/// own, so an operator (or `grep`) reads them as `validate` prints them.
+fn invalid_at_start(what: &str, problems: &[String]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what}; fix it before starting ({} problem(s)):\n{}",
+        problems.len(),
+        problems.join("\n")
+    )
 }
 
 /// Runs `configsrv serve` until told to stop.
@@ -110,16 +101,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let prometheus = recorder.handle();
     metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
 
-    let (mut policies, git_head) = match &opts.policies {
+    let (policies, git_head) = match &opts.policies {
         PolicySource::Dir(dir) => {
             let files = policy_dir::read_policy_dir(dir)
                 .with_context(|| format!("reading policy directory {}", dir.display()))?;
             let set = policy_dir::load_policies(&files).map_err(|errors| {
                 let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                anyhow::anyhow!(
-                    "the policy directory is invalid; fix it before starting:\n{}",
-                    lines.join("\n")
-                )
+                invalid_at_start("the policy directory is invalid", &lines)
             })?;
             (set, None)
         }
@@ -128,42 +116,45 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 .fetch()
                 .await
                 .with_context(|| format!("fetching the policy repository {}", repo.shown()))?;
-            let set = repo.load(&head).await.map_err(anyhow::Error::msg)?;
+            let set = repo.load(&head).await.map_err(|e| match e {
+                LoadError::Invalid { commit, problems } => invalid_at_start(
+                    &format!("commit {commit} of {} is invalid", repo.shown()),
+                    &problems,
+                ),
+                LoadError::Read(e) => anyhow::anyhow!(e),
+            })?;
             tracing::info!(repo = %repo.shown(), branch = %repo.branch, commit = %head, "policies from Git");
             (set, Some(head))
         }
     };
-    set_commit_metric(None, policies.commit.as_deref());
     let client = MarathonClient::new(&opts.marathon).context("configuring the Marathon client")?;
 
     let store = Arc::new(NodeStore::default());
-    let status = Arc::new(Mutex::new(json!({})));
+    // watch, not broadcast: readers (the API) want only the latest picture.
+    let (view_tx, view_rx) = watch::channel(Arc::new(View::default()));
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding the API on {}", opts.listen))?;
     let git_kick = Arc::new(tokio::sync::Notify::new());
-    // The API and the collector read the loop's latest view; the loop sends a
-    // new one after each render and policy read (watch: only the latest matters).
-    let (view_tx, view_rx) = tokio::sync::watch::channel(Arc::new(View::default()));
+    let followers = Arc::new(Followers::default());
+    let new_follower = Arc::new(tokio::sync::Notify::new());
+    // The collector scrapes every node the store publishes for; the API reads its window.
     let observed: Observed = Arc::new(Mutex::new(Window::new(opts.window, opts.scrape.interval)));
     tokio::spawn(scrape::run(
         opts.scrape,
         Arc::clone(&store),
         Arc::clone(&observed),
     ));
-    let followers = Arc::new(Followers::default());
-    let new_follower = Arc::new(tokio::sync::Notify::new());
     let api = api::router(ApiState {
         store: Arc::clone(&store),
-        status: Arc::clone(&status),
+        view: view_rx,
         prometheus,
         token: opts.api_token.clone(),
         node_token: opts.node_token.clone(),
         git_kick: Arc::clone(&git_kick),
-        view: view_rx,
-        observed,
         followers: Arc::clone(&followers),
         new_follower: Arc::clone(&new_follower),
+        observed,
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, api).await {
@@ -203,82 +194,81 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     tokio::spawn(report_followers(followers, new_follower, tx.clone()));
     drop(tx);
 
-    let mut state = ClusterState::default();
-    let mut statuses: BTreeMap<&'static str, SourceStatus> = BTreeMap::new();
-    let mut empty_reads = 0u32;
-    let mut have_apps = false;
-    let mut previous: BTreeMap<NodeName, Previous> = BTreeMap::new();
-    let mut render_at: Option<tokio::time::Instant> = None;
-    let mut renders = 0u64;
-    let mut publish_error: Option<String> = None;
-    let mut policy_errors: Vec<schemas::ConfigError> = Vec::new();
-    let mut render_errors: Vec<crate::error::RenderError> = Vec::new();
-    let mut retry = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+    let mut run = Executor {
+        reconciler: Reconciler::new(policies, opts.coalesce, fastrand::u64(..)),
+        sink: Sink {
+            out: opts.out.clone(),
+            store: Arc::clone(&store),
+            previous: BTreeMap::new(),
+        },
+        view: view_tx,
+        wake: None,
+    };
+    let first = run.reconciler.start();
+    run.execute(first);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        let wake =
-            render_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-        tokio::select! {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let actions = tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { break };
-                let policy_read = match &event {
-                    SourceEvent::Policies(read) => Some(read.errors.clone()),
-                    SourceEvent::PolicyCommit(_) => Some(Vec::new()),
-                    _ => None,
-                };
-                let changed = absorb(event, &mut state, &mut policies, &mut statuses, &mut empty_reads, &mut have_apps);
-                if changed {
-                    // The first change of a burst sets the time; a pending
-                    // retry further off is brought forward.
-                    let at = tokio::time::Instant::now() + opts.coalesce;
-                    render_at = Some(render_at.map_or(at, |r| r.min(at)));
-                }
-                if let Some(errors) = policy_read {
-                    policy_errors = errors;
-                    view_tx.send_replace(Arc::new(View::build(&state, &policies, &policy_errors, &render_errors)));
-                }
+                run.reconciler.on_event(Event::Source(event), Instant::now().into_std())
             }
-            () = tokio::time::sleep_until(wake), if render_at.is_some() => {
-                render_at = None;
-                // Nothing is rendered before the first good read: an empty
-                // cluster must not overwrite what the nodes run.
-                if have_apps {
-                    renders += 1;
-                    // A failed write (disk full, permissions) must not stop
-                    // configsrv: the API keeps serving every node, and the
-                    // publish is retried with backoff, change or not.
-                    if let Err(e) = publish(&opts, &state, &policies, &store, &mut previous, &mut render_errors) {
-                        metrics::counter!("palisade_publish_failures_total").increment(1);
-                        let wait = retry.next(fastrand::f64());
-                        tracing::error!(error = %format!("{e:#}"), retry_ms = wait.as_millis() as u64, "publishing failed; retrying");
-                        publish_error = Some(format!("{e:#}"));
-                        render_at = Some(tokio::time::Instant::now() + wait);
-                    } else {
-                        retry.reset();
-                        publish_error = None;
-                    }
-                    view_tx.send_replace(Arc::new(View::build(&state, &policies, &policy_errors, &render_errors)));
-                }
+            () = tokio::time::sleep_until(run.wake.unwrap_or(far)), if run.wake.is_some() => {
+                run.wake = None;
+                run.reconciler.on_timer(Instant::now().into_std())
             }
             () = &mut shutdown => break,
-        }
-        let sources: serde_json::Map<String, serde_json::Value> = statuses
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!({"stale": v.stale, "error": v.error})))
-            .collect();
-        *status.lock().unwrap_or_else(PoisonError::into_inner) = json!({
-            "sources": sources,
-            "apps": state.apps.len(),
-            "agents": state.agents.len(),
-            "nodes": store.list().len(),
-            "renders": renders,
-            "policy_commit": policies.commit,
-            "publish_error": publish_error,
-        });
+        };
+        run.execute(actions);
     }
     tracing::info!("configsrv stopped");
     Ok(())
+}
+
+/// The reconciler and what carries out its actions.
+struct Executor {
+    reconciler: Reconciler,
+    sink: Sink,
+    /// Sends each new picture to the API.
+    view: watch::Sender<Arc<View>>,
+    /// When to call `on_timer` next.
+    wake: Option<Instant>,
+}
+
+impl Executor {
+    /// Carries out the reconciler's actions in order; a publish reports back
+    /// at once, and what the reconciler answers runs next (it never asks for
+    /// another publish in answer to one, so this ends).
+    fn execute(&mut self, actions: Vec<Action>) {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Publish(rendered) => {
+                    let result = self.sink.publish(*rendered).map_err(|e| format!("{e:#}"));
+                    let nodes = self.sink.store.list().len();
+                    let event = Event::Published { nodes, result };
+                    let now = Instant::now().into_std();
+                    queue.extend(self.reconciler.on_event(event, now));
+                }
+                Action::ScheduleRender(at) => self.wake = Some(Instant::from_std(at)),
+                Action::SetStale { source, stale } => {
+                    metrics::gauge!("palisade_source_stale", "source" => source.as_str())
+                        .set(if stale { 1.0 } else { 0.0 });
+                }
+                Action::SetPolicyCommit { old, new } => {
+                    set_commit_metric(old.as_deref(), new.as_deref());
+                }
+                Action::CountPublishFailure => {
+                    metrics::counter!("palisade_publish_failures_total").increment(1);
+                }
+                Action::View(v) => {
+                    self.view.send_replace(v);
+                }
+            }
+        }
+    }
 }
 
 /// Hands the state loop the nodes whose meshd follows configsrv: at once
@@ -300,182 +290,70 @@ async fn report_followers(
     }
 }
 
-/// Folds one source event into the state; true when a render is due.
-fn absorb(
-    event: SourceEvent,
-    state: &mut ClusterState,
-    policies: &mut PolicySet,
-    statuses: &mut BTreeMap<&'static str, SourceStatus>,
-    empty_reads: &mut u32,
-    have_apps: &mut bool,
-) -> bool {
-    match event {
-        SourceEvent::MarathonApps(Ok((apps, broken))) => {
-            for e in &broken {
-                tracing::warn!("{e}; its last good settings stay");
-            }
-            *empty_reads = if apps.is_empty() { *empty_reads + 1 } else { 0 };
-            if let Err(why) = accept_full_read(state.apps.len(), apps.len(), *empty_reads) {
-                mark(
-                    statuses,
-                    "marathon",
-                    Some(SourceError::Suspicious(why).to_string()),
-                );
-                return false;
-            }
-            let apps = keep_last_good(state, apps, &broken);
-            let next = ClusterState::new(apps, state.agents.clone())
-                .with_followers(state.followers.clone());
-            mark(statuses, "marathon", None);
-            *have_apps = true;
-            let changed = next != *state;
-            *state = next;
-            changed
-        }
-        SourceEvent::MarathonApps(Err(e)) => {
-            mark(statuses, "marathon", Some(e.to_string()));
-            false
-        }
-        SourceEvent::MarathonEvent(event) => matches!(state.apply(&event), Applied::Changed),
-        SourceEvent::MarathonStream(Ok(url)) => {
-            tracing::info!(%url, "following Marathon's event stream");
-            false
-        }
-        SourceEvent::MarathonStream(Err(e @ SourceError::TooLarge { .. })) => {
-            // Events were lost: stale until the full read after the reconnect.
-            mark(statuses, "marathon", Some(e.to_string()));
-            false
-        }
-        SourceEvent::MarathonStream(Err(e)) => {
-            tracing::warn!(error = %e, "Marathon's event stream broke; full reads continue");
-            false
-        }
-        SourceEvent::MesosAgents(Ok(agents)) => {
-            mark(statuses, "mesos", None);
-            let next = ClusterState::new(state.apps.clone(), agents)
-                .with_followers(state.followers.clone());
-            let changed = next != *state;
-            *state = next;
-            changed
-        }
-        SourceEvent::Followers(followers) => {
-            let next = state.clone().with_followers(followers);
-            let changed = next != *state;
-            *state = next;
-            changed
-        }
-        SourceEvent::MesosAgents(Err(e)) => {
-            mark(statuses, "mesos", Some(e.to_string()));
-            false
-        }
-        SourceEvent::PolicyCommit(Ok(set)) => {
-            mark(statuses, "policy", None);
-            set_commit_metric(policies.commit.as_deref(), set.commit.as_deref());
-            tracing::info!(commit = ?set.commit, "policy commit applied");
-            *policies = set;
-            true
-        }
-        SourceEvent::PolicyCommit(Err(why)) => {
-            mark(statuses, "policy", Some(why));
-            false
-        }
-        SourceEvent::Policies(read) => {
-            let errors: Vec<String> = read.errors.iter().map(ToString::to_string).collect();
-            if !read.broken_files.is_empty() {
-                // A file whose format is broken: keep the whole last good policy.
-                mark(statuses, "policy", Some(errors.join("; ")));
-                return false;
-            }
-            let mut set = read.set;
-            // An invalid app entry keeps its last good settings; the others move on.
-            for key in &read.broken_apps {
-                let Ok(pattern) = key.parse::<schemas::AppPattern>() else {
-                    continue;
-                };
-                if let (Some(old), Some(origin)) =
-                    (policies.apps.get(&pattern), policies.origins.get(&pattern))
-                {
-                    set.apps.insert(pattern.clone(), old.clone());
-                    set.origins.insert(pattern, origin.clone());
-                }
-            }
-            mark(
-                statuses,
-                "policy",
-                (!errors.is_empty()).then(|| errors.join("; ")),
-            );
-            let changed = set != *policies;
-            *policies = set;
-            changed
-        }
-    }
+/// Where rendered configs go: the directory (when configured) and the HTTP
+/// store, with what was published before for numbering.
+struct Sink {
+    out: Option<PathBuf>,
+    store: Arc<NodeStore>,
+    previous: BTreeMap<NodeName, Previous>,
 }
 
-/// Renders and publishes every node: the directory (when configured) and
-/// the HTTP store. Every node reaches the store even when some files could
-/// not be written; those failures are the error.
-fn publish(
-    opts: &ServeOptions,
-    state: &ClusterState,
-    policies: &PolicySet,
-    store: &NodeStore,
-    previous: &mut BTreeMap<NodeName, Previous>,
-    render_errors: &mut Vec<crate::error::RenderError>,
-) -> anyhow::Result<()> {
-    let rendered = render(state, policies);
-    for e in &rendered.errors {
-        tracing::warn!("{e}");
-    }
-    render_errors.clone_from(&rendered.errors);
-    let rendered_services = rendered.services_yaml.clone();
-    let floor = Generation(unix_ms());
-    let mut failed = Vec::new();
-    let configs = match &opts.out {
-        Some(dir) => {
-            let outcome = files::publish_dir(dir, rendered.nodes, &rendered_services, floor)
-                .with_context(|| format!("publishing to {}", dir.display()))?;
-            let mut configs: Vec<_> = outcome
-                .published
-                .into_iter()
-                .map(|(p, c)| (p.node, c))
-                .collect();
-            for (c, e) in outcome.failed {
-                failed.push(e.to_string());
-                configs.push((c.node.clone(), c));
+impl Sink {
+    /// Publishes every rendered node: the directory (when configured) and
+    /// the HTTP store. Every node reaches the store even when some files
+    /// could not be written; those failures are the error.
+    fn publish(&mut self, rendered: Rendered) -> anyhow::Result<()> {
+        let (store, previous) = (&self.store, &mut self.previous);
+        let rendered_services = rendered.services_yaml.clone();
+        let floor = Generation(unix_ms());
+        let mut failed = Vec::new();
+        let configs = match &self.out {
+            Some(dir) => {
+                let outcome = files::publish_dir(dir, rendered.nodes, &rendered_services, floor)
+                    .with_context(|| format!("publishing to {}", dir.display()))?;
+                let mut configs: Vec<_> = outcome
+                    .published
+                    .into_iter()
+                    .map(|(p, c)| (p.node, c))
+                    .collect();
+                for (c, e) in outcome.failed {
+                    failed.push(e.to_string());
+                    configs.push((c.node.clone(), c));
+                }
+                configs
             }
-            configs
+            None => rendered
+                .nodes
+                .into_iter()
+                .map(|(node, mut c)| {
+                    assign_generation(previous.get(&node), &mut c, floor);
+                    (node, c)
+                })
+                .collect(),
+        };
+        for (node, c) in configs {
+            previous.insert(
+                node.clone(),
+                Previous {
+                    generation: c.generation,
+                    revision: c.revision.clone(),
+                },
+            );
+            store.put(
+                node,
+                c.to_yaml_with(&rendered_services),
+                c.generation.0,
+                &c.revision.0,
+            );
         }
-        None => rendered
-            .nodes
-            .into_iter()
-            .map(|(node, mut c)| {
-                assign_generation(previous.get(&node), &mut c, floor);
-                (node, c)
-            })
-            .collect(),
-    };
-    for (node, c) in configs {
-        previous.insert(
-            node.clone(),
-            Previous {
-                generation: c.generation,
-                revision: c.revision.clone(),
-            },
+        anyhow::ensure!(
+            failed.is_empty(),
+            "{} node file(s) not written: {}",
+            failed.len(),
+            failed.join("; ")
         );
-        store.put(
-            node,
-            c.to_yaml_with(&rendered_services),
-            c.generation.0,
-            &c.revision.0,
-        );
+        Ok(())
     }
-    anyhow::ensure!(
-        failed.is_empty(),
-        "{} node file(s) not written: {}",
-        failed.len(),
-        failed.join("; ")
-    );
-    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -136,6 +136,19 @@ pub enum RenderError {
     },
 }
 
+impl RenderError {
+    /// The app the problem belongs to; none for a node's problem.
+    pub fn app(&self) -> Option<&str> {
+        match self {
+            RenderError::PortConflict { app, .. }
+            | RenderError::TaskWithoutAddress { app, .. }
+            | RenderError::VhostReserved { app, .. }
+            | RenderError::VhostShared { app, .. } => Some(app),
+            RenderError::BadHost { .. } => None,
+        }
+    }
+}
+
 /// A node file could not be published.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {

@@ -3,6 +3,7 @@
 //!
 //! Flow, one way: `sources` (Marathon, Mesos, policy dir, offline snapshots)
 //! -> `state` (ClusterState) -> `render` (pure) -> `publish` (number, write).
+//! `reconcile` is the state machine that drives state, render and publish.
 //! `serve` wiring lives in `app`, its HTTP API in `api`; `cli` and `main`
 //! sit at the edge; `error` holds the typed errors.
 
@@ -14,8 +15,8 @@ pub mod followers;
 pub mod impact_client;
 pub mod observe;
 pub mod publish;
+pub mod reconcile;
 pub mod render;
 pub mod sources;
 pub mod state;
 pub mod ui;
-pub mod view;

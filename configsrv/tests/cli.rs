@@ -90,6 +90,89 @@ fn validate_prints_every_problem_with_file_line_col_and_exits_1() {
     );
 }
 
+/// A file with a misspelt value and, two lines below, a misspelt field.
+const TWO_TYPOS: &str = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    protocol: htttp\n    allow:\n      - form: /prod/edge\n  /prod/db:\n    timeouts: {connect: 0s}\n";
+
+#[test]
+fn validate_reports_every_problem_of_a_file_not_only_the_first() {
+    let dir = Scratch::new("validate-every");
+    let bad = dir.write("team/web.yaml", TWO_TYPOS);
+    dir.write(
+        "ok.yaml",
+        "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/edge:\n    protocol: http\n",
+    );
+    let out = configsrv(&["validate", s(&dir.0)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let bad = bad.display();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{bad}:5:5: apps./prod/web.protocol: unknown variant `htttp`"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{bad}:7:9: apps./prod/web.allow[0].form: unknown field `form`"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{bad}:9:16: apps./prod/db.timeouts.connect:")),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("3 problem(s)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn validate_exits_0_on_a_clean_directory() {
+    let dir = Scratch::new("validate-clean");
+    dir.write(
+        "ok.yaml",
+        "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/edge:\n    protocol: http\n    allow:\n      - from: /prod/web\n",
+    );
+    let out = configsrv(&["validate", s(&dir.0)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("no problems"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_on_invalid_policies_with_every_problem_on_its_own_line() {
+    let dir = Scratch::new("serve-invalid");
+    let bad = dir.write("web.yaml", TWO_TYPOS);
+    // Policies are read before anything is bound or contacted.
+    let out = configsrv(&[
+        "serve",
+        "--marathon",
+        "http://127.0.0.1:9",
+        "--policies",
+        s(&dir.0),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let bad = bad.display();
+    for at in [":5:5: ", ":7:9: ", ":9:16: "] {
+        let line = format!("{bad}{at}");
+        assert!(
+            stderr.lines().any(|l| l.starts_with(&line)),
+            "no line starts with {line}: {stderr}"
+        );
+    }
+    assert!(stderr.ends_with('\n'), "{stderr:?}");
+}
+
 #[test]
 fn render_writes_one_file_per_node_and_rewrites_only_on_change() {
     let dir = Scratch::new("render");

@@ -47,20 +47,26 @@ pub struct PolicyInForce {
     responses((status = 200, description = "the policy in force", body = PolicyInForce)))]
 pub async fn in_force(State(state): State<ApiState>) -> Json<PolicyInForce> {
     let view = state.view.borrow().clone();
-    let mut files: BTreeMap<String, Vec<String>> = view
-        .policies
+    let set = &view.policy.set;
+    let mut files: BTreeMap<String, Vec<String>> = set
         .origins
         .values()
         .map(|o| (o.file.clone(), Vec::new()))
         .collect();
-    for (file, e) in &view.policy_errors {
-        files.entry(file.clone()).or_default().push(e.clone());
+    for problem in &view.policy.problems {
+        // `file:line:col: message`: the longest known file it names, else the text before `:`.
+        let file = files
+            .keys()
+            .filter(|f| problem.starts_with(&format!("{f}:")))
+            .max_by_key(|f| f.len())
+            .cloned()
+            .unwrap_or_else(|| problem.split(':').next().unwrap_or_default().to_owned());
+        files.entry(file).or_default().push(problem.clone());
     }
     Json(PolicyInForce {
-        commit: view.policies.commit.clone(),
-        defaults: view.policies.defaults,
-        apps: view
-            .policies
+        commit: set.commit.clone(),
+        defaults: set.defaults,
+        apps: set
             .apps
             .iter()
             .map(|(p, a)| (p.as_str().to_owned(), a.clone()))
@@ -139,7 +145,7 @@ pub async fn impact(
     };
     Ok(Json(impact::replay(
         &flows,
-        &view.policies,
+        &view.policy.set,
         &candidate,
         &addresses,
     )))

@@ -30,7 +30,7 @@ mod routes {
     #![allow(clippy::unwrap_used)]
     use super::super::*;
     use crate::observe::window::Window;
-    use crate::view::{AppView, View};
+    use crate::reconcile::view::{AppView, View};
     use std::collections::BTreeSet;
     use utoipa::OpenApi;
 
@@ -56,7 +56,6 @@ mod routes {
         // The sender may go: receivers keep the last value.
         let state = ApiState {
             store,
-            status: Arc::new(Mutex::new(serde_json::json!({}))),
             prometheus: metrics_exporter_prometheus::PrometheusBuilder::new()
                 .build_recorder()
                 .handle(),
@@ -66,7 +65,7 @@ mod routes {
             followers: Arc::default(),
             new_follower: Arc::default(),
             view: rx,
-            observed: Arc::new(Mutex::new(Window::new(
+            observed: Arc::new(std::sync::Mutex::new(Window::new(
                 Duration::from_secs(60),
                 Duration::from_secs(1),
             ))),

@@ -5,7 +5,7 @@
 use super::histogram::{Buckets, Percentiles};
 use super::sample::{AppCounters, NodeSample, Timing};
 use super::window::{step, NodeSeries, Window};
-use crate::view::{AppView, View};
+use crate::reconcile::view::{AppView, View};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use utoipa::ToSchema;

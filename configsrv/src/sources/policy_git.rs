@@ -118,9 +118,9 @@ impl PolicyRepo {
     }
 
     /// Checks `commit` out and validates its policy files as a whole.
-    pub async fn load(&self, commit: &str) -> Result<schemas::PolicySet, String> {
+    pub async fn load(&self, commit: &str) -> Result<schemas::PolicySet, LoadError> {
         if commit.is_empty() || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(format!("`{commit}` is not a commit id"));
+            return Err(LoadError::Read(format!("`{commit}` is not a commit id")));
         }
         // The trailing `--`: no path follows the commit.
         self.git(
@@ -128,23 +128,38 @@ impl PolicyRepo {
             &["checkout", "--quiet", "--detach", "--force", commit, "--"],
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| LoadError::Read(e.to_string()))?;
         let (checkout, commit) = (self.checkout.clone(), commit.to_owned());
         tokio::task::spawn_blocking(move || {
-            let files = policy_dir::read_policy_dir(&checkout).map_err(|e| e.to_string())?;
-            let mut set = policy_dir::load_policies(&files).map_err(|errors| {
-                let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                format!(
-                    "commit {commit} is invalid; the previous commit keeps running: {}",
-                    lines.join("; ")
-                )
-            })?;
+            let files = policy_dir::read_policy_dir(&checkout)
+                .map_err(|e| LoadError::Read(e.to_string()))?;
+            let mut set =
+                policy_dir::load_policies(&files).map_err(|errors| LoadError::Invalid {
+                    commit: commit.clone(),
+                    problems: errors.iter().map(ToString::to_string).collect(),
+                })?;
             set.commit = Some(commit);
             Ok(set)
         })
         .await
-        .unwrap_or_else(|e| Err(format!("reading the checkout failed: {e}")))
+        .unwrap_or_else(|e| Err(LoadError::Read(format!("reading the checkout failed: {e}"))))
     }
+}
+
+/// Why a commit's policies cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Git or the checkout failed.
+    #[error("{0}")]
+    Read(String),
+    /// The commit's policy files have problems.
+    #[error("commit {commit} is invalid; the previous commit keeps running: {}", .problems.join("; "))]
+    Invalid {
+        /// The commit.
+        commit: String,
+        /// Every problem, `file:line:col: message`.
+        problems: Vec<String>,
+    },
 }
 
 /// Fetches every `interval` and whenever `kick` is notified; sends each new
@@ -181,7 +196,7 @@ pub async fn follow(
             Err(e) => {
                 // Leave the checkout on the commit that runs, so the next read starts from it.
                 let _ = repo.load(&current).await;
-                let _ = tx.send(SourceEvent::PolicyCommit(Err(e))).await;
+                let _ = tx.send(SourceEvent::PolicyCommit(Err(e.to_string()))).await;
             }
         }
     }

@@ -2,6 +2,7 @@
 //! each file, then the merge, where one app defined twice names both files,
 //! and so does one edge host and path claimed by two apps (`vhost`).
 
+mod every;
 mod vhost;
 
 pub use vhost::route_key;
@@ -9,7 +10,7 @@ pub use vhost::route_key;
 use super::{AppPolicy, Defaults, Policy, Rule};
 use crate::duration::Duration;
 use crate::ids::{AppId, AppPattern};
-use crate::span::{from_yaml_error, locate, ConfigError, Location, Seg};
+use crate::span::{locate, ConfigError, Location, Seg};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Every file parsed and merged: the set, the problems that make the merge
@@ -98,10 +99,15 @@ pub struct PolicySet {
     pub commit: Option<String>,
 }
 
-/// Parses one policy file strictly and checks what serde cannot.
+/// Parses one policy file strictly and checks what serde cannot; on failure,
+/// every problem found in the file, in the order of their lines.
 pub fn parse_policy_file(file: &str, source: &str) -> Result<Policy, Vec<ConfigError>> {
-    let policy: Policy =
-        yaml_serde::from_str(source).map_err(|e| vec![from_yaml_error(file, &e)])?;
+    let text = yaml_serde::Deserializer::from_str(source);
+    let policy: Policy = serde_path_to_error::deserialize(text).map_err(|first| {
+        let mut errors = every::every_problem(file, source, first);
+        errors.sort_by_key(|e| (e.line, e.col));
+        errors
+    })?;
     let errors: Vec<ConfigError> = policy
         .apps
         .iter()
@@ -201,6 +207,39 @@ pub struct Lenient {
     pub broken_files: BTreeSet<String>,
     /// App keys (as written) whose entry is invalid (the rest of their file was used).
     pub broken_apps: BTreeSet<String>,
+    /// The problems of each invalid entry, by app key as written.
+    pub app_errors: BTreeMap<String, Vec<ConfigError>>,
+}
+
+/// The problems of `errors` that sit inside an app entry of `source`, with
+/// the entry's key: an entry runs from its key's line to the next entry's.
+fn by_entry<'e>(
+    source: &str,
+    keys: &[&str],
+    errors: &'e [ConfigError],
+) -> Vec<(String, &'e ConfigError)> {
+    let apps = locate(source, &[Seg::Key("apps")]);
+    let mut starts: Vec<(Location, &str)> = keys
+        .iter()
+        .map(|k| (locate(source, &[Seg::Key("apps"), Seg::Key(k)]), *k))
+        .filter(|(at, _)| *at > apps)
+        .collect();
+    starts.sort();
+    errors
+        .iter()
+        .filter_map(|e| {
+            let at = Location {
+                line: e.line,
+                col: e.col,
+            };
+            // Deeper than `apps:` itself, or it is a top-level key's problem.
+            if at.col <= apps.col {
+                return None;
+            }
+            let (_, key) = starts.iter().rev().find(|(start, _)| *start <= at)?;
+            Some(((*key).to_owned(), e))
+        })
+        .collect()
 }
 
 /// A policy file's outer shape, with app entries still unparsed.
@@ -227,11 +266,16 @@ impl PolicySet {
             match parse_policy_file(file, source) {
                 Ok(_) => good.push((file.to_owned(), source.to_owned())),
                 Err(errors) => {
-                    out.errors.extend(errors);
                     let Ok(shell) = yaml_serde::from_str::<Shell>(source) else {
+                        out.errors.extend(errors);
                         out.broken_files.insert(file.to_owned());
                         continue;
                     };
+                    let keys: Vec<&str> = shell.apps.keys().map(String::as_str).collect();
+                    for (key, e) in by_entry(source, &keys, &errors) {
+                        out.app_errors.entry(key).or_default().push(e.clone());
+                    }
+                    out.errors.extend(errors);
                     // Keep the valid entries of this file: rebuild it without the bad ones.
                     let mut apps = yaml_serde::Mapping::new();
                     for (key, value) in shell.apps {
@@ -276,6 +320,8 @@ impl PolicySet {
                 set.apps.remove(pattern);
                 set.origins.remove(pattern);
                 out.broken_apps.insert(pattern.as_str().to_owned());
+                let key = pattern.as_str().to_owned();
+                out.app_errors.entry(key).or_default().push(c.error.clone());
             }
             out.errors.push(c.error);
         }

@@ -205,3 +205,78 @@ fn duplicate_key_in_one_file_is_rejected() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].contains("duplicate"), "{}", e[0]);
 }
+
+#[test]
+fn every_problem_of_a_file_is_reported_each_at_its_line() {
+    // A misspelt enum value no longer hides a misspelt field below it.
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    protocol: htttp\n    allow:\n      - form: /prod/edge\n      - from: /prod/x\n  /prod/db:\n    balance: random\n    timeouts: {connect: 0s}\n";
+    let e = errors(&[("p.yaml", src)]);
+    assert_eq!(e.len(), 4, "{e:#?}");
+    assert!(e[0].starts_with("p.yaml:5:5: apps./prod/web.protocol: unknown variant `htttp`"));
+    assert!(e[1].starts_with("p.yaml:7:9: apps./prod/web.allow[0].form: unknown field `form`"));
+    assert!(e[2].starts_with("p.yaml:10:5: apps./prod/db.balance: unknown variant `random`"));
+    assert!(e[3].starts_with("p.yaml:11:16: apps./prod/db.timeouts.connect:"));
+}
+
+#[test]
+fn a_pruned_problem_does_not_echo_in_its_parent_and_later_items_keep_their_index() {
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /x:\n    autoscale: {metric: bogus, target: 1, min: 1, max: 2}\n    allow:\n      - from: /A\n      - from_cidr: 300.0.0.0/8\n      - from: /b\n        frm: 1\n      - {}\n";
+    let e = errors(&[("p.yaml", src)]);
+    let at: Vec<&str> = e.iter().map(|e| e.split(": ").next().unwrap()).collect();
+    // No `missing field metric` for the pruned metric, no "rule needs `from`"
+    // for the pruned `from: /A`; the empty rule is a problem of its own.
+    assert_eq!(
+        at,
+        [
+            "p.yaml:5:17",
+            "p.yaml:7:9",
+            "p.yaml:8:9",
+            "p.yaml:10:9",
+            "p.yaml:11:7"
+        ],
+        "{e:#?}"
+    );
+    assert!(e[4].contains("allow[3]"), "{}", e[4]);
+}
+
+#[test]
+fn a_missing_kind_and_an_unknown_field_are_both_reported() {
+    let src = "apiVersion: palisade/v1\napps:\n  /x:\n    protocl: tcp\n";
+    let e = errors(&[("p.yaml", src)]);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(e[0].contains("missing field `kind`"), "{}", e[0]);
+    assert!(
+        e[1].starts_with("p.yaml:4:5: apps./x.protocl: unknown field"),
+        "{}",
+        e[1]
+    );
+}
+
+#[test]
+fn broken_yaml_is_one_problem() {
+    let e = errors(&[("p.yaml", "apiVersion: palisade/v1\nkind: Policy\napps: [\n")]);
+    assert_eq!(e.len(), 1, "{e:#?}");
+}
+
+#[test]
+fn a_lenient_read_files_each_problem_under_its_app_entry() {
+    let a = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /good:\n    protocol: http\n  /bad:\n    protocol: udp\n    allow:\n      - form: /x\n  /worse:\n    balance: random\n";
+    let l = PolicySet::from_files_lenient([("a.yaml", a)]);
+    let shown = |key: &str| -> Vec<String> {
+        l.app_errors
+            .get(key)
+            .map(|v| v.iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    };
+    let bad = shown("/bad");
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(
+        bad[0].starts_with("a.yaml:7:5:") && bad[1].starts_with("a.yaml:9:9:"),
+        "{bad:?}"
+    );
+    let worse = shown("/worse");
+    assert_eq!(worse.len(), 1, "{worse:?}");
+    assert!(worse[0].starts_with("a.yaml:11:5:"), "{worse:?}");
+    assert!(shown("/good").is_empty());
+    assert_eq!(l.errors.len(), 3, "{:?}", l.errors);
+}

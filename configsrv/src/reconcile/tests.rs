@@ -1,0 +1,422 @@
+//! The reconciler driven by hand: events in, actions and views out, on a
+//! made-up clock (plain `Instant`s, no runtime).
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::state::{Agent, App, Networking, PortSpec, Task, TaskPhase};
+use schemas::ServicePort;
+
+const COALESCE: Duration = Duration::from_millis(100);
+
+fn app(id: &str, port: u16, tasks: usize) -> App {
+    App {
+        id: id.parse().unwrap(),
+        networking: Networking::Host,
+        service_ports: vec![PortSpec {
+            index: 0,
+            service_port: ServicePort(port),
+            container_port: None,
+        }],
+        protocol: None,
+        balance: None,
+        vhost: vec![],
+        health_checks: 0,
+        tasks: (0..tasks)
+            .map(|i| Task {
+                id: format!("{}.{i}", &id[1..]).parse().unwrap(),
+                host: "127.0.0.2".into(),
+                ports: vec![31000 + i as u16],
+                addresses: vec![],
+                phase: TaskPhase::Running,
+                healthy: true,
+            })
+            .collect(),
+    }
+}
+
+fn read(apps: Vec<App>) -> Event {
+    Event::Source(SourceEvent::MarathonApps(Ok((apps, vec![]))))
+}
+
+fn failed_read() -> Event {
+    Event::Source(SourceEvent::MarathonApps(Err(SourceError::Http {
+        origin: "http://127.0.0.1:8080".into(),
+        message: "connection refused".into(),
+    })))
+}
+
+fn policy_files(files: &[(&str, &str)]) -> Event {
+    Event::Source(SourceEvent::Policies(PolicySet::from_files_lenient(
+        files.iter().copied(),
+    )))
+}
+
+const GOOD_POLICY: &str = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /web:\n    protocol: http\n    allow:\n      - from: /edge\n";
+
+fn published(actions: &[Action]) -> Vec<&Rendered> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish(r) => Some(&**r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn scheduled(actions: &[Action]) -> Option<Instant> {
+    actions.iter().rev().find_map(|a| match a {
+        Action::ScheduleRender(at) => Some(*at),
+        _ => None,
+    })
+}
+
+fn last_view(actions: &[Action]) -> Option<Arc<View>> {
+    actions.iter().rev().find_map(|a| match a {
+        Action::View(v) => Some(Arc::clone(v)),
+        _ => None,
+    })
+}
+
+fn stale(actions: &[Action], source: Source) -> Option<bool> {
+    actions.iter().rev().find_map(|a| match a {
+        Action::SetStale { source: s, stale } if *s == source => Some(*stale),
+        _ => None,
+    })
+}
+
+fn reconciler() -> Reconciler {
+    Reconciler::new(PolicySet::default(), COALESCE, 7)
+}
+
+/// Runs the timer when due and reports a good publish; returns the render.
+fn render_now(r: &mut Reconciler, now: Instant) -> Rendered {
+    let at = r.render_due().expect("a render is due");
+    let mut actions = r.on_timer(at.max(now));
+    let Some(Action::Publish(rendered)) = actions
+        .iter()
+        .position(|a| matches!(a, Action::Publish(_)))
+        .map(|i| actions.swap_remove(i))
+    else {
+        panic!("no publish in {actions:?}");
+    };
+    let nodes = rendered.nodes.len();
+    r.on_event(
+        Event::Published {
+            nodes,
+            result: Ok(()),
+        },
+        at,
+    );
+    *rendered
+}
+
+#[test]
+fn nothing_renders_before_the_first_good_read_and_the_first_good_read_renders() {
+    let t0 = Instant::now();
+    let mut r = reconciler();
+    let agents = vec![Agent {
+        hostname: "127.0.0.2".into(),
+        address: None,
+        active: true,
+    }];
+    let actions = r.on_event(Event::Source(SourceEvent::MesosAgents(Ok(agents))), t0);
+    assert_eq!(scheduled(&actions), Some(t0 + COALESCE));
+    assert!(
+        published(&r.on_timer(t0 + COALESCE)).is_empty(),
+        "no good Marathon read yet"
+    );
+    assert!(published(&r.on_event(failed_read(), t0)).is_empty());
+    assert_eq!(r.render_due(), None);
+
+    let t1 = t0 + Duration::from_secs(1);
+    let actions = r.on_event(read(vec![app("/web", 10000, 2)]), t1);
+    assert_eq!(stale(&actions, Source::Marathon), Some(false));
+    assert_eq!(scheduled(&actions), Some(t1 + COALESCE));
+    assert!(
+        published(&r.on_timer(t1)).is_empty(),
+        "not before the coalesce delay"
+    );
+    let rendered = render_now(&mut r, t1 + COALESCE);
+    let node = rendered.nodes.values().next().unwrap();
+    assert_eq!(node.services.len(), 1);
+    assert_eq!(node.services[0].backends.len(), 2);
+    assert_eq!(r.view().status.renders, 1);
+}
+
+#[test]
+fn a_first_read_of_an_empty_cluster_still_renders_the_nodes() {
+    let t0 = Instant::now();
+    let mut r = reconciler();
+    let actions = r.on_event(read(vec![]), t0);
+    assert_eq!(scheduled(&actions), Some(t0 + COALESCE));
+}
+
+#[test]
+fn an_empty_read_after_a_non_empty_one_is_refused_and_marked_stale() {
+    let t0 = Instant::now();
+    let mut r = reconciler();
+    r.on_event(read(vec![app("/web", 10000, 1)]), t0);
+    render_now(&mut r, t0);
+
+    for n in 1..crate::state::CONFIRM_EMPTY {
+        let actions = r.on_event(read(vec![]), t0);
+        assert_eq!(stale(&actions, Source::Marathon), Some(true), "read {n}");
+        assert_eq!(scheduled(&actions), None, "read {n}: nothing to render");
+        let view = last_view(&actions).unwrap();
+        let marathon = &view.status.sources[&Source::Marathon];
+        assert!(marathon.stale);
+        assert!(marathon.error.as_deref().unwrap().contains("no apps"));
+        assert_eq!(view.status.apps, 1, "the last good state stays");
+        assert_eq!(view.apps[0].id.as_str(), "/web");
+    }
+    // Confirmed by enough reads in a row: the cluster really is empty.
+    let actions = r.on_event(read(vec![]), t0);
+    assert_eq!(stale(&actions, Source::Marathon), Some(false));
+    assert!(scheduled(&actions).is_some());
+    assert_eq!(r.view().status.apps, 0);
+}
+
+#[test]
+fn a_failed_read_keeps_the_state_and_marks_marathon_stale() {
+    let t0 = Instant::now();
+    let mut r = reconciler();
+    r.on_event(read(vec![app("/web", 10000, 1)]), t0);
+    render_now(&mut r, t0);
+    let actions = r.on_event(failed_read(), t0);
+    assert_eq!(stale(&actions, Source::Marathon), Some(true));
+    assert_eq!(scheduled(&actions), None);
+    let status = serde_json::to_value(&r.view().status).unwrap();
+    assert_eq!(status["sources"]["marathon"]["stale"], true);
+    assert!(status["sources"]["marathon"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("connection refused"));
+    assert_eq!(status["apps"], 1);
+    for key in [
+        "agents",
+        "nodes",
+        "renders",
+        "policy_commit",
+        "publish_error",
+    ] {
+        assert!(status.get(key).is_some(), "{key} in {status}");
+    }
+}
+
+#[test]
+fn a_burst_of_changes_coalesces_into_one_render() {
+    let t0 = Instant::now();
+    let mut r = reconciler();
+    r.on_event(read(vec![app("/web", 10000, 1)]), t0);
+    render_now(&mut r, t0);
+    let t1 = t0 + Duration::from_secs(1);
+    for i in 0..10u32 {
+        let now = t1 + Duration::from_millis(u64::from(i) * 5);
+        r.on_event(read(vec![app("/web", 10000, 2 + i as usize)]), now);
+        assert_eq!(
+            r.render_due(),
+            Some(t1 + COALESCE),
+            "the first change sets the time"
+        );
+    }
+    let actions = r.on_timer(t1 + COALESCE);
+    let renders = published(&actions);
+    assert_eq!(renders.len(), 1);
+    let node = renders[0].nodes.values().next().unwrap();
+    assert_eq!(node.services[0].backends.len(), 11, "the last read wins");
+    assert_eq!(r.render_due(), None);
+    assert!(published(&r.on_timer(t1 + COALESCE * 2)).is_empty());
+}
+
+#[test]
+fn an_event_that_changes_nothing_renders_nothing() {
+    let t0 = Instant::now();
+    let mut r = reconciler();
+    r.on_event(read(vec![app("/web", 10000, 1)]), t0);
+    render_now(&mut r, t0);
+    let actions = r.on_event(read(vec![app("/web", 10000, 1)]), t0);
+    assert_eq!(scheduled(&actions), None);
+}
+
+#[test]
+fn a_failed_publish_is_retried_with_growing_backoff_until_it_succeeds() {
+    let t0 = Instant::now();
+    let mut r = reconciler();
+    r.on_event(read(vec![app("/web", 10000, 1)]), t0);
+    let mut now = t0 + COALESCE;
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        assert_eq!(published(&r.on_timer(now)).len(), 1);
+        let failed = Event::Published {
+            nodes: 1,
+            result: Err("publishing to /out: disk full".into()),
+        };
+        let actions = r.on_event(failed, now);
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, Action::CountPublishFailure)));
+        let at = scheduled(&actions).expect("a retry is scheduled, change or not");
+        let view = last_view(&actions).unwrap();
+        assert_eq!(
+            view.status.publish_error.as_deref(),
+            Some("publishing to /out: disk full")
+        );
+        waits.push(at - now);
+        now = at;
+    }
+    // Doubling from 250ms, with up to half taken off by jitter.
+    for (i, wait) in waits.iter().enumerate() {
+        let full = RETRY_MIN * 2u32.pow(i as u32);
+        assert!(*wait <= full && *wait >= full / 2, "retry {i}: {wait:?}");
+    }
+    assert_eq!(published(&r.on_timer(now)).len(), 1);
+    let actions = r.on_event(
+        Event::Published {
+            nodes: 1,
+            result: Ok(()),
+        },
+        now,
+    );
+    assert_eq!(scheduled(&actions), None);
+    assert_eq!(last_view(&actions).unwrap().status.publish_error, None);
+    // A success resets the backoff.
+    r.on_event(read(vec![app("/web", 10000, 3)]), now);
+    let at = r.render_due().unwrap();
+    r.on_timer(at);
+    let failed = Event::Published {
+        nodes: 1,
+        result: Err("again".into()),
+    };
+    let retry = scheduled(&r.on_event(failed, at)).unwrap();
+    assert!(retry - at <= RETRY_MIN);
+}
+
+#[test]
+fn a_change_brings_a_distant_retry_forward() {
+    let t0 = Instant::now();
+    let mut r = reconciler();
+    r.on_event(read(vec![app("/web", 10000, 1)]), t0);
+    let mut now = t0 + COALESCE;
+    // Fail until the retry is further off than the coalesce delay.
+    let retry = loop {
+        r.on_timer(now);
+        let failed = Event::Published {
+            nodes: 0,
+            result: Err("disk full".into()),
+        };
+        let at = scheduled(&r.on_event(failed, now)).unwrap();
+        if at - now > COALESCE * 2 {
+            break at;
+        }
+        now = at;
+    };
+    let actions = r.on_event(read(vec![app("/web", 10000, 2)]), now);
+    assert_eq!(scheduled(&actions), Some(now + COALESCE));
+    assert!(now + COALESCE < retry);
+}
+
+#[test]
+fn an_invalid_policy_keeps_the_last_good_one_and_marks_policy_stale() {
+    let t0 = Instant::now();
+    let mut r = reconciler();
+    r.on_event(read(vec![app("/web", 10000, 1)]), t0);
+    render_now(&mut r, t0);
+    let actions = r.on_event(policy_files(&[("web.yaml", GOOD_POLICY)]), t0);
+    assert_eq!(stale(&actions, Source::Policy), Some(false));
+    assert!(scheduled(&actions).is_some());
+    let good = render_now(&mut r, t0);
+    let access = |rendered: &Rendered| {
+        let node = rendered.nodes.values().next().unwrap();
+        format!("{:?}", node.services[0].access)
+    };
+
+    // A file whose format is broken: the whole last good policy stays.
+    let broken = "apiVersion: palisade/v1\nkind: Policy\napps: [\n";
+    let actions = r.on_event(policy_files(&[("web.yaml", broken)]), t0);
+    assert_eq!(stale(&actions, Source::Policy), Some(true));
+    assert_eq!(scheduled(&actions), None);
+    let view = last_view(&actions).unwrap();
+    assert!(view.status.sources[&Source::Policy].stale);
+    assert!(view.policy.problems[0].starts_with("web.yaml:"));
+    assert_eq!(view.policy.set.apps.len(), 1);
+
+    // An invalid entry keeps its last good settings; a new valid one joins.
+    let typo = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /web:\n    protocol: htttp\n  /db:\n    protocol: tcp\n";
+    let actions = r.on_event(policy_files(&[("web.yaml", typo)]), t0);
+    assert_eq!(stale(&actions, Source::Policy), Some(true));
+    let view = last_view(&actions).unwrap();
+    assert!(view.policy.broken_apps.contains("/web"));
+    assert_eq!(view.policy.set.apps.len(), 2);
+    assert!(
+        view.app_errors["/web"][0].starts_with("web.yaml:5:5: "),
+        "{view:?}"
+    );
+    let after = render_now(&mut r, t0);
+    assert_eq!(access(&after), access(&good), "/web keeps its allow-list");
+    assert_eq!(r.view().apps[0].protocol, schemas::Protocol::Http);
+}
+
+#[test]
+fn a_policy_commit_moves_the_commit_metric_and_shows_in_the_view() {
+    let t0 = Instant::now();
+    let start = PolicySet {
+        commit: Some("aaa".into()),
+        ..PolicySet::default()
+    };
+    let mut r = Reconciler::new(start, COALESCE, 1);
+    let actions = r.start();
+    assert!(
+        matches!(&actions[0], Action::SetPolicyCommit { old: None, new: Some(c) } if c == "aaa")
+    );
+    assert_eq!(
+        last_view(&actions).unwrap().status.policy_commit.as_deref(),
+        Some("aaa")
+    );
+    let next = PolicySet {
+        commit: Some("bbb".into()),
+        ..PolicySet::default()
+    };
+    let actions = r.on_event(Event::Source(SourceEvent::PolicyCommit(Ok(next))), t0);
+    assert!(actions.iter().any(|a| matches!(a,
+        Action::SetPolicyCommit { old: Some(o), new: Some(n) } if o == "aaa" && n == "bbb")));
+    assert_eq!(
+        last_view(&actions).unwrap().policy.set.commit.as_deref(),
+        Some("bbb")
+    );
+    let refused = Event::Source(SourceEvent::PolicyCommit(Err("ccc: bad file".into())));
+    let actions = r.on_event(refused, t0);
+    assert_eq!(stale(&actions, Source::Policy), Some(true));
+    assert_eq!(r.view().status.policy_commit.as_deref(), Some("bbb"));
+}
+
+#[test]
+fn the_view_lists_apps_with_instances_and_service_ports() {
+    let t0 = Instant::now();
+    let mut r = reconciler();
+    let actions = r.on_event(read(vec![app("/web", 10000, 3), app("/db", 10001, 1)]), t0);
+    let view = last_view(&actions).unwrap();
+    let ids: Vec<_> = view.apps.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["/db", "/web"]);
+    assert_eq!(view.apps[1].instances, 3);
+    assert_eq!(view.apps[1].healthy, 3);
+    assert_eq!(view.apps[1].service_ports, [10000]);
+    assert_eq!(view.status.apps, 2);
+    // Nothing a reader sees changed: no new view.
+    assert!(last_view(&r.on_timer(t0)).is_none());
+}
+
+#[test]
+fn a_node_whose_meshd_follows_gets_a_config_and_keeps_it_across_reads() {
+    let t0 = Instant::now();
+    let mut r = reconciler();
+    r.on_event(read(vec![app("/web", 10000, 1)]), t0);
+    render_now(&mut r, t0);
+    let follower: schemas::NodeName = "127.0.0.9".parse().unwrap();
+    let event = Event::Source(SourceEvent::Followers(vec![follower.clone()]));
+    assert!(scheduled(&r.on_event(event, t0)).is_some());
+    assert!(render_now(&mut r, t0).nodes.contains_key(&follower));
+    // A later full read of Marathon keeps the follower.
+    r.on_event(read(vec![app("/web", 10000, 2)]), t0);
+    assert!(render_now(&mut r, t0).nodes.contains_key(&follower));
+}
