@@ -499,7 +499,7 @@ async fn the_ui_renders_a_thousand_apps_fast_and_ids_as_text() {
 
 const NODE_A: &str = "127.0.0.171";
 const NODE_B: &str = "127.0.0.172";
-const WEB_PORT: u16 = 24300;
+const WEB_PORT: u16 = 26300;
 
 const MESH_POLICY: &str = "apiVersion: palisade/v1
 kind: Policy
