@@ -44,11 +44,13 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+backends=()
 backend() { # task-id app address
   mkdir -p "$work/www/$1"
   echo "hello from $2, task $1" >"$work/www/$1/index.html"
   python3 -m http.server 8080 --bind "$3" --directory "$work/www/$1" >"$work/$1.log" 2>&1 &
   pids+=($!)
+  backends+=("$3")
 }
 
 if [ "$mode" = "--live" ]; then
@@ -103,6 +105,14 @@ for node in 127.0.0.2 127.0.0.3; do
     sleep 0.1
   done
   curl -fs "$node:9901/ready" >/dev/null || { echo "demo: meshd of node $node did not become ready; see $work" >&2; exit 1; }
+done
+
+# Python takes a moment to listen; the first calls would get 502 before.
+for ip in "${backends[@]}"; do
+  for _ in $(seq 1 100); do
+    curl -fs "$ip:8080/" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
 done
 
 edge=127.0.2.1 tool=127.0.3.1
