@@ -837,6 +837,14 @@ async fn the_ui_shows_a_running_mesh_with_its_denied_flow_and_timing() {
     )
     .await;
     b.screenshot(&shots.join("mesh-policy.png")).await;
+    let trouble = b
+        .eval("JSON.stringify([window.palisadeUi.errors, window.palisadeUi.violations])")
+        .await;
+    assert_eq!(
+        trouble.as_str().unwrap(),
+        "[[],[]]",
+        "script errors and policy violations on the real API's answers"
+    );
 
     let (allowed, denied) = traffic.finish();
     println!(
