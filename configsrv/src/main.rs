@@ -38,6 +38,14 @@ fn main() -> ExitCode {
 
 fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
     let args = *args;
+    // A zero period would spin the collector (and panics tokio's interval).
+    for (flag, d) in [
+        ("--scrape-interval", args.scrape_interval),
+        ("--scrape-timeout", args.scrape_timeout),
+        ("--window", args.window),
+    ] {
+        anyhow::ensure!(!d.0.is_zero(), "{flag} must be greater than zero");
+    }
     // One TLS crypto provider for the whole process, chosen here, before any client exists.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let opts = configsrv::app::ServeOptions {

@@ -18,3 +18,12 @@ use std::sync::{Arc, Mutex};
 
 /// The window the collector writes and the API reads.
 pub type Observed = Arc<Mutex<window::Window>>;
+
+/// A copy of the window taken under its lock (points are shared, so this is
+/// cheap), so figures are computed without holding up the collector.
+pub fn snapshot(observed: &Observed) -> window::Window {
+    observed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}

@@ -151,25 +151,21 @@ async fn the_api_shows_traffic_flows_nodes_and_learns_allow_lists() {
         ],
         &dir.0,
     );
-    let _meshd: Vec<Proc> = NODES
-        .iter()
-        .map(|node| {
-            let admin = format!("{node}:{admin_port}");
-            Proc::spawn(
-                "meshd",
-                &[
-                    "run",
-                    "--node",
-                    node,
-                    "--config-dir",
-                    dir.path("nodes").to_str().unwrap(),
-                    "--admin",
-                    &admin,
-                ],
-                &dir.0,
-            )
-        })
-        .collect();
+    let nodes_dir = dir.path("nodes");
+    let start_meshd = |node: &str| {
+        let admin = format!("{node}:{admin_port}");
+        let args = [
+            "run",
+            "--node",
+            node,
+            "--config-dir",
+            nodes_dir.to_str().unwrap(),
+            "--admin",
+            &admin,
+        ];
+        Proc::spawn("meshd", &args, &dir.0)
+    };
+    let mut meshd: Vec<Proc> = NODES.iter().map(|n| start_meshd(n)).collect();
 
     // Both nodes converge: their meshd answer the scrape and run what was rendered.
     let nodes = eventually("every node converged", Duration::from_secs(15), || async {
@@ -364,5 +360,57 @@ async fn the_api_shows_traffic_flows_nodes_and_learns_allow_lists() {
     let (code, out) = impact(&dir.path("learned"), api, None);
     assert_eq!(code, 2, "without the token: {out}");
     assert!(out.contains("401"), "{out}");
+
+    // A meshd that is gone is flagged; its counters start again from zero
+    // when it comes back, and the window counts that as a reset, not a drop.
+    let node_info = |node: &'static str| async move {
+        let (_, v) = get_json(api, &format!("/v1/nodes/{node}")).await?;
+        Ok::<Value, String>(v)
+    };
+    drop(meshd.pop());
+    eventually(
+        "the stopped meshd flagged",
+        Duration::from_secs(10),
+        || async {
+            let n = node_info(NODES[1]).await?;
+            if n["reachable"] == false && n["error"].is_string() && n["covered"] == false {
+                Ok(())
+            } else {
+                Err(n.to_string())
+            }
+        },
+    )
+    .await;
+    let (_, v) = get_json(api, "/v1/flows").await.unwrap();
+    assert_eq!(flow(&v, "/vis/edge")["allowed"], 30, "{v}");
+    meshd.push(start_meshd(NODES[1]));
+    eventually(
+        "the restarted meshd converged",
+        Duration::from_secs(15),
+        || async {
+            let n = node_info(NODES[1]).await?;
+            if n["converged"] == true && n["reachable"] == true {
+                Ok(())
+            } else {
+                Err(n.to_string())
+            }
+        },
+    )
+    .await;
+    let statuses = curl_from(&edge, NODES[1], 5);
+    assert!(statuses.iter().all(|s| s == "200"), "{statuses:?}");
+    eventually(
+        "requests after the restart counted",
+        Duration::from_secs(10),
+        || async {
+            let (_, v) = get_json(api, "/v1/flows").await?;
+            if flow(&v, "/vis/edge")["allowed"] == 35 {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        },
+    )
+    .await;
     drop(configsrv);
 }

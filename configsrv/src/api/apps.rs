@@ -5,17 +5,13 @@ use super::ApiState;
 use crate::observe::figures::{self, AppDetail, AppList};
 use axum::extract::{Path, State};
 use axum::Json;
-use std::sync::PoisonError;
 
 /// Every app with its figures over the window.
 #[utoipa::path(get, path = "/v1/apps", tag = "apps",
     responses((status = 200, description = "every app", body = AppList)))]
 pub async fn list(State(state): State<ApiState>) -> Json<AppList> {
     let view = state.view.borrow().clone();
-    let window = state
-        .observed
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let window = crate::observe::snapshot(&state.observed);
     Json(figures::apps(&window, &view))
 }
 
@@ -34,9 +30,6 @@ pub async fn one(
     let app = view
         .app(&id)
         .ok_or_else(|| ApiError::not_found(format!("no app {id}")))?;
-    let window = state
-        .observed
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let window = crate::observe::snapshot(&state.observed);
     Ok(Json(figures::detail(&window, &view, app)))
 }

@@ -4,16 +4,12 @@ use super::ApiState;
 use crate::observe::figures::{self, FlowList};
 use axum::extract::State;
 use axum::Json;
-use std::sync::PoisonError;
 
 /// Every flow seen in the window.
 #[utoipa::path(get, path = "/v1/flows", tag = "flows",
     responses((status = 200, description = "every flow in the window", body = FlowList)))]
 pub async fn list(State(state): State<ApiState>) -> Json<FlowList> {
-    let window = state
-        .observed
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let window = crate::observe::snapshot(&state.observed);
     Json(FlowList {
         window_seconds: window.span.as_secs(),
         flows: figures::flows(&window),

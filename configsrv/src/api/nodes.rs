@@ -6,7 +6,6 @@ use super::ApiState;
 use crate::observe::coverage::{self, NodeInfo, NodeList};
 use axum::extract::{Path, State};
 use axum::Json;
-use std::sync::PoisonError;
 
 /// Every node configsrv renders for.
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes",
@@ -35,9 +34,6 @@ pub async fn one(
 
 fn node_list(state: &ApiState) -> NodeList {
     let rendered = state.store.list();
-    let window = state
-        .observed
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let window = crate::observe::snapshot(&state.observed);
     coverage::nodes(&window, &rendered)
 }

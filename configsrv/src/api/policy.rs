@@ -13,7 +13,6 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::PoisonError;
 use utoipa::ToSchema;
 
 /// One policy file and its first problem.
@@ -88,10 +87,7 @@ pub async fn in_force(State(state): State<ApiState>) -> Json<PolicyInForce> {
         content_type = "application/yaml", body = String)))]
 pub async fn proposed(State(state): State<ApiState>) -> impl IntoResponse {
     let flows = {
-        let window = state
-            .observed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let window = crate::observe::snapshot(&state.observed);
         figures::flows(&window)
     };
     (
@@ -132,10 +128,7 @@ pub async fn impact(
     })?;
     let view = state.view.borrow().clone();
     let flows = {
-        let window = state
-            .observed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let window = crate::observe::snapshot(&state.observed);
         figures::flows(&window)
     };
     let addresses = |app: &schemas::AppId| {

@@ -178,7 +178,8 @@ pub async fn run(opts: ScrapeOptions, store: Arc<NodeStore>, observed: Observed)
         }
     };
     let in_flight: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let mut tick = tokio::time::interval(opts.interval);
+    // `interval` panics on zero; flags refuse it, and this keeps a caller honest.
+    let mut tick = tokio::time::interval(opts.interval.max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
