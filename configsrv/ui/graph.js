@@ -170,6 +170,7 @@ export function draw(svg, model) {
   const scale = Math.log1p(maxVolume);
 
   let drawnDenied = 0;
+  const labelSlots = new Map();
   for (const f of model.flows) {
     const a = pos.get(f.source), b = pos.get(f.destination);
     if (!a || !b) continue;
@@ -204,9 +205,23 @@ export function draw(svg, model) {
       edgeLayer.appendChild(g);
       if (verdict !== 'allow') {
         drawnDenied++;
-        // The label sits on the curve's midpoint, and says what it is in words.
-        const mx = f.source === f.destination ? sx + 34 : (sx + tx) / 2;
-        const my = f.source === f.destination ? sy : (sy + ty) / 2;
+        // Between neighbouring columns the label sits on the edge's
+        // midpoint; a longer edge's midpoint may fall on another app's box,
+        // so its label goes in the gap before the callee's column instead,
+        // several callers' labels stacked there.
+        let mx, my;
+        if (f.source === f.destination) {
+          mx = sx + 34;
+          my = sy;
+        } else if (tx > sx && tx - sx <= COL_GAP + 1) {
+          mx = (sx + tx) / 2;
+          my = (sy + ty) / 2;
+        } else {
+          const slot = labelSlots.get(f.destination) || 0;
+          labelSlots.set(f.destination, slot + 1);
+          mx = tx - COL_GAP / 2;
+          my = ty + slot * 17;
+        }
         const text = (verdict === 'deny' ? '✕ denied ' : '⚠ would deny ') + n;
         labelLayer.appendChild(s('g', { class: 'edge-label ' + verdict, dataset: { verdict } },
           s('title', null, what),
