@@ -27,3 +27,12 @@ pub fn snapshot(observed: &Observed) -> window::Window {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone()
 }
+
+/// A counter as the API shows it, a whole number (NaN and negatives are 0).
+pub fn whole(v: f64) -> u64 {
+    if v.is_finite() && v > 0.0 {
+        v.round() as u64
+    } else {
+        0
+    }
+}

@@ -4,6 +4,7 @@
 
 use super::histogram::{Buckets, Percentiles};
 use super::sample::{AppCounters, NodeSample, Timing};
+use super::whole as count;
 use super::window::{step, NodeSeries, Window};
 use crate::reconcile::view::{AppView, View};
 use serde::Serialize;
@@ -162,15 +163,6 @@ pub struct FlowList {
     pub window_seconds: u64,
     /// Every pair seen in the window.
     pub flows: Vec<Flow>,
-}
-
-/// A count as the API shows it: counters are whole numbers (NaN and negatives are 0).
-fn count(v: f64) -> u64 {
-    if v.is_finite() && v > 0.0 {
-        v.round() as u64
-    } else {
-        0
-    }
 }
 
 /// Sums the window increase of `value` over every node.
