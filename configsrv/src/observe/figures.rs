@@ -170,17 +170,6 @@ fn increase(w: &Window, value: impl Fn(&NodeSample) -> f64 + Copy) -> f64 {
     w.nodes.values().map(|n| n.increase(value)).sum()
 }
 
-/// Requests per second over the window, every node; None before any node has two scrapes.
-fn rate(w: &Window, value: impl Fn(&NodeSample) -> f64 + Copy) -> Option<f64> {
-    let per_node: Vec<f64> = w
-        .nodes
-        .values()
-        .filter(|n| n.span_secs() > 0.0)
-        .map(|n| n.increase(value) / n.span_secs())
-        .collect();
-    (!per_node.is_empty()).then(|| per_node.iter().sum())
-}
-
 fn app<'a>(s: &'a NodeSample, id: &str) -> Option<&'a AppCounters> {
     s.apps.get(id).map(|a| &**a)
 }
@@ -203,15 +192,72 @@ fn rate_counter(view: &AppView) -> fn(&AppCounters) -> f64 {
     }
 }
 
-/// One app's summary.
-pub fn summary(w: &Window, view: &AppView) -> AppSummary {
-    let id = view.id.as_str();
-    let counter = rate_counter(view);
-    let of = |f: fn(&AppCounters) -> f64| move |s: &NodeSample| app(s, id).map_or(0.0, f);
-    let requests = increase(w, of(|a| a.requests));
-    let errors = increase(w, of(|a| a.errors));
+/// One app's counters over the window, summed over nodes.
+#[derive(Debug, Default)]
+struct Totals {
+    /// Per-node increase of the rate counter over the node's span, summed.
+    rate: f64,
+    requests: f64,
+    errors: f64,
+    bytes_in: f64,
+    bytes_out: f64,
+    denied: f64,
+    /// Open connections at each node's last scrape.
+    active: f64,
+    /// The whole-request histogram's increase, every node.
+    total: Buckets,
+}
+
+/// The window totals of `apps`, in one pass over every node's points. An
+/// app whose figures did not change between two scrapes shares them (the
+/// window keeps one copy), so idle apps cost a pointer compare.
+fn totals<'a>(w: &Window, apps: &[&'a AppView]) -> BTreeMap<&'a str, Totals> {
+    let wanted: BTreeMap<&str, fn(&AppCounters) -> f64> = apps
+        .iter()
+        .map(|a| (a.id.as_str(), rate_counter(a)))
+        .collect();
+    let mut out: BTreeMap<&str, Totals> =
+        wanted.keys().map(|id| (*id, Totals::default())).collect();
+    let empty = AppCounters::default();
+    for n in w.nodes.values() {
+        let span = n.span_secs();
+        for (a, b) in n.points.iter().zip(n.points.iter().skip(1)) {
+            for (id, now) in &b.sample.apps {
+                let (Some(counter), Some(t)) = (wanted.get(id.as_str()), out.get_mut(id.as_str()))
+                else {
+                    continue;
+                };
+                let before = a.sample.apps.get(id);
+                if before.is_some_and(|p| std::sync::Arc::ptr_eq(p, now)) {
+                    continue;
+                }
+                let x = before.map_or(&empty, |p| &**p);
+                if span > 0.0 {
+                    t.rate += step(counter(x), counter(now)) / span;
+                }
+                t.requests += step(x.requests, now.requests);
+                t.errors += step(x.errors, now.errors);
+                t.bytes_in += step(x.bytes_in, now.bytes_in);
+                t.bytes_out += step(x.bytes_out, now.bytes_out);
+                t.denied += step(x.denied, now.denied);
+                let grew = now.timing(Timing::Total).since(x.timing(Timing::Total));
+                t.total = Buckets::merge([&t.total, &grew]);
+            }
+        }
+        if let Some(last) = n.points.back() {
+            for (id, t) in &mut out {
+                t.active += last.sample.apps.get(*id).map_or(0.0, |a| a.active);
+            }
+        }
+    }
+    out
+}
+
+fn summarize(w: &Window, view: &AppView, t: &Totals) -> AppSummary {
+    // A rate needs two scrapes of some node; then an app nobody called has rate 0.
+    let measured = w.nodes.values().any(|n| n.span_secs() > 0.0);
     AppSummary {
-        id: id.to_owned(),
+        id: view.id.as_str().to_owned(),
         instances: view.instances,
         healthy: view.healthy,
         // The policy format's own spelling (`tcp`, `http`).
@@ -220,27 +266,35 @@ pub fn summary(w: &Window, view: &AppView) -> AppSummary {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default(),
         service_ports: view.service_ports.clone(),
-        rate: rate(w, of(counter)),
-        error_rate: (requests > 0.0).then(|| errors / requests),
-        latency: Percentiles::of(&timing(w, id, Timing::Total)).into(),
-        active_connections: count(
-            w.nodes
-                .values()
-                .filter_map(|n| n.points.back())
-                .map(|p| app(&p.sample, id).map_or(0.0, |a| a.active))
-                .sum(),
-        ),
-        bytes_in: count(increase(w, of(|a| a.bytes_in))),
-        bytes_out: count(increase(w, of(|a| a.bytes_out))),
-        denied: count(increase(w, of(|a| a.denied))),
+        rate: measured.then_some(t.rate),
+        error_rate: (t.requests > 0.0).then(|| t.errors / t.requests),
+        latency: Percentiles::of(&t.total).into(),
+        active_connections: count(t.active),
+        bytes_in: count(t.bytes_in),
+        bytes_out: count(t.bytes_out),
+        denied: count(t.denied),
     }
+}
+
+/// One app's summary.
+pub fn summary(w: &Window, view: &AppView) -> AppSummary {
+    let t = totals(w, &[view])
+        .remove(view.id.as_str())
+        .unwrap_or_default();
+    summarize(w, view, &t)
 }
 
 /// `GET /v1/apps`.
 pub fn apps(w: &Window, view: &View) -> AppList {
+    let all: Vec<&AppView> = view.apps.iter().collect();
+    let mut t = totals(w, &all);
     AppList {
         window_seconds: w.span.as_secs(),
-        apps: view.apps.iter().map(|a| summary(w, a)).collect(),
+        apps: view
+            .apps
+            .iter()
+            .map(|a| summarize(w, a, &t.remove(a.id.as_str()).unwrap_or_default()))
+            .collect(),
     }
 }
 
