@@ -232,18 +232,16 @@ fn record(
     result: Result<(NodeSample, NodeStatus), String>,
 ) {
     let mut window = observed.lock().unwrap_or_else(PoisonError::into_inner);
-    let was = window
-        .nodes
-        .get(node)
-        .map(|s| (s.reachable, s.last_ok.is_some()));
+    // Whether the node had failed before this scrape (its error is set until a good one).
+    let failing = window.nodes.get(node).map(|s| s.error.is_some());
     let error = result.as_ref().err().cloned();
     window.record(node, at, unix_ms(), result);
     drop(window);
-    match (was, error) {
-        (Some((true, _)) | Some((false, false)), Some(e)) => {
+    match (failing, error) {
+        (Some(false), Some(e)) => {
             tracing::warn!(%node, error = %e, "meshd's admin endpoint does not answer the scrape");
         }
-        (Some((false, true)), None) => tracing::info!(%node, "meshd answers the scrape again"),
+        (Some(true), None) => tracing::info!(%node, "meshd answers the scrape again"),
         _ => {}
     }
 }
