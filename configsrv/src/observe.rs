@@ -2,7 +2,8 @@
 //! bounded window and reads it as per-app, per-flow and per-node figures.
 //!
 //! `scrape` (I/O) -> `prom_text` (parse) -> `sample` (reduce) -> `window`
-//! (bounded history) -> `figures`, `coverage`, `impact` (pure answers).
+//! (bounded history) -> `figures`, `coverage`, `impact` (pure answers, in
+//! the `shapes` the API serves).
 //! `histogram` merges and reads bucket counts.
 
 pub mod coverage;
@@ -12,6 +13,7 @@ pub mod impact;
 pub mod prom_text;
 pub mod sample;
 pub mod scrape;
+pub mod shapes;
 pub mod window;
 
 use std::sync::{Arc, Mutex};
@@ -26,4 +28,13 @@ pub fn snapshot(observed: &Observed) -> window::Window {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone()
+}
+
+/// A counter as the API shows it, a whole number (NaN and negatives are 0).
+pub fn whole(v: f64) -> u64 {
+    if v.is_finite() && v > 0.0 {
+        v.round() as u64
+    } else {
+        0
+    }
 }

@@ -253,6 +253,20 @@ async fn the_api_shows_traffic_flows_nodes_and_learns_allow_lists() {
     assert_eq!(status, 200);
     assert!(detail["timing"]["total"]["p50"].is_f64(), "{detail}");
     assert!(detail["timing"]["response"]["p50"].is_f64(), "{detail}");
+    // client_rtt and transfer are null until meshd measures them; never absent.
+    for part in ["client_rtt", "connect", "response", "transfer", "total"] {
+        for q in ["p50", "p90", "p99"] {
+            let v = &detail["timing"][part][q];
+            assert!(
+                v.is_null() || v.as_f64().is_some_and(|x| x >= 0.0),
+                "{part}.{q}: {detail}"
+            );
+            assert!(
+                detail["timing"][part].get(q).is_some(),
+                "{part}.{q} missing: {detail}"
+            );
+        }
+    }
     assert_eq!(detail["backends"].as_array().unwrap().len(), 2, "{detail}");
     assert_eq!(detail["sources"], json!(["/vis/dev", "/vis/edge"]));
     assert!(!detail["series"].as_array().unwrap().is_empty());

@@ -138,6 +138,25 @@ mod routes {
             .await
             .unwrap_or_default();
         assert_eq!(served["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+        // The answers' shapes come from the handlers' types.
+        for schema in [
+            "AppList",
+            "AppDetail",
+            "NodeList",
+            "NodeInfo",
+            "FlowList",
+            "PolicyInForce",
+            "ImpactRequest",
+            "ImpactReport",
+            "ErrorBody",
+        ] {
+            assert!(
+                served["components"]["schemas"][schema].is_object(),
+                "{schema} missing from the document"
+            );
+        }
+        let detail = &served["components"]["schemas"]["AppDetail"];
+        assert!(detail.to_string().contains("timing"), "{detail}");
         // Candidate routes people might try: each answers only if documented.
         for (method, path) in [
             ("GET", "/v1/autoscale/decisions"),

@@ -26,7 +26,7 @@ pub struct NodeInfo {
     /// When the last good scrape ended, Unix seconds.
     pub last_scrape: Option<u64>,
     /// meshd's refused reloads since it started (`palisade_meshd_reload_failures_total`).
-    pub reload_errors: f64,
+    pub reload_errors: u64,
     /// meshd's last reload error, if its last reload failed.
     pub last_error: Option<String>,
     /// Why the last scrape failed.
@@ -62,7 +62,7 @@ pub fn nodes(w: &Window, rendered: &[(NodeName, u64)]) -> NodeList {
                     last_scrape: series.and_then(|s| s.last_ok),
                     reload_errors: series
                         .and_then(|s| s.points.back())
-                        .map_or(0.0, |p| p.sample.reload_failures),
+                        .map_or(0, |p| super::whole(p.sample.reload_failures)),
                     last_error: status.and_then(|s| s.last_error.clone()),
                     error: series.and_then(|s| s.error.clone()),
                 }

@@ -178,3 +178,45 @@ fn flows_and_series() {
     assert_eq!(d.sources, ["/b", "unknown"]);
     assert!(d.timing.client_rtt.p50.is_none() && d.timing.total.p50.is_some());
 }
+
+#[test]
+fn the_one_pass_totals_match_the_window_increases_shared_figures_or_not() {
+    let mut w = window();
+    // An idle stretch: n1 repeats its last figures, which the window shares.
+    let last = w.nodes["n1"].points.back().unwrap().sample.clone();
+    for t in [15_000, 20_000] {
+        let again = (*last).clone();
+        w.record("n1", t, t, Ok((again, NodeStatus::default())));
+    }
+    let p = &w.nodes["n1"].points;
+    assert!(std::sync::Arc::ptr_eq(
+        &p[p.len() - 1].sample.apps["/a"],
+        &p[p.len() - 2].sample.apps["/a"]
+    ));
+    let view = View {
+        apps: vec![app_view()],
+        ..View::default()
+    };
+    let shared = serde_json::to_value(apps(&w, &view)).unwrap();
+    // The same window with every point's figures a copy of their own.
+    let mut copied = w.clone();
+    for n in copied.nodes.values_mut() {
+        for p in &mut n.points {
+            let mut s = (*p.sample).clone();
+            for a in s.apps.values_mut() {
+                *a = std::sync::Arc::new((**a).clone());
+            }
+            p.sample = std::sync::Arc::new(s);
+        }
+    }
+    assert_eq!(shared, serde_json::to_value(apps(&copied, &view)).unwrap());
+    // And both agree with the per-series increase.
+    let denied = |s: &NodeSample| s.apps.get("/a").map_or(0.0, |a| a.denied);
+    assert_eq!(shared["apps"][0]["denied"], increase(&w, denied) as u64);
+    let requests: f64 = w
+        .nodes
+        .values()
+        .map(|n| n.increase(|s| s.apps.get("/a").map_or(0.0, |a| a.requests)) / n.span_secs())
+        .sum();
+    assert!((shared["apps"][0]["rate"].as_f64().unwrap() - requests).abs() < 1e-9);
+}

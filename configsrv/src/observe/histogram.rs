@@ -193,6 +193,32 @@ mod tests {
         assert_eq!(restarted.since(&later), restarted);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn merging_adds_counts_and_quantiles_rise_with_q(
+            nodes in proptest::collection::vec(proptest::array::uniform6(0u32..1000), 1..6)
+        ) {
+            let hs: Vec<Buckets> = nodes.iter().map(|n| h(n.map(f64::from))).collect();
+            let merged = Buckets::merge(&hs);
+            let total: f64 = hs.iter().map(Buckets::count).sum();
+            proptest::prop_assert_eq!(merged.count(), total);
+            // Merging is order-free.
+            let mut rev = hs.clone();
+            rev.reverse();
+            proptest::prop_assert_eq!(&Buckets::merge(&rev), &merged);
+            let mut last = 0.0;
+            for q in [0.0, 0.1, 0.5, 0.9, 0.99, 1.0] {
+                match merged.quantile(q) {
+                    None => proptest::prop_assert_eq!(total, 0.0),
+                    Some(v) => {
+                        proptest::prop_assert!(v >= last && v <= 2.5, "q {} -> {}", q, v);
+                        last = v;
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn hostile_buckets_never_panic() {
         let weird = Buckets::from_pairs(vec![

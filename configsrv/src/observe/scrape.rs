@@ -214,9 +214,6 @@ pub async fn run(opts: ScrapeOptions, store: Arc<NodeStore>, observed: Observed)
                 let result = scrape_node(&client, &node, &base, opts.timeout)
                     .await
                     .map_err(|e| e.to_string());
-                if let Err(e) = &result {
-                    tracing::debug!(%node, error = %e, "scrape failed");
-                }
                 record(&observed, &node, at, result);
                 in_flight
                     .lock()
@@ -227,14 +224,24 @@ pub async fn run(opts: ScrapeOptions, store: Arc<NodeStore>, observed: Observed)
     }
 }
 
+/// Records one scrape; a node that stops or starts answering is logged once, not every round.
 fn record(
     observed: &Mutex<Window>,
     node: &str,
     at: u64,
     result: Result<(NodeSample, NodeStatus), String>,
 ) {
-    observed
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .record(node, at, unix_ms(), result);
+    let mut window = observed.lock().unwrap_or_else(PoisonError::into_inner);
+    // Whether the node had failed before this scrape (its error is set until a good one).
+    let failing = window.nodes.get(node).map(|s| s.error.is_some());
+    let error = result.as_ref().err().cloned();
+    window.record(node, at, unix_ms(), result);
+    drop(window);
+    match (failing, error) {
+        (Some(false), Some(e)) => {
+            tracing::warn!(%node, error = %e, "meshd's admin endpoint does not answer the scrape");
+        }
+        (Some(true), None) => tracing::info!(%node, "meshd answers the scrape again"),
+        _ => {}
+    }
 }
