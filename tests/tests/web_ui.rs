@@ -497,8 +497,10 @@ async fn the_ui_renders_a_thousand_apps_fast_and_ids_as_text() {
 
 // ------------------------------------------------------- a running mesh
 
-const NODE_A: &str = "127.0.0.171";
-const NODE_B: &str = "127.0.0.172";
+// Nodes 127.0.0.181-182, tasks 127.0.181.x, service ports 26300-26302:
+// addresses and ports no other test binds, so the suites run in parallel.
+const NODE_A: &str = "127.0.0.181";
+const NODE_B: &str = "127.0.0.182";
 const WEB_PORT: u16 = 26300;
 
 const MESH_POLICY: &str = "apiVersion: palisade/v1
@@ -624,7 +626,7 @@ async fn the_ui_shows_a_running_mesh_with_its_denied_flow_and_timing() {
     let dir = Scratch::new("web-ui-mesh");
     dir.write("policies/ui.yaml", MESH_POLICY);
     std::fs::create_dir_all(dir.path("nodes")).unwrap();
-    let sim = MarathonSim::start("127.0.0.1:0", &[NODE_A, NODE_B], [127, 0, 171]).await;
+    let sim = MarathonSim::start("127.0.0.1:0", &[NODE_A, NODE_B], [127, 0, 181]).await;
     for (id, instances, port) in [
         ("/ui/web", 2, WEB_PORT),
         ("/ui/edge", 1, WEB_PORT + 1),
