@@ -83,11 +83,11 @@ fn respond(
         );
     }
     match req.uri().path() {
-        "/metrics" => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            prometheus.render(),
-        ),
+        "/metrics" => {
+            let mut text = prometheus.render();
+            crate::metrics::render_timings(&mut text);
+            reply(StatusCode::OK, "text/plain; version=0.0.4", text)
+        }
         "/status" => {
             let body = serde_json::to_vec_pretty(&status(runtime)).unwrap_or_default();
             reply(StatusCode::OK, "application/json", body)

@@ -1,7 +1,17 @@
 //! Every metric meshd exports, declared once. Handles for the connection path
 //! are made here at reload time, so serving a connection formats no label.
+//! Counters and gauges go through the `metrics` facade and its Prometheus
+//! exporter; the per-request timing histograms are `Timing`s, rendered
+//! after the exporter's text (`render_timings`).
 
-use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use metrics::{counter, gauge, Counter, Gauge};
+use metrics_exporter_prometheus::formatting::{
+    sanitize_label_value, write_metric_line, write_type_line,
+};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 /// Connections by source app, destination app and verdict.
 pub const CONNECTIONS: &str = "palisade_meshd_connections_total";
@@ -30,8 +40,12 @@ pub const REQUESTS: &str = "palisade_meshd_requests_total";
 pub const REQUEST_DURATION: &str = "palisade_meshd_request_duration_seconds";
 /// Time to connect to a backend (new connections only).
 pub const UPSTREAM_CONNECT: &str = "palisade_meshd_upstream_connect_seconds";
-/// Time from sending the request to the backend's response header.
+/// App response time: the request sent (head, and body if any) to the backend's first response byte.
 pub const UPSTREAM_TTFB: &str = "palisade_meshd_upstream_ttfb_seconds";
+/// The client connection's smoothed RTT (`TCP_INFO`), once per HTTP request or TCP connection.
+pub const CLIENT_RTT: &str = "palisade_meshd_client_rtt_seconds";
+/// Data transfer time: the backend's first response byte to the last byte written to the client.
+pub const TRANSFER: &str = "palisade_meshd_transfer_seconds";
 /// Bytes from clients to backends.
 pub const BYTES_UPSTREAM: &str = "palisade_meshd_upstream_bytes_total";
 /// Bytes from backends to clients.
@@ -72,11 +86,15 @@ pub struct ServiceMetrics {
     /// Requests by status class: 1xx..5xx.
     pub requests: [Counter; 5],
     /// Whole request time.
-    pub duration: Histogram,
+    pub duration: Arc<Timing>,
     /// New-connection connect time.
-    pub connect: Histogram,
-    /// Time to the response header.
-    pub ttfb: Histogram,
+    pub connect: Arc<Timing>,
+    /// Time to the response's first byte.
+    pub ttfb: Arc<Timing>,
+    /// The client's smoothed RTT, per request (per connection in TCP mode).
+    pub client_rtt: Arc<Timing>,
+    /// The backend's first byte to the client's last.
+    pub transfer: Arc<Timing>,
     /// Client -> backend bytes.
     pub bytes_up: Counter,
     /// Backend -> client bytes.
@@ -101,9 +119,11 @@ impl ServiceMetrics {
                 class("4xx"),
                 class("5xx"),
             ],
-            duration: histogram!(REQUEST_DURATION, "dst_app" => app.clone()),
-            connect: histogram!(UPSTREAM_CONNECT, "dst_app" => app.clone()),
-            ttfb: histogram!(UPSTREAM_TTFB, "dst_app" => app.clone()),
+            duration: timing(REQUEST_DURATION, dst_app),
+            connect: timing(UPSTREAM_CONNECT, dst_app),
+            ttfb: timing(UPSTREAM_TTFB, dst_app),
+            client_rtt: timing(CLIENT_RTT, dst_app),
+            transfer: timing(TRANSFER, dst_app),
             bytes_up: counter!(BYTES_UPSTREAM, "dst_app" => app.clone()),
             bytes_down: counter!(BYTES_DOWNSTREAM, "dst_app" => app.clone()),
             retries: counter!(RETRIES, "dst_app" => app),
@@ -137,5 +157,161 @@ impl BackendMetrics {
             failures: counter!(BACKEND_FAILURES, "dst_app" => app.clone(), "backend" => b.clone()),
             ejections: counter!(BACKEND_EJECTIONS, "dst_app" => app, "backend" => b),
         }
+    }
+}
+
+/// `SECONDS_BUCKETS` in nanoseconds, for `Timing`'s integer compare.
+const BOUNDS_NS: [u64; SECONDS_BUCKETS.len()] = {
+    let mut out = [0; SECONDS_BUCKETS.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = (SECONDS_BUCKETS[i] * 1e9) as u64;
+        i += 1;
+    }
+    out
+};
+
+/// A Prometheus histogram over `SECONDS_BUCKETS` that costs a sample two
+/// relaxed atomic adds and a binary search of 15 integers. The exporter's
+/// histograms keep every sample (with a clock read each) until upkeep
+/// folds them: about 130 instructions in the request's thread and more in
+/// upkeep's, 1% of an HTTP/1.1 request each (`ops/bench/instructions.py`).
+/// A request records four or five timings, so they all take this instead.
+#[derive(Debug, Default)]
+pub struct Timing {
+    /// Samples per bucket (not cumulative); the last is above every bound.
+    buckets: [AtomicU64; SECONDS_BUCKETS.len() + 1],
+    /// Sum of the samples, in nanoseconds (wraps after 584 years).
+    sum_ns: AtomicU64,
+}
+
+impl Timing {
+    /// Records one sample.
+    pub fn record(&self, d: Duration) {
+        // Saturates at 584 years, far past the last bucket.
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.record_ns(ns);
+    }
+
+    /// Records one sample of `ns` nanoseconds.
+    pub fn record_ns(&self, ns: u64) {
+        // Prometheus buckets count samples <= their bound: the first bound
+        // not below the sample takes it.
+        let i = BOUNDS_NS.partition_point(|&b| b < ns);
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bound (`+Inf` last, which is the count) and the
+    /// sum in seconds. Read while requests record, so the sum and the counts
+    /// may be one sample apart, as with any lock-free histogram.
+    pub fn snapshot(&self) -> ([u64; SECONDS_BUCKETS.len() + 1], f64) {
+        let mut out = [0; SECONDS_BUCKETS.len() + 1];
+        let mut total = 0u64;
+        for (o, b) in out.iter_mut().zip(&self.buckets) {
+            total = total.wrapping_add(b.load(Ordering::Relaxed));
+            *o = total;
+        }
+        (out, self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9)
+    }
+}
+
+/// Every `Timing` handed out, by metric name and rendered labels: a second
+/// handle for the same series shares the first one's counts, as the
+/// `metrics` facade does. Locked only when a handle is made and at a scrape.
+static TIMINGS: Mutex<BTreeMap<(&'static str, String), Arc<Timing>>> = Mutex::new(BTreeMap::new());
+
+/// The `Timing` of metric `name` for one destination app.
+pub fn timing(name: &'static str, dst_app: &str) -> Arc<Timing> {
+    let labels = format!("dst_app=\"{}\"", sanitize_label_value(dst_app));
+    let mut all = TIMINGS.lock().unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(all.entry((name, labels)).or_default())
+}
+
+/// Appends every `Timing` to a Prometheus text exposition, in the format
+/// the exporter uses for its own histograms.
+pub fn render_timings(out: &mut String) {
+    let all = TIMINGS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut family = None;
+    for ((name, labels), t) in all.iter() {
+        if family != Some(*name) {
+            if family.is_some() {
+                out.push('\n');
+            }
+            write_type_line(out, name, "histogram");
+            family = Some(*name);
+        }
+        let labels = std::slice::from_ref(labels);
+        let (counts, sum) = t.snapshot();
+        for (le, n) in SECONDS_BUCKETS.iter().zip(counts) {
+            write_metric_line(out, name, Some("bucket"), labels, Some(("le", le)), n, None);
+        }
+        let count = counts[SECONDS_BUCKETS.len()];
+        write_metric_line(
+            out,
+            name,
+            Some("bucket"),
+            labels,
+            Some(("le", "+Inf")),
+            count,
+            None,
+        );
+        write_metric_line::<&str, f64>(out, name, Some("sum"), labels, None, sum, None);
+        write_metric_line::<&str, u64>(out, name, Some("count"), labels, None, count, None);
+    }
+    if family.is_some() {
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_the_seconds_buckets_in_nanoseconds() {
+        for (ns, s) in BOUNDS_NS.iter().zip(SECONDS_BUCKETS) {
+            assert_eq!(*ns, (s * 1e9).round() as u64);
+        }
+        assert!(BOUNDS_NS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn a_timing_renders_as_a_cumulative_prometheus_histogram() {
+        let t = timing(TRANSFER, "/test/render \"q\"");
+        // On a bound, just above it, and beyond the last.
+        t.record(Duration::from_millis(50));
+        t.record(Duration::from_micros(50_001));
+        t.record(Duration::from_secs(60));
+        t.record_ns(0);
+        // A second handle for the same series shares its counts.
+        timing(TRANSFER, "/test/render \"q\"").record(Duration::from_millis(1));
+        let mut out = String::new();
+        render_timings(&mut out);
+        let series = |suffix: &str| {
+            let prefix = format!("{TRANSFER}_{suffix}{{dst_app=\"/test/render \\\"q\\\"\"");
+            out.lines()
+                .filter(|l| l.starts_with(&prefix))
+                .map(|l| l[prefix.len()..].to_owned())
+                .collect::<Vec<_>>()
+        };
+        let buckets = series("bucket");
+        assert_eq!(buckets.len(), SECONDS_BUCKETS.len() + 1, "{out}");
+        assert_eq!(buckets[0], ",le=\"0.0005\"} 1");
+        assert_eq!(buckets[1], ",le=\"0.001\"} 2");
+        assert_eq!(buckets[6], ",le=\"0.05\"} 3");
+        assert_eq!(buckets[7], ",le=\"0.1\"} 4");
+        assert_eq!(buckets[14], ",le=\"30\"} 4");
+        assert_eq!(buckets[15], ",le=\"+Inf\"} 5");
+        assert_eq!(series("count"), ["} 5"]);
+        let sum: f64 = series("sum")[0][2..].parse().unwrap();
+        assert!((sum - 60.101001).abs() < 1e-9, "{sum}");
+        assert_eq!(
+            out.matches(&format!("# TYPE {TRANSFER} histogram\n"))
+                .count(),
+            1
+        );
     }
 }

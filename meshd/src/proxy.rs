@@ -11,6 +11,7 @@ pub mod h1;
 pub mod headers;
 pub mod http;
 pub mod respond;
+pub mod rtt;
 pub mod stream;
 pub mod tcp;
 pub mod tunnel;

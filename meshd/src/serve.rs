@@ -75,6 +75,8 @@ pub async fn connection(
         None => None,
     };
     let _ = stream.set_nodelay(true);
+    // Taken from the TCP socket before TLS is put on it.
+    let client = proxy::rtt::ClientSocket::new(&stream);
     route.metrics().active.increment(1.0);
     let tls = snapshot_tls(&runtime, &route);
     match tls {
@@ -85,13 +87,28 @@ pub async fn connection(
                 Ok(Ok(tls_stream)) => {
                     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     let tls = if h2 { Tls::H2 } else { Tls::Http1 };
-                    carry(tls_stream, peer, judged, src, &runtime, signals, tls).await
+                    carry(
+                        tls_stream, peer, judged, src, &runtime, signals, tls, client,
+                    )
+                    .await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         }
-        None => carry(stream, peer, judged, src, &runtime, signals, Tls::No).await,
+        None => {
+            carry(
+                stream,
+                peer,
+                judged,
+                src,
+                &runtime,
+                signals,
+                Tls::No,
+                client,
+            )
+            .await
+        }
     }
     route.metrics().active.decrement(1.0);
 }
@@ -116,6 +133,7 @@ enum Tls {
 }
 
 /// Hands the (plain or decrypted) stream to the TCP or HTTP proxy.
+#[allow(clippy::too_many_arguments)] // one call site per TLS outcome, all in `connection`
 async fn carry<I>(
     io: I,
     peer: SocketAddr,
@@ -124,6 +142,7 @@ async fn carry<I>(
     runtime: &Arc<Runtime>,
     signals: Signals,
     tls: Tls,
+    client: proxy::rtt::ClientSocket,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -134,6 +153,12 @@ async fn carry<I>(
             // that denies this source.
             let stop = signals.stop.child_token();
             let _open = runtime.tunnels.open(route.listen, peer.ip(), stop.clone());
+            // Once per connection, as it is carried: the user-to-app
+            // breakdown of a TCP service weighs by connections.
+            let us = client.rtt_us();
+            if us != 0 {
+                route.metrics().client_rtt.record_ns(u64::from(us) * 1000);
+            }
             proxy::tcp::serve(io, peer, &route, &runtime.certs, stop).await
         }
         Protocol::Http => {
@@ -149,6 +174,7 @@ async fn carry<I>(
                 stop: signals.stop,
                 https: tls != Tls::No,
                 trusted: runtime.trusts_forwarded(peer.ip()),
+                client,
             };
             // HTTP/1.1 takes meshd's own server; HTTP/2 (chosen by ALPN, or
             // recognised by its preface in h1::serve) takes hyper's.
@@ -170,6 +196,8 @@ pub async fn edge_connection(
     signals: Signals,
 ) {
     let _ = stream.set_nodelay(true);
+    // Taken from the TCP socket before TLS is put on it.
+    let client = proxy::rtt::ClientSocket::new(&stream);
     let src: Arc<str> = runtime
         .load()
         .and_then(|s| {
@@ -178,7 +206,7 @@ pub async fn edge_connection(
                 .map(|i| s.config.identities[i].app.as_str().into())
         })
         .unwrap_or_else(|| "unknown".into());
-    let conn = |https| proxy::http::Conn {
+    let conn = |https, client| proxy::http::Conn {
         target: proxy::http::Target::Edge,
         runtime: Arc::clone(&runtime),
         peer,
@@ -189,6 +217,7 @@ pub async fn edge_connection(
         stop: signals.stop.clone(),
         https,
         trusted: runtime.trusts_forwarded(peer.ip()),
+        client,
     };
     match tls {
         Some(acceptor) => {
@@ -198,14 +227,16 @@ pub async fn edge_connection(
             if let Ok(Ok(tls_stream)) = handshake {
                 // HTTP/2 chosen by ALPN takes hyper's server; HTTP/1.1 meshd's own.
                 if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    proxy::http::serve(tls_stream, conn(true), signals.draining.clone()).await;
+                    proxy::http::serve(tls_stream, conn(true, client), signals.draining.clone())
+                        .await;
                 } else {
-                    proxy::h1::serve(tls_stream, conn(true), signals.draining.clone()).await;
+                    proxy::h1::serve(tls_stream, conn(true, client), signals.draining.clone())
+                        .await;
                 }
             }
         }
         // meshd's HTTP/1.1 server hands a connection that opens with the
         // HTTP/2 preface to hyper's.
-        None => proxy::h1::serve(stream, conn(false), signals.draining.clone()).await,
+        None => proxy::h1::serve(stream, conn(false, client), signals.draining.clone()).await,
     }
 }

@@ -253,7 +253,12 @@ async fn the_api_shows_traffic_flows_nodes_and_learns_allow_lists() {
     assert_eq!(status, 200);
     assert!(detail["timing"]["total"]["p50"].is_f64(), "{detail}");
     assert!(detail["timing"]["response"]["p50"].is_f64(), "{detail}");
-    // client_rtt and transfer are null until meshd measures them; never absent.
+    // meshd measures every part of an HTTP request: client RTT (TCP_INFO),
+    // connect, response and transfer, merged over both nodes.
+    for part in ["client_rtt", "connect", "response", "transfer", "total"] {
+        assert!(detail["timing"][part]["p50"].is_f64(), "{part}: {detail}");
+    }
+    // Null only when nothing was measured; never absent.
     for part in ["client_rtt", "connect", "response", "transfer", "total"] {
         for q in ["p50", "p90", "p99"] {
             let v = &detail["timing"][part][q];

@@ -123,7 +123,7 @@ pub struct AppDetail {
     /// Everything `/v1/apps` has for the app.
     #[serde(flatten)]
     pub summary: AppSummary,
-    /// The timing breakdown; client_rtt and transfer are null until meshd measures them.
+    /// The user-to-app timing breakdown; each part null when nothing was measured in the window.
     pub timing: TimingBreakdown,
     /// One point per scrape in the window, oldest first.
     pub series: Vec<SeriesPoint>,

@@ -74,9 +74,10 @@ pub struct Sent {
     pub in_flight: InFlight,
     /// Connect time, when a new connection was opened.
     pub connect_time: Option<Duration>,
-    /// Time to the response head.
+    /// The app's response time: the request sent to the first response byte.
     pub ttfb: Duration,
-    /// When the head came: where a body's first idle window starts.
+    /// When the response's first byte came: where the transfer and a
+    /// body's first idle window start.
     pub answered: Instant,
 }
 
@@ -91,6 +92,7 @@ pub enum Failure {
 
 /// Sends `req` to a backend of `route` and reads the response head (into
 /// `raw` as client-ready bytes when given, else into a header map).
+/// `began`: when the request began, read by the caller anyway.
 pub async fn forward<O: Outgoing>(
     route: &Route,
     peer: IpAddr,
@@ -98,7 +100,9 @@ pub async fn forward<O: Outgoing>(
     req: &mut O,
     mut raw: Option<&mut Vec<u8>>,
     mut wait: Wait<'_>,
+    began: Instant,
 ) -> Result<Sent, Failure> {
+    let mut began = Some(began);
     let retryable = req.body_less() && req.idempotent();
     let expect_body = req.expect_body();
     let mut tried = Tried::default();
@@ -111,7 +115,7 @@ pub async fn forward<O: Outgoing>(
         }
         let b = &route.backends[i];
         route.backend_metrics(i).requests.increment(1);
-        let (mut upstream, connect_time) = match checkout(route, i, certs).await {
+        let (mut upstream, connect_time, connected) = match checkout(route, i, certs).await {
             Ok(c) => c,
             Err(e) => {
                 route.metrics().connect_failures.increment(1);
@@ -123,42 +127,52 @@ pub async fn forward<O: Outgoing>(
             }
         };
         if let Some(t) = connect_time {
-            route.metrics().connect.record(t.as_secs_f64());
+            route.metrics().connect.record(t);
         }
         let in_flight = b.state.begin();
         let reused = connect_time.is_none();
         let raw_now = raw.as_deref_mut();
         let timeouts = route.timeouts;
+        // Where a body-less request's `response` window starts: the
+        // request's start on a first attempt over a pooled connection
+        // (microseconds earlier, and no clock read), else now.
+        let window_from = match (connected, began.take()) {
+            (Some(at), _) => at,
+            (None, Some(at)) => at,
+            (None, None) => Instant::now(),
+        };
         // A body-less request is written and answered within `response`. A
         // body is the client's to send: it moves under the idle timeout,
         // and `response` runs from its end, so a slow upload neither
         // counts against the backend nor marks it failed.
-        let (sent_at, outcome) = if req.body_less() {
-            let sent_at = Instant::now();
+        // The app's response time runs from the request's last byte written
+        // (the head's, or the body's) to the response's first byte read.
+        let outcome = if req.body_less() {
             let exchange = async {
                 req.send(&mut upstream, &mut Wait::Own, timeouts.idle)
                     .await?;
-                upstream.read_response(expect_body, reused, raw_now).await
+                let sent_at = Instant::now();
+                let (head, first_byte) =
+                    upstream.read_response(expect_body, reused, raw_now).await?;
+                Ok::<_, ExchangeError>((head, first_byte, sent_at))
             };
-            (
-                sent_at,
-                within!(&mut wait, sent_at + timeouts.response, exchange),
-            )
+            within!(&mut wait, window_from + timeouts.response, exchange)
         } else {
             match req.send(&mut upstream, &mut wait, timeouts.idle).await {
-                Err(e) => (Instant::now(), Some(Err(e))),
+                Err(e) => Some(Err(e)),
                 Ok(()) => {
                     let sent_at = Instant::now();
-                    let read = upstream.read_response(expect_body, reused, raw_now);
-                    (
-                        sent_at,
-                        within!(&mut wait, sent_at + timeouts.response, read),
-                    )
+                    let read = async {
+                        let (head, first_byte) =
+                            upstream.read_response(expect_body, reused, raw_now).await?;
+                        Ok::<_, ExchangeError>((head, first_byte, sent_at))
+                    };
+                    within!(&mut wait, sent_at + timeouts.response, read)
                 }
             }
         };
-        let head = match outcome {
-            Some(Ok(head)) => head,
+        let (head, answered, sent_at) = match outcome {
+            Some(Ok(answer)) => answer,
             Some(Err(e @ (ExchangeError::NotSent(_) | ExchangeError::Unanswered(_))))
                 if req.body_less()
                     && stale_retries < 3
@@ -198,10 +212,9 @@ pub async fn forward<O: Outgoing>(
                 break;
             }
         };
-        // One clock read serves the timing and the latency score.
-        let answered = Instant::now();
-        let ttfb = answered - sent_at;
-        route.metrics().ttfb.record(ttfb.as_secs_f64());
+        // The first byte's clock read serves the timing and the latency score.
+        let ttfb = answered.saturating_duration_since(sent_at);
+        route.metrics().ttfb.record(ttfb);
         b.state
             .observe_latency(ttfb.as_nanos() as u64, ms_at(answered.into_std()));
         if head.status.is_server_error() {
@@ -242,20 +255,26 @@ pub async fn forward<O: Outgoing>(
     }))
 }
 
-/// An idle pooled connection to backend `i`, or a new one (with its connect time).
+/// An idle pooled connection to backend `i`, or a new one (with its
+/// connect time, and when it was connected).
 async fn checkout(
     route: &Route,
     i: usize,
     certs: &crate::tls::CertStore,
-) -> std::io::Result<(upstream::Conn, Option<Duration>)> {
+) -> std::io::Result<(upstream::Conn, Option<Duration>, Option<Instant>)> {
     let b = &route.backends[i];
     if let Some(conn) = b.state.take_idle() {
-        return Ok((conn, None));
+        return Ok((conn, None, None));
     }
     let started = Instant::now();
     // Boxed: a connect (TLS handshake included) is rare on a kept pool and
     // its large state would otherwise weigh on every request's future,
     // which is moved whole when hyper spawns an HTTP/2 stream.
     let stream = Box::pin(connect_backend(route, i, certs)).await?;
-    Ok((upstream::Conn::new(stream), Some(started.elapsed())))
+    let connected = Instant::now();
+    Ok((
+        upstream::Conn::new(stream),
+        Some(connected - started),
+        Some(connected),
+    ))
 }

@@ -16,6 +16,7 @@ use super::codec::poll_fill;
 use super::deadline::Deadline;
 use super::http::{Conn, Target, MAX_HEADER_BYTES};
 use super::respond::ProxyError;
+use super::rtt::RttCache;
 use crate::judge::Judged;
 use crate::timeouts::Resolved;
 use bytes::{Buf, Bytes, BytesMut};
@@ -96,6 +97,7 @@ where
         timeouts: t,
         draining: &draining,
         first_head: Some(opened),
+        rtt: RttCache::default(),
     };
     tokio::select! {
         biased;
@@ -124,6 +126,8 @@ struct Session<'a, I> {
     draining: &'a CancellationToken,
     /// When the first request's head began: the connection's opening.
     first_head: Option<Instant>,
+    /// The client's RTT, as its requests record it.
+    rtt: RttCache,
 }
 
 /// Whether the connection takes another request.

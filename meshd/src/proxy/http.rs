@@ -10,6 +10,7 @@ use super::codec::{parse_length, BodyFraming, Framing};
 use super::forward::{forward, Failure, Outgoing, Sent, Wait};
 use super::headers;
 use super::respond::ProxyError;
+use super::rtt::RttCache;
 use super::tunnel::Watched;
 use super::upstream::{self, BodyReader, ExchangeError};
 use crate::access_log::{AccessLog, Entry};
@@ -21,6 +22,7 @@ use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -67,6 +69,8 @@ pub struct Conn {
     /// Whether the client is a trusted forwarder (`--trust-forwarded`),
     /// whose `X-Forwarded-Proto` and `X-Request-Id` are kept.
     pub trusted: bool,
+    /// The client's TCP socket, to read its RTT from.
+    pub client: super::rtt::ClientSocket,
 }
 
 type Reply = Response<DownBody<Exchange>>;
@@ -91,7 +95,10 @@ where
     };
     let stop = conn.stop.clone();
     let conn = Arc::new(conn);
-    let service = hyper::service::service_fn(move |req| handle(Arc::clone(&conn), req));
+    // The connection's RTT, kept by its service: hyper calls it for each
+    // stream, one at a time, inside the connection's poll.
+    let rtt = Cell::new(RttCache::default());
+    let service = hyper::service::service_fn(move |req| handle(Arc::clone(&conn), &rtt, req));
     // Only HTTP/2 reaches this server: HTTP/1.1 takes meshd's own (h1.rs),
     // which hands over a connection that opens with the HTTP/2 preface.
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -170,24 +177,40 @@ fn idempotent(m: &Method) -> bool {
 /// HTTP/2 stream, and one allocation costs less than moving kilobytes.
 type Handled = Pin<Box<dyn Future<Output = Result<Reply, Infallible>> + Send>>;
 
+/// When a request began, and the client's RTT then (microseconds, 0: unknown).
+#[derive(Debug, Clone, Copy)]
+struct Began {
+    start: Instant,
+    client_rtt_us: u32,
+}
+
 /// Starts one request. Each target boxes only its own future, so a service
 /// port's requests do not carry the edge's state too.
-fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Handled {
+fn handle(conn: Arc<Conn>, rtt: &Cell<RttCache>, req: Request<Incoming>) -> Handled {
+    let start = Instant::now();
+    // Here, not in the request's task: hyper calls this inside the
+    // connection's poll, while the socket is surely open.
+    let mut cache = rtt.get();
+    let began = Began {
+        start,
+        client_rtt_us: cache.sample(conn.client, start),
+    };
+    rtt.set(cache);
     match &conn.target {
         Target::Service(judged) => {
             let (route, decision) = conn.judge(judged);
-            Box::pin(async move { Ok(proxy_request(&conn, &route, decision, req).await) })
+            Box::pin(async move { Ok(proxy_request(&conn, &route, decision, req, began).await) })
         }
-        Target::Edge => Box::pin(async move { Ok(edge_request(&conn, req).await) }),
+        Target::Edge => Box::pin(async move { Ok(edge_request(&conn, req, began).await) }),
     }
 }
 
 /// A request on a shared edge listener: routed by host and path.
-async fn edge_request(conn: &Conn, req: Request<Incoming>) -> Reply {
+async fn edge_request(conn: &Conn, req: Request<Incoming>, began: Began) -> Reply {
     match super::edge::choose(conn, &req) {
         Ok((route, decision)) => {
             let hsts = super::edge::hsts(conn, &route);
-            let mut resp = proxy_request(conn, &route, decision, req).await;
+            let mut resp = proxy_request(conn, &route, decision, req, began).await;
             if let Some(max_age) = hsts {
                 if let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}")) {
                     resp.headers_mut()
@@ -205,8 +228,9 @@ async fn proxy_request(
     route: &Arc<Route>,
     decision: Decision,
     req: Request<Incoming>,
+    began: Began,
 ) -> Reply {
-    let start = Instant::now();
+    let start = began.start;
     if !decision.verdict.lets_through() {
         route.metrics().status(403).increment(1);
         log_denied(conn, route, decision, req.version(), start);
@@ -257,6 +281,7 @@ async fn proxy_request(
         &mut out,
         None,
         Wait::Own,
+        tokio::time::Instant::from_std(start),
     )
     .await;
     let Sent {
@@ -266,7 +291,7 @@ async fn proxy_request(
         in_flight,
         connect_time,
         ttfb,
-        ..
+        answered,
     } = match sent {
         Ok(sent) => sent,
         Err(Failure::Answer(e)) => return e.response(),
@@ -292,6 +317,8 @@ async fn proxy_request(
         start,
         connect_time,
         ttfb,
+        answered: answered.into_std(),
+        client_rtt_us: began.client_rtt_us,
         status: status.as_u16(),
         verdict: decision.verdict.as_str(),
         log: conn
@@ -354,6 +381,10 @@ pub struct Exchange {
     pub(crate) start: Instant,
     pub(crate) connect_time: Option<Duration>,
     pub(crate) ttfb: Duration,
+    /// When the response's first byte came: the transfer starts there.
+    pub(crate) answered: Instant,
+    /// The client's RTT when the request was judged (microseconds, 0: unknown).
+    pub(crate) client_rtt_us: u32,
     pub(crate) status: u16,
     pub(crate) verdict: &'static str,
     pub(crate) log: Option<(AccessLog, Arc<str>, SocketAddr, Version)>,
@@ -365,9 +396,23 @@ impl Settle for Exchange {
         if let Some(c) = conn {
             b.state.put_idle(c);
         }
-        let total = self.start.elapsed();
-        self.route.metrics().duration.record(total.as_secs_f64());
-        self.route.metrics().bytes_down.increment(bytes);
+        // One clock read ends the request and its transfer: HTTP/1.1
+        // settles after the last write to the client; HTTP/2 when hyper
+        // takes the body's last bytes, which its flow control lets it do
+        // only as the client reads.
+        let now = Instant::now();
+        let total = now.saturating_duration_since(self.start);
+        let metrics = self.route.metrics();
+        metrics.duration.record(total);
+        metrics
+            .transfer
+            .record(now.saturating_duration_since(self.answered));
+        if self.client_rtt_us != 0 {
+            metrics
+                .client_rtt
+                .record_ns(u64::from(self.client_rtt_us) * 1000);
+        }
+        metrics.bytes_down.increment(bytes);
         if let Some((log, src, peer, version)) = self.log.take() {
             log.write(Entry {
                 src_app: &src,

@@ -20,6 +20,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 
 /// Largest response head accepted from a backend.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -104,27 +105,28 @@ impl Conn {
         self.io.write_all(data).await
     }
 
-    /// Reads the final response head (1xx other than 101 are skipped). With
-    /// `raw`, the status line and end-to-end headers are written there, ready
-    /// for an HTTP/1.1 client, and `Head::headers` stays empty.
+    /// Reads the final response head (1xx other than 101 are skipped), and
+    /// when its first byte was at hand (the app's response time ends there).
+    /// With `raw`, the status line and end-to-end headers are written there,
+    /// ready for an HTTP/1.1 client, and `Head::headers` stays empty.
     pub async fn read_response(
         &mut self,
         expect_body: bool,
         reused: bool,
         mut raw: Option<&mut Vec<u8>>,
-    ) -> Result<Head, ExchangeError> {
+    ) -> Result<(Head, Instant), ExchangeError> {
         loop {
             if let Some(out) = raw.as_deref_mut() {
                 out.clear();
             }
-            let head = self
+            let (head, first_byte) = self
                 .read_head(expect_body, reused, raw.as_deref_mut())
                 .await?;
             // 1xx other than 101 are interim: the real answer follows.
             if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS {
                 continue;
             }
-            return Ok(head);
+            return Ok((head, first_byte));
         }
     }
 
@@ -189,12 +191,17 @@ impl Conn {
         expect_body: bool,
         reused: bool,
         mut raw: Option<&mut Vec<u8>>,
-    ) -> Result<Head, ExchangeError> {
+    ) -> Result<(Head, Instant), ExchangeError> {
         let mut first = true;
+        // Read once the first byte is here, before parsing: the one clock
+        // read of the response serves the app's response time, the start
+        // of the transfer and the body's first idle window.
+        let mut first_byte = None;
         loop {
             if !self.buf.is_empty() {
+                let at = *first_byte.get_or_insert_with(Instant::now);
                 if let Some(head) = self.parse_head(expect_body, raw.as_deref_mut())? {
-                    return Ok(head);
+                    return Ok((head, at));
                 }
                 if self.buf.len() >= MAX_HEAD {
                     return Err(ExchangeError::Malformed("response head too large".into()));

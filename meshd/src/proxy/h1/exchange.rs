@@ -102,6 +102,7 @@ where
             &mut req,
             Some(&mut self.out),
             Wait::Shared(&mut self.deadline),
+            Instant::from_std(start),
         )
         .await;
         let body_done = req.done;
@@ -180,6 +181,9 @@ where
             start,
             connect_time,
             ttfb,
+            answered: answered.into_std(),
+            // The connection's socket is this session's: open.
+            client_rtt_us: self.rtt.sample(self.conn.client, start),
             status: head.status.as_u16(),
             verdict: decision.verdict.as_str(),
             log: self.conn.access_log.as_ref().map(|l| {
