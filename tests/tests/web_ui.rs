@@ -694,6 +694,27 @@ async fn the_ui_shows_a_running_mesh_with_its_denied_flow_and_timing() {
         meshds.push(proc);
     }
 
+    // configsrv has scraped both nodes before the first request, so the
+    // window holds every first: meshd's first upstream connects (later
+    // requests reuse them) land between two scrapes and are counted.
+    eventually(
+        "both nodes scraped and converged",
+        Duration::from_secs(30),
+        || async move {
+            let v = api_json(api, "/v1/nodes").await?;
+            let list = v["nodes"].as_array().cloned().unwrap_or_default();
+            let ok = list.len() == 2
+                && list
+                    .iter()
+                    .all(|n| n["converged"] == true && n["reachable"] == true);
+            if ok {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        },
+    )
+    .await;
     let traffic = Traffic::start(edge_ip.clone(), tool_ip.clone());
     // The API has figures once two scrapes bracket some traffic.
     let detail = eventually(
@@ -781,17 +802,18 @@ async fn the_ui_shows_a_running_mesh_with_its_denied_flow_and_timing() {
             detail["timing"][step]
         );
     }
-    // Response and total come from meshd's request histograms; client RTT
-    // and transfer from its timing histograms, required once meshd exports
-    // them (connect is measured per new upstream connection, and pooled
-    // connections may all predate the window, so it may rightly be empty).
+    // meshd measures every part of an HTTP request (connect: the pool's
+    // first connections, made after the first scrape above). Each part's
+    // histogram is required where meshd exports it.
     let admin_a: SocketAddr = format!("{NODE_A}:{admin_port}").parse().unwrap();
     let (_, metrics) = palisade_tests::harness::admin_get(admin_a, "/metrics")
         .await
         .unwrap();
-    let mut required = vec!["response", "total"];
+    let mut required = vec!["total"];
     for (step, histogram) in [
         ("client_rtt", "palisade_meshd_client_rtt_seconds"),
+        ("connect", "palisade_meshd_upstream_connect_seconds"),
+        ("response", "palisade_meshd_upstream_ttfb_seconds"),
         ("transfer", "palisade_meshd_transfer_seconds"),
     ] {
         if metrics.contains(histogram) {
