@@ -343,7 +343,7 @@ const app = {
           { key: 'connect_p50', label: 'connect', cls: 'connect' },
           { key: 'response_p50', label: 'response', cls: 'response' },
           { key: 'transfer_p50', label: 'transfer', cls: 'transfer' }], fmtDur),
-        lineChart('Error rate', series, [{ key: 'error_rate', label: 'errors', cls: 'c2' }], fmtPct)),
+        lineChart('Error rate', series, [{ key: 'error_rate', label: 'errors', cls: 'c2' }], fmtPct, 0.01)),
       h('h2', null, `Backends (${backends.length}${draining.length ? `, ${draining.length} draining` : ''})`),
       backends.length ? h('table', { class: 'data', id: 'backends' },
         h('thead', null, h('tr', null, h('th', null, 'Task'), h('th', null, 'Address'), h('th', null, 'Node'), h('th', null, 'Health'), h('th', null, 'State'))),

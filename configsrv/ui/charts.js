@@ -33,11 +33,12 @@ function legend(lines) {
   return h('div', { class: 'legend' }, lines.map((l) => h('span', { class: 'key ' + l.cls }, l.label)));
 }
 
-// lines: [{key, label, cls}]; fmt formats the y axis.
-export function lineChart(title, points, lines, fmt) {
+// lines: [{key, label, cls}]; fmt formats the y axis; the axis reaches at
+// least `floor` (an all-zero error rate reads 0 of 1%, not 0 of 100%).
+export function lineChart(title, points, lines, fmt, floor = 0) {
   const pts = (points || []).filter((p) => isNum(p.at));
   if (pts.length < 2) return empty(title, 'Not enough scrapes in the window yet.');
-  let maxY = 0;
+  let maxY = floor;
   for (const p of pts) for (const l of lines) if (isNum(p[l.key])) maxY = Math.max(maxY, p[l.key]);
   if (maxY === 0) maxY = 1;
   const { x, y, axis } = frame(pts, maxY * 1.1, fmt);

@@ -834,6 +834,16 @@ async fn the_ui_shows_a_running_mesh_with_its_denied_flow_and_timing() {
         breakdown.as_u64().unwrap() > 0,
         "the p50 breakdown bar is drawn"
     );
+    // Over time: rate, latency, the p50 breakdown and errors, charted from
+    // `series` once a few scrapes with traffic are in the window.
+    b.wait_for(
+        "the app page's four charts drawn from the series",
+        "document.querySelectorAll('figure.chart:not(.empty) svg path.line, \
+         figure.chart:not(.empty) svg polygon.area').length >= 8 && \
+         document.querySelectorAll('figure.chart.empty').length === 0",
+        Duration::from_secs(30),
+    )
+    .await;
     b.screenshot(&shots.join("mesh-app.png")).await;
 
     // Overview and nodes: the apps listed, both nodes converged and reachable.
