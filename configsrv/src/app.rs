@@ -100,6 +100,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let recorder = PrometheusBuilder::new().build_recorder();
     let prometheus = recorder.handle();
     metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+    // Exported from the start, so dashboards and alerts see 0, not nothing.
+    metrics::counter!("palisade_publish_failures_total").increment(0);
 
     let (policies, git_head) = match &opts.policies {
         PolicySource::Dir(dir) => {

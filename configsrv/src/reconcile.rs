@@ -69,7 +69,7 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Reconciler {
     state: ClusterState,
-    policies: PolicySet,
+    /// The policies in force (`policy.set`) and what is wrong with the last read.
     policy: PolicyView,
     sources: BTreeMap<Source, SourceStatus>,
     /// Empty Marathon reads in a row (invariant 1's confirmation count).
@@ -96,10 +96,9 @@ impl Reconciler {
         Reconciler {
             state: ClusterState::default(),
             policy: PolicyView {
-                set: policies.clone(),
+                set: Arc::new(policies),
                 ..PolicyView::default()
             },
-            policies,
             sources: BTreeMap::new(),
             empty_reads: 0,
             have_apps: false,
@@ -119,7 +118,7 @@ impl Reconciler {
     pub fn start(&mut self) -> Vec<Action> {
         let mut out = vec![Action::SetPolicyCommit {
             old: None,
-            new: self.policies.commit.clone(),
+            new: self.policy.set.commit.clone(),
         }];
         self.flush_view(&mut out);
         out
@@ -167,12 +166,13 @@ impl Reconciler {
         let mut out = Vec::new();
         if self.render_at.is_some_and(|at| at <= now) {
             self.render_at = None;
+            // The state changes gathered since the last view show now.
+            self.dirty = true;
             // Nothing is rendered before the first good read: an empty
             // cluster must not overwrite what the nodes run.
             if self.have_apps {
                 self.renders += 1;
-                self.dirty = true;
-                let rendered = render(&self.state, &self.policies);
+                let rendered = render(&self.state, &self.policy.set);
                 self.app_errors = BTreeMap::new();
                 for e in &rendered.errors {
                     tracing::warn!("{e}");
@@ -210,10 +210,10 @@ impl Reconciler {
                 agents: self.state.agents.len(),
                 nodes: self.nodes,
                 renders: self.renders,
-                policy_commit: self.policies.commit.clone(),
+                policy_commit: self.policy.set.commit.clone(),
                 publish_error: self.publish_error.clone(),
             },
-            apps: view::apps(&self.state, &self.policies),
+            apps: view::apps(&self.state, &self.policy.set),
             policy: self.policy.clone(),
             app_errors,
         }
@@ -240,11 +240,12 @@ impl Reconciler {
         self.dirty = true;
     }
 
-    /// Replaces the cluster state; true when it changed.
+    /// Replaces the cluster state; true when it changed. Readers see the
+    /// change with the render it schedules (see `on_timer`), so a burst of
+    /// task events builds one view, not one per event.
     fn replace_state(&mut self, next: ClusterState) -> bool {
         let changed = next != self.state;
         self.state = next;
-        self.dirty |= changed;
         changed
     }
 
@@ -281,9 +282,7 @@ impl Reconciler {
                 false
             }
             SourceEvent::MarathonEvent(event) => {
-                let changed = matches!(self.state.apply(&event), Applied::Changed);
-                self.dirty |= changed;
-                changed
+                matches!(self.state.apply(&event), Applied::Changed)
             }
             SourceEvent::MarathonStream(Ok(url)) => {
                 tracing::info!(%url, "following Marathon's event stream");
@@ -315,15 +314,14 @@ impl Reconciler {
             SourceEvent::PolicyCommit(Ok(set)) => {
                 self.mark(Source::Policy, None, out);
                 out.push(Action::SetPolicyCommit {
-                    old: self.policies.commit.clone(),
+                    old: self.policy.set.commit.clone(),
                     new: set.commit.clone(),
                 });
                 tracing::info!(commit = ?set.commit, "policy commit applied");
                 self.policy = PolicyView {
-                    set: set.clone(),
+                    set: Arc::new(set),
                     ..PolicyView::default()
                 };
-                self.policies = set;
                 true
             }
             SourceEvent::PolicyCommit(Err(why)) => {
@@ -349,8 +347,8 @@ impl Reconciler {
                 continue;
             };
             if let (Some(old), Some(origin)) = (
-                self.policies.apps.get(&pattern),
-                self.policies.origins.get(&pattern),
+                self.policy.set.apps.get(&pattern),
+                self.policy.set.origins.get(&pattern),
             ) {
                 set.apps.insert(pattern.clone(), old.clone());
                 set.origins.insert(pattern, origin.clone());
@@ -363,14 +361,13 @@ impl Reconciler {
             .iter()
             .map(|(k, v)| (k.clone(), v.iter().map(ToString::to_string).collect()))
             .collect();
+        let changed = set != *self.policy.set;
         self.policy = PolicyView {
-            set: set.clone(),
+            set: Arc::new(set),
             problems: errors,
             broken_apps: read.broken_apps,
             app_errors,
         };
-        let changed = set != self.policies;
-        self.policies = set;
         changed
     }
 }

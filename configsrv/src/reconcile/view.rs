@@ -6,6 +6,7 @@ use crate::state::{ClusterState, TaskPhase};
 use schemas::{AppId, PolicySet, Protocol};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// A source whose staleness configsrv tracks (`palisade_source_stale{source}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -128,8 +129,9 @@ fn backends(app: &crate::state::App) -> Vec<BackendView> {
 /// The policy in force and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PolicyView {
-    /// The merged policy set (last good entries kept for broken apps).
-    pub set: PolicySet,
+    /// The merged policy set (last good entries kept for broken apps);
+    /// shared, so publishing a view never copies it.
+    pub set: Arc<PolicySet>,
     /// Every problem of the last policy read, `file:line:col: message`.
     pub problems: Vec<String>,
     /// Entries (as written) that keep their last good settings.
