@@ -7,7 +7,9 @@
 #   examples/demo.sh --live   live: a Marathon simulator runs the sample
 #                             cluster, configsrv serve follows it, meshd
 #                             long-polls configsrv; scale and kill tasks
-#                             through Marathon's API and watch meshd follow
+#                             through Marathon's API and watch meshd follow;
+#                             configsrv scrapes every meshd and serves the
+#                             web UI at http://127.0.0.1:9900/
 set -euo pipefail
 mode="${1:-offline}"
 
@@ -42,11 +44,13 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+backends=()
 backend() { # task-id app address
   mkdir -p "$work/www/$1"
   echo "hello from $2, task $1" >"$work/www/$1/index.html"
   python3 -m http.server 8080 --bind "$3" --directory "$work/www/$1" >"$work/$1.log" 2>&1 &
   pids+=($!)
+  backends+=("$3")
 }
 
 if [ "$mode" = "--live" ]; then
@@ -55,8 +59,10 @@ if [ "$mode" = "--live" ]; then
     2>"$work/marathon-sim.log" &
   pids+=($!)
   for _ in $(seq 1 100); do curl -fs 127.0.0.1:18088/v2/info >/dev/null 2>&1 && break; sleep 0.1; done
+  # configsrv scrapes every meshd at <node>:9901 (see step 3) for /v1/apps and /v1/flows.
   "$bin/configsrv" serve --marathon http://127.0.0.1:18088 --mesos http://127.0.0.1:18088 \
-    --policies examples/policies --out "$work/nodes" --listen 127.0.0.1:9900 2>"$work/configsrv.log" &
+    --policies examples/policies --out "$work/nodes" --listen 127.0.0.1:9900 \
+    --meshd-admin-port 9901 --scrape-interval 1s 2>"$work/configsrv.log" &
   pids+=($!)
   # 2. A sample backend per task, on the address Marathon gave it.
   while read -r task app ip; do
@@ -83,23 +89,39 @@ else
   config=(--config-dir "$work/nodes")
 fi
 
-# 3. One meshd per node, each with its own admin port.
+# 3. One meshd per node: offline each with its own admin port on 127.0.0.1;
+# live on its node address, port 9901, as production binds it, so configsrv
+# can scrape http://<node>:9901.
 admin_port=9901
+admins=()
 for node in 127.0.0.2 127.0.0.3; do
   extra=()
-  [ "$mode" = "--live" ] && extra=(--cache-dir "$work/cache-$node")
-  "$bin/meshd" run --node "$node" "${config[@]}" "${extra[@]}" --admin "127.0.0.1:$admin_port" \
+  admin="127.0.0.1:$admin_port"
+  if [ "$mode" = "--live" ]; then
+    extra=(--cache-dir "$work/cache-$node")
+    admin="$node:9901"
+  fi
+  admins+=("$admin")
+  "$bin/meshd" run --node "$node" "${config[@]}" "${extra[@]}" --admin "$admin" \
     2>"$work/meshd-$node.log" &
   pids+=($!)
   admin_port=$((admin_port + 1))
 done
 
-for port in 9901 9902; do
+for admin in "${admins[@]}"; do
   for _ in $(seq 1 100); do
-    curl -fs "127.0.0.1:$port/ready" >/dev/null 2>&1 && break
+    curl -fs "$admin/ready" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  curl -fs "127.0.0.1:$port/ready" >/dev/null || { echo "demo: meshd on admin port $port did not become ready; see $work" >&2; exit 1; }
+  curl -fs "$admin/ready" >/dev/null || { echo "demo: meshd with admin $admin did not become ready; see $work" >&2; exit 1; }
+done
+
+# Python takes a moment to listen; the first calls would get 502 before.
+for ip in "${backends[@]}"; do
+  for _ in $(seq 1 100); do
+    curl -fs "$ip:8080/" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
 done
 
 edge=127.0.2.1 tool=127.0.3.1
@@ -110,8 +132,8 @@ fi
 
 cat <<TRY
 
-palisade demo is up: meshd on nodes 127.0.0.2 (admin 127.0.0.1:9901) and
-127.0.0.3 (admin 127.0.0.1:9902). Node files are in $work/nodes.
+palisade demo is up: meshd on nodes 127.0.0.2 (admin ${admins[0]}) and
+127.0.0.3 (admin ${admins[1]}). Node files are in $work/nodes.
 
 Allowed: /shop/edge (task address $edge) calls /shop/web at its service port:
   curl --interface $edge http://127.0.0.2:10000/
@@ -126,21 +148,33 @@ Allowed by CIDR: the load balancer (127.0.9.0/24) reaches /shop/edge:
   curl --interface 127.0.9.1 http://127.0.0.2:10001/
 
 What meshd sees:
-  curl -s 127.0.0.1:9901/status
-  curl -s 127.0.0.1:9901/metrics | grep palisade_meshd_connections_total
+  curl -s ${admins[0]}/status
+  curl -s ${admins[0]}/metrics | grep palisade_meshd_connections_total
   tail -f $work/meshd-127.0.0.2.log
 
 $(if [ "$mode" = "--live" ]; then cat <<LIVE
 Live cluster: Marathon (simulated) at http://127.0.0.1:18088, configsrv at http://127.0.0.1:9900.
   curl -s 127.0.0.1:9900/v1/status
+  curl -s 127.0.0.1:9900/v1/apps       # rates, errors, p50/p90/p99 merged over both nodes
+  curl -s 127.0.0.1:9900/v1/flows      # who called whom: allowed, denied, would-be-denied
+  curl -s 127.0.0.1:9900/v1/nodes      # every meshd runs the latest generation?
+  curl -s 127.0.0.1:9900/v1/policy/proposed   # allow-lists learned from the traffic
   curl -s -X PUT 127.0.0.1:18088/v2/apps/shop/web -H 'content-type: application/json' -d '{"instances": 3}'
-  curl -s '127.0.0.1:9901/status' | python3 -m json.tool | grep -c '"task"'     # meshd follows within a second
+  curl -s '${admins[0]}/status' | python3 -m json.tool | grep -c '"task"'     # meshd follows within a second
   (new tasks need a backend on their address to answer; configsrv logs to $work/configsrv.log)
+
+Web UI (apps, service graph, app timing, nodes, policy), refreshing itself:
+  http://127.0.0.1:9900/
+Make some traffic to see figures and flows (allowed, then denied):
+  for i in \$(seq 1 50); do curl -s -o /dev/null --interface $edge http://127.0.0.2:10000/; curl -s -o /dev/null --interface $tool http://127.0.0.2:10000/; done
 LIVE
 else cat <<OFFLINE
 Hot reload: edit examples/cluster/marathon-apps.json or examples/policies, then
   $bin/configsrv render --marathon-snapshot examples/cluster/marathon-apps.json \\
     --mesos-snapshot examples/cluster/mesos-state.json --policies examples/policies --out $work/nodes
+
+The web UI needs the long-running configsrv: run examples/demo.sh --live and open
+  http://127.0.0.1:9900/
 OFFLINE
 fi)
 

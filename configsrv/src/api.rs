@@ -1,5 +1,19 @@
 //! configsrv's HTTP API (loopback by default): node configs with ETag and
-//! long-poll, the node list, source status, and Prometheus metrics.
+//! long-poll, source status and Prometheus metrics here; apps, nodes, flows
+//! and policy from the collector's window in `api/`, one file per resource;
+//! the OpenAPI document in `api/openapi.rs`; every error answer in `api/error.rs`.
+
+mod apps;
+pub mod error;
+mod flows;
+mod nodes;
+pub mod openapi;
+mod policy;
+#[cfg(test)]
+mod tests;
+
+use crate::observe::Observed;
+use error::{ApiError, ErrorBody};
 
 use crate::publish::http::NodeStore;
 use crate::reconcile::view::{Status, View};
@@ -30,6 +44,8 @@ pub struct ApiState {
     pub node_token: Option<String>,
     /// Wakes the Git follower (push webhook).
     pub git_kick: Arc<tokio::sync::Notify>,
+    /// The collector's window.
+    pub observed: Observed,
     /// The nodes whose meshd asks for its config.
     pub followers: Arc<crate::followers::Followers>,
     /// Wakes the state loop when a new node starts following.
@@ -38,14 +54,24 @@ pub struct ApiState {
 
 /// The router.
 pub fn router(state: ApiState) -> Router {
+    // Every route here is in `openapi::ApiDoc` (a test checks both ways).
     Router::new()
-        .route("/v1/nodes", get(nodes))
+        .route("/v1/apps", get(apps::list))
+        .route("/v1/apps/{*id}", get(apps::one))
+        .route("/v1/nodes", get(nodes::list))
+        .route("/v1/nodes/{node}", get(nodes::one))
         .route("/v1/nodes/{node}/config", get(node_config))
+        .route("/v1/flows", get(flows::list))
+        .route("/v1/policy", get(policy::in_force))
+        .route("/v1/policy/proposed", get(policy::proposed))
+        .route("/v1/policy/impact", axum::routing::post(policy::impact))
         .route("/v1/status", get(status))
+        .route("/v1/openapi.json", get(openapi::openapi_json))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/v1/hooks/git", axum::routing::post(git_hook))
         .with_state(state)
+        .merge(crate::ui::router())
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +82,17 @@ struct WaitQuery {
 /// Longest long-poll a client may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(300);
 
+/// A node's config (YAML), with an ETag; `?wait=30s` with `If-None-Match` long-polls.
+#[utoipa::path(get, path = "/v1/nodes/{node}/config", tag = "nodes",
+    params(("node" = String, Path, description = "the node name"),
+        ("wait" = Option<String>, Query, description = "long-poll up to this long, e.g. `30s`")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "the config", content_type = "application/yaml", body = String),
+        (status = 304, description = "unchanged within `wait`"),
+        (status = 400, description = "bad node name or wait", body = ErrorBody),
+        (status = 401, description = "--node-token-file is set and no valid token came", body = ErrorBody),
+        (status = 404, description = "no config for the node (yet)", body = ErrorBody)))]
 async fn node_config(
     State(state): State<ApiState>,
     Path(node): Path<String>,
@@ -63,16 +100,13 @@ async fn node_config(
     headers: HeaderMap,
 ) -> Response {
     if state.node_token.is_some() && !bearer_matches(state.node_token.as_deref(), &headers) {
-        return unauthorized(
+        return ApiError::unauthorized(
             "the node token (configsrv's --node-token-file, meshd's --config-token-file)",
-        );
+        )
+        .into_response();
     }
     let Ok(node) = node.parse::<NodeName>() else {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!("`{node}` is not a node name\n"),
-        )
-            .into_response();
+        return ApiError::bad_request(format!("`{node}` is not a node name")).into_response();
     };
     let wait = match q
         .wait
@@ -81,7 +115,7 @@ async fn node_config(
     {
         None => Duration::ZERO,
         Some(Ok(d)) => d.0.min(MAX_WAIT),
-        Some(Err(e)) => return (StatusCode::BAD_REQUEST, format!("wait: {e}\n")).into_response(),
+        Some(Err(e)) => return ApiError::bad_request(format!("wait: {e}")).into_response(),
     };
     if state.followers.note(&node, std::time::Instant::now()) {
         state.new_follower.notify_one();
@@ -107,10 +141,7 @@ async fn node_config(
                     .into_response()
             }
             (None, _) if wait.is_zero() => {
-                return (
-                    StatusCode::NOT_FOUND,
-                    format!("no config for node {node} (yet)\n"),
-                )
+                return ApiError::not_found(format!("no config for node {node} (yet)"))
                     .into_response()
             }
             (None, _) => {}
@@ -122,30 +153,24 @@ async fn node_config(
         {
             return match current {
                 Some(p) => (StatusCode::NOT_MODIFIED, [(header::ETAG, p.etag)]).into_response(),
-                None => (
-                    StatusCode::NOT_FOUND,
-                    format!("no config for node {node} (yet)\n"),
-                )
-                    .into_response(),
+                None => {
+                    ApiError::not_found(format!("no config for node {node} (yet)")).into_response()
+                }
             };
         }
     }
 }
 
-async fn nodes(State(state): State<ApiState>) -> Json<serde_json::Value> {
-    let list: Vec<_> = state
-        .store
-        .list()
-        .into_iter()
-        .map(|(n, g)| serde_json::json!({"node": n, "generation": g}))
-        .collect();
-    Json(serde_json::json!({ "nodes": list }))
-}
-
+/// Sources' staleness and errors, counts, renders, the policy commit and the publish error.
+#[utoipa::path(get, path = "/v1/status", tag = "meta",
+    responses((status = 200, description = "configsrv's status", body = Object)))]
 async fn status(State(state): State<ApiState>) -> Json<Status> {
     Json(state.view.borrow().status.clone())
 }
 
+/// configsrv's own metrics, Prometheus text.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<ApiState>) -> String {
     state.prometheus.render()
 }
@@ -166,51 +191,23 @@ fn bearer_matches(want: Option<&str>, headers: &HeaderMap) -> bool {
     }
 }
 
-/// The one 401 answer, naming which token is wanted.
-fn unauthorized(which: &str) -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        format!("a valid `Authorization: Bearer <token>` is required: {which}\n"),
-    )
-        .into_response()
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "meta",
+    responses((status = 200, description = "configsrv runs", content_type = "text/plain", body = String)))]
+async fn healthz() -> &'static str {
+    "ok\n"
 }
 
 /// The push webhook: fetch the policy repository now.
+#[utoipa::path(post, path = "/v1/hooks/git", tag = "policy",
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "fetching the policy repository"),
+        (status = 401, description = "no valid token", body = ErrorBody)))]
 async fn git_hook(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     if !bearer_matches(state.token.as_deref(), &headers) {
-        return unauthorized("the API token (--api-token-file)");
+        return ApiError::unauthorized("the API token (--api-token-file)").into_response();
     }
     state.git_kick.notify_one();
     (StatusCode::ACCEPTED, "fetching the policy repository\n").into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn with(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, value.parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn only_the_exact_bearer_token_matches() {
-        let want = Some("tok-123");
-        assert!(bearer_matches(want, &with("Bearer tok-123")));
-        for wrong in [
-            "Bearer tok-12",
-            "Bearer tok-1234",
-            "Bearer TOK-123",
-            "tok-123",
-            "Basic tok-123",
-            "Bearer ",
-        ] {
-            assert!(!bearer_matches(want, &with(wrong)), "{wrong}");
-        }
-        assert!(!bearer_matches(want, &HeaderMap::new()));
-        assert!(!bearer_matches(None, &with("Bearer ")));
-        assert!(!bearer_matches(None, &with("Bearer tok-123")));
-    }
 }

@@ -6,6 +6,8 @@
 
 use crate::api::{self, ApiState};
 use crate::followers::Followers;
+use crate::observe::window::Window;
+use crate::observe::{scrape, Observed};
 use crate::publish::http::NodeStore;
 use crate::publish::{assign_generation, files, Previous};
 use crate::reconcile::view::View;
@@ -21,7 +23,7 @@ use schemas::{Generation, NodeName};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -47,6 +49,10 @@ pub struct ServeOptions {
     pub follow: FollowOptions,
     /// How long a burst of changes may gather before a render.
     pub coalesce: Duration,
+    /// The collector: scrape interval, timeout and meshd's admin port.
+    pub scrape: crate::observe::scrape::ScrapeOptions,
+    /// How far back the collector's figures reach (`--window`).
+    pub window: Duration,
 }
 
 /// Where policies come from.
@@ -134,6 +140,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let git_kick = Arc::new(tokio::sync::Notify::new());
     let followers = Arc::new(Followers::default());
     let new_follower = Arc::new(tokio::sync::Notify::new());
+    // The collector scrapes every node the store publishes for; the API reads its window.
+    let observed: Observed = Arc::new(Mutex::new(Window::new(opts.window, opts.scrape.interval)));
+    tokio::spawn(scrape::run(
+        opts.scrape,
+        Arc::clone(&store),
+        Arc::clone(&observed),
+    ));
     let api = api::router(ApiState {
         store: Arc::clone(&store),
         view: view_rx,
@@ -143,6 +156,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         git_kick: Arc::clone(&git_kick),
         followers: Arc::clone(&followers),
         new_follower: Arc::clone(&new_follower),
+        observed,
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, api).await {

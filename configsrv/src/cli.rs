@@ -66,6 +66,32 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Preview what a candidate policy directory would change: a running
+    /// configsrv replays the flows it observed through its policy and the
+    /// candidate (`POST /v1/policy/impact`).
+    ///
+    /// Prints one line per flow whose verdict would change
+    /// (`/a -> /b: allow -> deny, 1234 requests`). Exit 0 when nothing
+    /// observed would be newly denied, 1 when something would, 2 on bad
+    /// input (`file:line:col: message`) or when the API cannot answer.
+    Impact(ImpactArgs),
+}
+
+/// Flags of `configsrv impact`.
+#[derive(Debug, clap::Args)]
+pub struct ImpactArgs {
+    /// The candidate policy directory.
+    #[arg(long, value_name = "DIR")]
+    pub policies: PathBuf,
+    /// configsrv's API base URL, e.g. `http://127.0.0.1:9900`.
+    #[arg(long, value_name = "URL")]
+    pub api: String,
+    /// File holding the API token (configsrv's --api-token-file).
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Print the API's JSON answer instead of one line per change.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `configsrv serve`.
@@ -142,4 +168,16 @@ pub struct ServeArgs {
     /// How long a burst of changes gathers before one render.
     #[arg(long, value_name = "DURATION", default_value = "50ms")]
     pub coalesce: schemas::duration::Duration,
+    /// How often every meshd's admin endpoint is scraped (`/metrics`, `/status`).
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub scrape_interval: schemas::duration::Duration,
+    /// Longest one node's scrape may take; a slower node is flagged unreachable.
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    pub scrape_timeout: schemas::duration::Duration,
+    /// meshd's admin port on every node: scrapes go to `http://<node>:<port>`.
+    #[arg(long, value_name = "PORT", default_value_t = 9901)]
+    pub meshd_admin_port: u16,
+    /// How far back the API's figures reach (rates, percentiles, flows).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub window: schemas::duration::Duration,
 }

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { dir } => validate(&dir),
         Command::Serve(args) => serve(args),
+        Command::Impact(args) => Ok(configsrv::impact_client::run(&args)),
         Command::Render {
             marathon_snapshot,
             mesos_snapshot,
@@ -37,6 +38,14 @@ fn main() -> ExitCode {
 
 fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
     let args = *args;
+    // A zero period would spin the collector (and panics tokio's interval).
+    for (flag, d) in [
+        ("--scrape-interval", args.scrape_interval),
+        ("--scrape-timeout", args.scrape_timeout),
+        ("--window", args.window),
+    ] {
+        anyhow::ensure!(!d.0.is_zero(), "{flag} must be greater than zero");
+    }
     // One TLS crypto provider for the whole process, chosen here, before any client exists.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let opts = configsrv::app::ServeOptions {
@@ -71,6 +80,12 @@ fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
             coalesce: args.coalesce.0,
         },
         coalesce: args.coalesce.0,
+        scrape: configsrv::observe::scrape::ScrapeOptions {
+            interval: args.scrape_interval.0,
+            timeout: args.scrape_timeout.0,
+            admin_port: args.meshd_admin_port,
+        },
+        window: args.window.0,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,7 +3,7 @@
 //! Per-app problems become `RenderError`s and never stop the other apps.
 
 mod allow;
-mod backends;
+pub(crate) mod backends;
 mod identity;
 mod vhost;
 

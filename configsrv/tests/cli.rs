@@ -289,3 +289,44 @@ fn render_with_bad_input_names_the_file_and_writes_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains(s(&missing)));
 }
+
+#[test]
+fn serve_refuses_zero_scrape_periods_and_impact_refuses_bad_input_with_exit_2() {
+    for flag in ["--scrape-interval", "--scrape-timeout", "--window"] {
+        let out = configsrv(&[
+            "serve",
+            "--marathon",
+            "http://127.0.0.1:1",
+            "--policies",
+            "/nonexistent",
+            flag,
+            "0s",
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{flag}");
+        assert!(text(&out.stderr).contains(&format!("{flag} must be greater than zero")));
+    }
+    let dir = Scratch::new("impact-bad");
+    dir.write(
+        "p/shop.yaml",
+        "apiVersion: palisade/v1\nkind: Policy\napps:\n  /shop/web:\n    alow: []\n",
+    );
+    let p = dir.0.join("p");
+    // Bad input is found before anything is sent (the API here is never reached).
+    let out = configsrv(&["impact", "--policies", s(&p), "--api", "http://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("shop.yaml:5:"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A clean directory and no API: exit 2 too, naming the URL.
+    dir.write("q/ok.yaml", "apiVersion: palisade/v1\nkind: Policy\n");
+    let q = dir.0.join("q");
+    let out = configsrv(&["impact", "--policies", s(&q), "--api", "http://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("127.0.0.1:1/v1/policy/impact"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support fails loudly by design
 
 pub mod backends;
+pub mod browser;
 pub mod certs;
 pub mod client;
 pub mod cluster;

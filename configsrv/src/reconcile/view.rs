@@ -72,6 +72,58 @@ pub struct AppView {
     pub protocol: Protocol,
     /// The service ports every node binds for it.
     pub service_ports: Vec<u16>,
+    /// Its backends at its first service port.
+    pub backends: Vec<BackendView>,
+    /// Its tasks' own addresses (IP per task), for judging CIDR rules in impact previews.
+    pub addresses: Vec<std::net::IpAddr>,
+}
+
+/// One backend of an app, as `/v1/apps/<id>` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackendView {
+    /// Mesos task id.
+    pub task: String,
+    /// Where meshd reaches it.
+    pub address: String,
+    /// The node it runs on.
+    pub node: String,
+    /// `healthy`, `unhealthy` or `draining`.
+    pub health: &'static str,
+}
+
+impl View {
+    /// The app with this id.
+    pub fn app(&self, id: &str) -> Option<&AppView> {
+        self.apps.iter().find(|a| a.id.as_str() == id)
+    }
+}
+
+/// An app's backends at its first service port, with the node each runs on.
+fn backends(app: &crate::state::App) -> Vec<BackendView> {
+    let Some(spec) = app.service_ports.first() else {
+        return Vec::new();
+    };
+    crate::render::backends::backends(app, spec, &mut Vec::new())
+        .into_iter()
+        .map(|b| {
+            let host = app
+                .tasks
+                .iter()
+                .find(|t| t.id == b.task)
+                .map(|t| t.host.clone())
+                .unwrap_or_default();
+            BackendView {
+                task: b.task.to_string(),
+                address: b.address.to_string(),
+                node: schemas::NodeName::sanitise(&host).map_or(host, |n| n.to_string()),
+                health: match b.health {
+                    schemas::Health::Healthy => "healthy",
+                    schemas::Health::Unhealthy => "unhealthy",
+                    schemas::Health::Draining => "draining",
+                },
+            }
+        })
+        .collect()
 }
 
 /// The policy in force and what is wrong with it.
@@ -124,6 +176,12 @@ pub fn apps(state: &ClusterState, policies: &PolicySet) -> Vec<AppView> {
                 .or(app.protocol)
                 .unwrap_or_default(),
             service_ports: app.service_ports.iter().map(|s| s.service_port.0).collect(),
+            backends: backends(app),
+            addresses: app
+                .tasks
+                .iter()
+                .flat_map(|t| t.addresses.iter().copied())
+                .collect(),
         })
         .collect()
 }

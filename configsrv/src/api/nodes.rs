@@ -1,0 +1,39 @@
+//! `GET /v1/nodes` and `GET /v1/nodes/<node>`: rendered against applied
+//! generations, and each node's last scrape.
+
+use super::error::{ApiError, ErrorBody};
+use super::ApiState;
+use crate::observe::coverage::{self, NodeInfo, NodeList};
+use axum::extract::{Path, State};
+use axum::Json;
+
+/// Every node configsrv renders for.
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes",
+    responses((status = 200, description = "every node", body = NodeList)))]
+pub async fn list(State(state): State<ApiState>) -> Json<NodeList> {
+    Json(node_list(&state))
+}
+
+/// One node.
+#[utoipa::path(get, path = "/v1/nodes/{node}", tag = "nodes",
+    params(("node" = String, Path, description = "the node name")),
+    responses(
+        (status = 200, description = "the node", body = NodeInfo),
+        (status = 404, description = "no such node", body = ErrorBody)))]
+pub async fn one(
+    State(state): State<ApiState>,
+    Path(node): Path<String>,
+) -> Result<Json<NodeInfo>, ApiError> {
+    node_list(&state)
+        .nodes
+        .into_iter()
+        .find(|n| n.node == node)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no node {node}")))
+}
+
+fn node_list(state: &ApiState) -> NodeList {
+    let rendered = state.store.list();
+    let window = crate::observe::snapshot(&state.observed);
+    coverage::nodes(&window, &rendered)
+}
