@@ -133,6 +133,10 @@ fn key_matches(text: &str, key: &str) -> bool {
 /// Where `key` opens a pair in a flow mapping of `text`, from byte `from` on:
 /// `{connect: 2s, idle: 0s}` has `idle` after a `{` or `,`, followed by `:`.
 fn flow_key(text: &str, from: usize, key: &str) -> Option<usize> {
+    // An empty key is found everywhere and never advances the search.
+    if key.is_empty() {
+        return None;
+    }
     let mut i = from;
     while let Some(p) = text.get(i..)?.find(key) {
         let at = i + p;
@@ -294,5 +298,16 @@ mod tests {
         assert_eq!((l.line, l.col), (3, 5));
         // Missing keys fall back to the deepest step found.
         assert_eq!(at(&[Seg::Key("apps"), Seg::Key("/nope")]), (3, 1));
+    }
+
+    /// Found by the `policy` fuzz target: an empty key under a flow mapping
+    /// was "found" at every offset and the search never advanced.
+    #[test]
+    fn an_empty_key_is_never_found_and_the_search_ends() {
+        let doc = "apps:\n  /a: {idle: 0s}\n";
+        let l = locate(doc, &[Seg::Key("apps"), Seg::Key("/a"), Seg::Key("")]);
+        assert_eq!((l.line, l.col), (2, 3));
+        let l = locate(doc, &[Seg::Key("apps"), Seg::Key("")]);
+        assert_eq!((l.line, l.col), (1, 1));
     }
 }

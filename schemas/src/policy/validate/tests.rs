@@ -280,3 +280,18 @@ fn a_lenient_read_files_each_problem_under_its_app_entry() {
     assert!(shown("/good").is_empty());
     assert_eq!(l.errors.len(), 3, "{:?}", l.errors);
 }
+
+/// Found by the `policy` fuzz target (ops/fuzz/artifacts/policy/timeout-a759...):
+/// an anchored flow mapping as an app key reads as the empty key, and
+/// filing its error under an app entry looped forever. The lenient read must
+/// end and refuse the entry.
+#[test]
+fn an_anchored_flow_mapping_as_an_app_key_ends_with_an_error() {
+    let source = "apiVersion: palisade/v1\nkind: Policy\napps:\n &ts: {idlkind: 0:s}\n";
+    assert!(crate::parse_policy_file("fuzz.yaml", source).is_err());
+    let lenient = PolicySet::from_files_lenient([("fuzz.yaml", source)]);
+    assert!(!lenient.errors.is_empty());
+    assert!(lenient.set.apps.is_empty());
+    let twice = PolicySet::from_files_lenient([("a.yaml", source), ("b.yaml", source)]);
+    assert!(!twice.errors.is_empty());
+}
