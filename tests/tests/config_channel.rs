@@ -40,6 +40,16 @@ fn meshd_url(dir: &Scratch, node: &str, url: &str, extra: &[&str]) -> (Proc, Soc
     (Proc::spawn("meshd", &args, &dir.0), admin)
 }
 
+/// A container-network app on service `port`, as the simulator takes it.
+fn app_def(id: &str, instances: u32, port: u16) -> serde_json::Value {
+    json!({
+        "id": id, "instances": instances, "labels": {}, "healthChecks": [],
+        "networks": [{"mode": "container", "name": "sim"}],
+        "container": {"type": "DOCKER", "docker": {"image": "chan/echo:1"},
+            "portMappings": [{"containerPort": 8080, "servicePort": port, "protocol": "tcp"}]}
+    })
+}
+
 /// configsrv following a simulated Marathon with one app on `host`, its
 /// node configs behind `--node-token-file`; returns it, the API address and the simulator.
 async fn configsrv_with_token(
@@ -50,13 +60,7 @@ async fn configsrv_with_token(
     dir.write("policies/chan.yaml", POLICY);
     let token = dir.write("node-token", &format!("{TOKEN}\n"));
     let sim = MarathonSim::start("127.0.0.1:0", &[host], [127, 0, 159]).await;
-    let def = json!({
-        "id": "/chan/app", "instances": 1, "labels": {}, "healthChecks": [],
-        "networks": [{"mode": "container", "name": "sim"}],
-        "container": {"type": "DOCKER", "docker": {"image": "chan/echo:1"},
-            "portMappings": [{"containerPort": 8080, "servicePort": port, "protocol": "tcp"}]}
-    });
-    assert_eq!(sim.post_app(&def).await, 201);
+    assert_eq!(sim.post_app(&app_def("/chan/app", 1, port)).await, 201);
     let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let policies = dir.path("policies");
     let cs = Proc::spawn(
@@ -353,13 +357,7 @@ async fn policy_edits_reach_a_node_with_no_tasks_left_even_after_a_configsrv_res
     };
     dir.write("policies/chan.yaml", open);
     let sim = MarathonSim::start("127.0.0.1:0", &[a, b], [127, 0, 159]).await;
-    let def = json!({
-        "id": "/chan/two", "instances": 2, "labels": {}, "healthChecks": [],
-        "networks": [{"mode": "container", "name": "sim"}],
-        "container": {"type": "DOCKER", "docker": {"image": "chan/echo:1"},
-            "portMappings": [{"containerPort": 8080, "servicePort": port, "protocol": "tcp"}]}
-    });
-    assert_eq!(sim.post_app(&def).await, 201);
+    assert_eq!(sim.post_app(&app_def("/chan/two", 2, port)).await, 201);
     let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let policies = dir.path("policies");
     let serve = || {
