@@ -62,7 +62,7 @@ pub struct Service {
     pub app: AppId,
     /// The Marathon service port meshd listens on.
     pub port: ServicePort,
-    /// `tcp` or `http`.
+    /// `tcp`, `http` or `udp`; a `tcp`/`http` and a `udp` service may share a port number.
     #[serde(default)]
     pub protocol: Protocol,
     /// How a backend is picked.

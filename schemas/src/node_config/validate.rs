@@ -40,13 +40,20 @@ fn check(config: &NodeConfig, mut report: impl FnMut(&[Seg<'_>], String)) {
             path.extend_from_slice(rest);
             path
         }
-        if let Some(first) = ports.insert(svc.port, &svc.app) {
+        // TCP and UDP are separate port spaces: `udp,tcp` in Marathon is two services.
+        if let Some(first) = ports.insert((svc.port, svc.protocol.is_udp()), &svc.app) {
             report(
                 &at(i, &[Seg::Key("port")]),
                 format!(
                     "services[{i}]: service port {} of {} is already used by {first} on node {}",
                     svc.port.0, svc.app, config.node
                 ),
+            );
+        }
+        if svc.protocol.is_udp() && (svc.tls.is_some() || !svc.vhost.is_empty()) {
+            report(
+                &at(i, &[Seg::Key("protocol")]),
+                format!("services[{i}]: a udp service takes no `tls` or `vhost`"),
             );
         }
         if svc.port.0 == 0 {
