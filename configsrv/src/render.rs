@@ -11,7 +11,7 @@ use crate::error::RenderError;
 use crate::state::ClusterState;
 use schemas::node_config::NodeConfigKind;
 use schemas::policy::ApiVersion;
-use schemas::{Generation, NodeConfig, NodeName, PolicySet, Revision, Service};
+use schemas::{Generation, NodeConfig, NodeName, PolicySet, Protocol, Revision, Service};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -60,7 +60,7 @@ pub fn render(state: &ClusterState, policies: &PolicySet) -> Rendered {
 }
 
 /// Every app's service ports, the same on every node; a port claimed twice
-/// stays with the first app by id.
+/// (TCP and UDP are separate claims) stays with the first app by id.
 fn services(
     state: &ClusterState,
     policies: &PolicySet,
@@ -75,41 +75,61 @@ fn services(
         let mut access = allow::access(&app.id, policies);
         allow::close_shared(&mut access, shared);
         for (k, spec) in app.service_ports.iter().enumerate() {
-            if let Some(owner) = owners.get(&spec.service_port) {
-                errors.push(RenderError::PortConflict {
-                    app: app.id.to_string(),
-                    port: spec.service_port.0,
-                    owner: format!("{owner}"),
+            // `protocol: udp` in policy (or label) makes every port UDP;
+            // otherwise Marathon's port protocol says which side(s) to serve.
+            let udp_app = settings.protocol == Protocol::Udp;
+            let sides = [
+                (!udp_app && spec.transport.tcp(), settings.protocol),
+                (udp_app || spec.transport.udp(), Protocol::Udp),
+            ];
+            for (protocol, first) in sides
+                .into_iter()
+                .filter_map(|(on, p)| on.then_some(p))
+                .zip([true, false])
+            {
+                let udp = protocol == Protocol::Udp;
+                if let Some(owner) = owners.get(&(spec.service_port, udp)) {
+                    errors.push(RenderError::PortConflict {
+                        app: app.id.to_string(),
+                        port: spec.service_port.0,
+                        owner: format!("{owner}"),
+                    });
+                    continue;
+                }
+                owners.insert((spec.service_port, udp), app.id.clone());
+                // The edge routes an app's host names to its first service
+                // port; UDP takes no TLS, vhost or path.
+                let edge = k == 0 && first && !udp;
+                services.push(Service {
+                    app: app.id.clone(),
+                    port: spec.service_port,
+                    protocol,
+                    balance: settings.balance,
+                    access: access.clone(),
+                    backends: backends::backends(app, spec, errors),
+                    timeouts: settings.timeouts,
+                    max_connections: settings.max_connections,
+                    vhost: if edge {
+                        vhosts.remove(&app.id).unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    },
+                    path_prefix: if edge {
+                        settings.path_prefix.clone()
+                    } else {
+                        None
+                    },
+                    tls: if udp { None } else { settings.tls.clone() },
+                    upstream_tls: if udp {
+                        None
+                    } else {
+                        settings.upstream_tls.clone()
+                    },
                 });
-                continue;
             }
-            owners.insert(spec.service_port, app.id.clone());
-            services.push(Service {
-                app: app.id.clone(),
-                port: spec.service_port,
-                protocol: settings.protocol,
-                balance: settings.balance,
-                access: access.clone(),
-                backends: backends::backends(app, spec, errors),
-                timeouts: settings.timeouts,
-                max_connections: settings.max_connections,
-                // The edge routes an app's host names to its first service port.
-                vhost: if k == 0 {
-                    vhosts.remove(&app.id).unwrap_or_default()
-                } else {
-                    Vec::new()
-                },
-                path_prefix: if k == 0 {
-                    settings.path_prefix.clone()
-                } else {
-                    None
-                },
-                tls: settings.tls.clone(),
-                upstream_tls: settings.upstream_tls.clone(),
-            });
         }
     }
-    services.sort_by_key(|s| s.port);
+    services.sort_by_key(|s| (s.port, s.protocol.is_udp()));
     services
 }
 
@@ -180,3 +200,5 @@ pub(crate) fn host_address(state: &ClusterState, host: &str) -> Option<IpAddr> {
 mod props;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod udp_tests;

@@ -17,6 +17,7 @@ fn app(id: &str, port: u16, tasks: usize) -> App {
             index: 0,
             service_port: ServicePort(port),
             container_port: None,
+            transport: crate::state::Transport::Tcp,
         }],
         protocol: None,
         balance: None,

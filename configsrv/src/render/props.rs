@@ -107,6 +107,7 @@ fn app(id: &'static str) -> impl Strategy<Value = App> {
                         index: k,
                         service_port: ServicePort(port + 100 * k as u16),
                         container_port: Some(8080 + k as u16),
+                        transport: crate::state::Transport::Tcp,
                     })
                     .collect(),
                 protocol: None,

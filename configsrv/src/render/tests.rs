@@ -23,6 +23,7 @@ fn app(id: &str, port: u16, networking: Networking, tasks: Vec<Task>) -> App {
             index: 0,
             service_port: ServicePort(port),
             container_port: Some(8080),
+            transport: crate::state::Transport::Tcp,
         }],
         protocol: None,
         balance: None,
