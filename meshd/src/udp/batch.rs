@@ -4,7 +4,7 @@
 //! receive and the (non-blocking) forwarding of the batch, never across an
 //! `await`, so one set per thread is enough.
 
-use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+use nix::sys::socket::{recvmmsg, send, sendto, MsgFlags, MultiHeaders, SockaddrStorage};
 use std::cell::RefCell;
 use std::io::IoSliceMut;
 use std::net::SocketAddr;
@@ -77,6 +77,23 @@ impl Batch {
             .zip(self.bufs.chunks(MAX_DATAGRAM))
             .filter_map(|((n, from), buf)| Some((buf.get(..*n)?, (*from)?)))
     }
+}
+
+/// Sends one datagram on a connected socket without blocking. Straight to
+/// the kernel: tokio's `try_send` refuses until the socket has been seen
+/// writable once, which would drop the first datagram of every session.
+pub fn send_now(fd: RawFd, payload: &[u8]) -> std::io::Result<usize> {
+    Ok(send(fd, payload, MsgFlags::MSG_DONTWAIT)?)
+}
+
+/// Sends one datagram to `to` without blocking (see [`send_now`]).
+pub fn send_to_now(fd: RawFd, payload: &[u8], to: SocketAddr) -> std::io::Result<usize> {
+    Ok(sendto(
+        fd,
+        payload,
+        &SockaddrStorage::from(to),
+        MsgFlags::MSG_DONTWAIT,
+    )?)
 }
 
 fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {

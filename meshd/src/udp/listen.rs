@@ -5,13 +5,14 @@
 //! port. Sending never waits: a datagram that finds a full socket buffer
 //! is dropped and counted, as the network would.
 
-use super::batch::{with_batch, with_reply_buf};
+use super::batch::{send_now, send_to_now, with_batch, with_reply_buf};
 use super::session::{expires_at, is_idle, rejudge, LogLimit, Rejudged};
 use crate::authz::Verdict;
 use crate::metrics::{self, UdpMetrics};
 use crate::select::{now_ms, Tried};
 use crate::snapshot::{Route, Upstream};
 use crate::swap::Runtime;
+use nix::sys::socket::{recv, MsgFlags};
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -19,6 +20,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
@@ -120,7 +122,7 @@ impl Port {
         let socket = Arc::clone(&self.socket);
         let fd = socket.as_raw_fd();
         with_batch(|batch| {
-            match socket.try_io(tokio::io::Interest::READABLE, || batch.recv(fd)) {
+            match socket.try_io(Interest::READABLE, || batch.recv(fd)) {
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -160,7 +162,7 @@ impl Port {
             return;
         };
         s.shared.last_ms.store(now, Ordering::Relaxed);
-        match upstream.try_send(payload) {
+        match send_now(upstream.as_raw_fd(), payload) {
             Ok(_) => {
                 udp.datagrams_up.increment(1);
                 udp.bytes_up.increment(payload.len() as u64);
@@ -402,13 +404,31 @@ impl SessionTask {
                     let left = expires_at(last, idle).saturating_sub(now);
                     expiry.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(left));
                 }
-                r = upstream.readable() => {
-                    if r.is_err() || !self.relay(upstream, udp) {
+                // ERROR too: ICMP port-unreachable arrives as a socket error, not as data.
+                r = upstream.ready(Interest::READABLE | Interest::ERROR) => match r {
+                    Ok(ready) if ready.is_error() => {
+                        self.refused(upstream);
                         return;
                     }
+                    Ok(_) => {
+                        if !self.relay(upstream, udp) {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
                 }
             }
         }
+    }
+
+    /// The backend answered ICMP port-unreachable: a failure for passive
+    /// ejection, and the end of the session. Reads the pending socket error
+    /// (tokio's `try_recv` would not try while the socket is not readable).
+    fn refused(&self, upstream: &UdpSocket) {
+        let mut byte = [0u8; 1];
+        let _ = recv(upstream.as_raw_fd(), &mut byte, MsgFlags::MSG_DONTWAIT);
+        tracing::debug!(client = %self.client, dst_app = %self.route.app, backend = %self.route.backends[self.backend].label, "udp backend port unreachable; session ended");
+        self.route.failure(self.backend);
     }
 
     /// Sends what the backend has queued to the client; false when the
@@ -420,7 +440,7 @@ impl SessionTask {
                     Ok(n) => {
                         self.shared.last_ms.store(now_ms(), Ordering::Relaxed);
                         let reply = &buf[..n];
-                        match self.service.try_send_to(reply, self.client) {
+                        match send_to_now(self.service.as_raw_fd(), reply, self.client) {
                             Ok(_) => {
                                 udp.datagrams_down.increment(1);
                                 udp.bytes_down.increment(n as u64);
@@ -431,8 +451,7 @@ impl SessionTask {
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
                     Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                        tracing::debug!(client = %self.client, dst_app = %self.route.app, backend = %self.route.backends[self.backend].label, "udp backend port unreachable; session ended");
-                        self.route.failure(self.backend);
+                        self.refused(upstream);
                         return false;
                     }
                     Err(e) => {

@@ -42,6 +42,7 @@ fn cluster(apps: usize, nodes: usize) -> ClusterState {
                 index: 0,
                 service_port: ServicePort(10_000 + (a % 50_000) as u16),
                 container_port: Some(8080),
+                transport: configsrv::state::Transport::Tcp,
             }],
             protocol: None,
             balance: None,
