@@ -155,6 +155,24 @@ identities:
     }
 
     #[test]
+    fn a_udp_service_may_share_a_tcp_services_port_but_not_another_udp_one() {
+        let both = GOOD.replace("    port: 10001\n", "    port: 10000\n    protocol: udp\n");
+        assert!(parse_node_config("n.yaml", &both).is_ok(), "{both}");
+        let twice = both.replace(
+            "    port: 10000\n    access",
+            "    port: 10000\n    protocol: udp\n    access",
+        );
+        let e = parse_node_config("n.yaml", &twice).unwrap_err();
+        assert!(e[0].to_string().contains("already used"), "{e:?}");
+        let tls = both.replace(
+            "    protocol: udp\n",
+            "    protocol: udp\n    tls: {cert: c.pem, key: k.pem}\n",
+        );
+        let e = parse_node_config("n.yaml", &tls).unwrap_err();
+        assert!(e[0].to_string().contains("no `tls` or `vhost`"), "{e:?}");
+    }
+
+    #[test]
     fn duplicate_service_port_is_located() {
         let bad = GOOD.replace("port: 10001", "port: 10000");
         let e = parse_node_config("n.yaml", &bad).unwrap_err();
