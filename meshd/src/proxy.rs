@@ -4,6 +4,7 @@
 pub mod body;
 pub mod codec;
 pub mod connect;
+pub mod copy;
 pub mod deadline;
 pub mod edge;
 pub mod forward;

@@ -271,7 +271,9 @@ fn invalid(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
-/// Reads into `buf` from `io`, growing it a step when it runs short.
+/// Reads into `buf` from `io`, growing it a step when it runs short. A
+/// read that would wait while `buf` holds nothing lets its allocation go:
+/// a quiet connection keeps no read buffer, the next read takes one.
 #[inline]
 pub fn poll_fill<R: AsyncRead + Unpin>(
     buf: &mut BytesMut,
@@ -281,7 +283,11 @@ pub fn poll_fill<R: AsyncRead + Unpin>(
     if buf.capacity() - buf.len() < READ_CHUNK / 2 {
         buf.reserve(READ_CHUNK);
     }
-    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+    let r = tokio_util::io::poll_read_buf(Pin::new(io), cx, buf);
+    if r.is_pending() && buf.is_empty() {
+        *buf = BytesMut::new();
+    }
+    r
 }
 
 /// Finds the data of a framed HTTP/1.1 body (RFC 9112 sections 6 and 7.1)

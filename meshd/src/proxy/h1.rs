@@ -34,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Read buffer step.
 const READ_CHUNK: usize = 8 * 1024;
+/// Room taken for the backend's request head when a request arrives.
+const HEAD_CHUNK: usize = 1024;
 
 /// Serves one client connection of a service port or an edge listener
 /// until it closes, or until `draining` fires between requests.
@@ -68,7 +70,8 @@ where
                 prefix: buf.freeze(),
                 inner: io,
             };
-            return super::http::serve(io, conn, draining).await;
+            // Boxed: hyper's connection state would size every HTTP/1.1 task.
+            return Box::pin(super::http::serve(io, conn, draining)).await;
         }
         let read = std::future::poll_fn(|cx| poll_fill(&mut buf, &mut io, cx));
         let read = async {
@@ -89,8 +92,9 @@ where
     let mut session = Session {
         io: &mut io,
         buf,
-        out: Vec::with_capacity(READ_CHUNK),
-        up_head: Vec::with_capacity(1024),
+        // Taken when a request arrives (`read_head`, `request`).
+        out: Vec::new(),
+        up_head: Vec::new(),
         deadline,
         conn: &conn,
         port,
@@ -147,7 +151,10 @@ where
             let Some(parsed) = self.read_head(drained.as_mut()).await else {
                 return;
             };
-            if self.request(parsed).await == Next::Close {
+            // Boxed, once per request: a request's state (forwarding,
+            // body pumps) is kilobytes, which an idle connection's task
+            // would otherwise carry between requests.
+            if Box::pin(self.request(parsed)).await == Next::Close {
                 let _ = self.io.shutdown().await;
                 return;
             }
@@ -167,6 +174,8 @@ where
         loop {
             if !self.buf.is_empty() {
                 self.up_head.clear();
+                // Let go while the connection was quiet (below): taken again at once.
+                self.up_head.reserve(HEAD_CHUNK);
                 let client = Client {
                     peer: self.conn.peer_header.as_bytes(),
                     https: self.conn.https,
@@ -197,9 +206,17 @@ where
                 *head_started.get_or_insert_with(Instant::now) + t.request_header
             };
             let (buf, io) = (&mut self.buf, &mut *self.io);
+            let (out, up_head) = (&mut self.out, &mut self.up_head);
             let read = std::future::poll_fn(|cx| {
                 if let Poll::Ready(r) = poll_fill(buf, io, cx) {
                     return Poll::Ready(Some(r));
+                }
+                if between {
+                    // Quiet between requests: the connection holds no
+                    // buffer while it waits (`poll_fill` let the read
+                    // buffer go too), however large the last response was.
+                    release(out);
+                    release(up_head);
                 }
                 if between && drained.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(None);
@@ -216,6 +233,7 @@ where
     /// Answers with meshd's own response (`respond`).
     async fn answer(&mut self, e: &ProxyError, keep: bool) -> Next {
         self.out.clear();
+        self.out.reserve(READ_CHUNK);
         e.write_h1(&mut self.out, keep);
         match write_out(self.io, &mut self.out).await {
             Ok(()) if keep => Next::Request,
@@ -228,6 +246,13 @@ where
         tracing::debug!(peer = %self.conn.peer, error = %e, "request refused");
         self.answer(&e, false).await;
         let _ = self.io.shutdown().await;
+    }
+}
+
+/// Frees `v`'s allocation, if it has one.
+fn release(v: &mut Vec<u8>) {
+    if v.capacity() != 0 {
+        *v = Vec::new();
     }
 }
 

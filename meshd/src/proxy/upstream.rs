@@ -79,6 +79,14 @@ impl Conn {
         }
     }
 
+    /// Lets the read buffer go when it holds nothing: the connection is
+    /// going back to its pool, where it may wait long.
+    pub fn release_buffer(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Whether an idle connection is still usable: no stray bytes and no
     /// close from the backend.
     pub fn is_usable(&self) -> bool {
