@@ -2,6 +2,7 @@
 //! proxies requests; `connect`, `tunnel`, `headers` and `body` serve both.
 
 pub mod body;
+pub mod buffers;
 pub mod codec;
 pub mod connect;
 pub mod copy;

@@ -1,18 +1,17 @@
 //! Copying bytes both ways between two streams, holding a buffer only
 //! while bytes are on their way: a direction takes one when its source has
 //! something to read and lets it go when a read would wait with nothing
-//! left to write. A quiet tunnel is then a few words of state, where
+//! left to write (to the thread's cache, `buffers`). A quiet tunnel is
+//! then a few words of state, where
 //! `tokio::io::copy_bidirectional` keeps two 8 KiB buffers for its life.
 
+use super::buffers;
 use bytes::{Buf, BytesMut};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
-
-/// Read size of one direction while bytes flow.
-pub const CHUNK: usize = 16 * 1024;
 
 /// Copies `a` to `b` and `b` to `a` until both directions end (each
 /// shutting down its writer at its reader's end), or either fails.
@@ -68,9 +67,9 @@ impl Direction {
         }
         loop {
             if self.buf.is_empty() && !self.read_done {
-                // Reuses the allocation it holds; takes one when it holds none.
-                if self.buf.capacity() < CHUNK / 2 {
-                    self.buf.reserve(CHUNK);
+                // Reuses the buffer it holds; takes one when it holds none.
+                if self.buf.capacity() < buffers::READ / 2 && !self.buf.try_reclaim(buffers::READ) {
+                    self.buf = buffers::take_read();
                 }
                 match tokio_util::io::poll_read_buf(r.as_mut(), cx, &mut self.buf) {
                     Poll::Ready(Ok(0)) => self.read_done = true,
@@ -78,8 +77,8 @@ impl Direction {
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => {
                         // Nothing to write and nothing to read: quiet, so
-                        // the buffer goes back to the allocator.
-                        self.buf = BytesMut::new();
+                        // the buffer goes back to the thread's cache.
+                        buffers::give_read(std::mem::take(&mut self.buf));
                         if self.need_flush {
                             ready!(w.as_mut().poll_flush(cx))?;
                             self.need_flush = false;
@@ -100,7 +99,7 @@ impl Direction {
             if self.read_done {
                 ready!(w.as_mut().poll_flush(cx))?;
                 self.need_flush = false;
-                self.buf = BytesMut::new();
+                buffers::give_read(std::mem::take(&mut self.buf));
                 ready!(w.as_mut().poll_shutdown(cx))?;
                 self.done = true;
                 return Poll::Ready(Ok(self.moved));

@@ -12,6 +12,7 @@
 mod exchange;
 pub mod request;
 
+use super::buffers;
 use super::codec::poll_fill;
 use super::deadline::Deadline;
 use super::http::{Conn, Target, MAX_HEADER_BYTES};
@@ -32,10 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 /// What an HTTP/2 client with prior knowledge sends first (RFC 9113 section 3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// Read buffer step.
-const READ_CHUNK: usize = 8 * 1024;
-/// Room taken for the backend's request head when a request arrives.
-const HEAD_CHUNK: usize = 1024;
+/// Size of the buffer a response is gathered in.
+const READ_CHUNK: usize = buffers::READ;
 
 /// Serves one client connection of a service port or an edge listener
 /// until it closes, or until `draining` fires between requests.
@@ -57,7 +56,7 @@ where
     };
     let mut deadline = Deadline::new(t.request_header.min(t.idle).min(t.response));
     let opened = Instant::now();
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = super::buffers::take_read();
     let stop = conn.stop.clone();
     // HTTP/2 with prior knowledge, or HTTP/1.x: the first bytes tell.
     loop {
@@ -174,8 +173,10 @@ where
         loop {
             if !self.buf.is_empty() {
                 self.up_head.clear();
-                // Let go while the connection was quiet (below): taken again at once.
-                self.up_head.reserve(HEAD_CHUNK);
+                if self.up_head.capacity() == 0 {
+                    // Given back while the connection was quiet (below).
+                    self.up_head = buffers::take_vec(buffers::HEAD);
+                }
                 let client = Client {
                     peer: self.conn.peer_header.as_bytes(),
                     https: self.conn.https,
@@ -233,7 +234,9 @@ where
     /// Answers with meshd's own response (`respond`).
     async fn answer(&mut self, e: &ProxyError, keep: bool) -> Next {
         self.out.clear();
-        self.out.reserve(READ_CHUNK);
+        if self.out.capacity() == 0 {
+            self.out = buffers::take_vec(READ_CHUNK);
+        }
         e.write_h1(&mut self.out, keep);
         match write_out(self.io, &mut self.out).await {
             Ok(()) if keep => Next::Request,
@@ -249,10 +252,10 @@ where
     }
 }
 
-/// Frees `v`'s allocation, if it has one.
+/// Gives `v`'s allocation back to the thread's cache, if it has one.
 fn release(v: &mut Vec<u8>) {
     if v.capacity() != 0 {
-        *v = Vec::new();
+        buffers::give_vec(std::mem::take(v));
     }
 }
 

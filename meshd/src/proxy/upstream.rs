@@ -7,7 +7,6 @@
 use super::body::UpBody;
 use super::codec::{
     listed_in_connection, poll_fill, tokens, BodyFraming, Decoder, Framing, FramingFields,
-    READ_CHUNK,
 };
 use super::stream::UpstreamIo;
 use bytes::Buf;
@@ -75,7 +74,8 @@ impl Conn {
     pub fn new(io: UpstreamIo) -> Conn {
         Conn {
             io,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            // Taken from the thread's cache by the first read.
+            buf: BytesMut::new(),
         }
     }
 
@@ -83,7 +83,7 @@ impl Conn {
     /// going back to its pool, where it may wait long.
     pub fn release_buffer(&mut self) {
         if self.buf.is_empty() {
-            self.buf = BytesMut::new();
+            super::buffers::give_read(std::mem::take(&mut self.buf));
         }
     }
 

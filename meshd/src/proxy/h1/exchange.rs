@@ -32,8 +32,10 @@ where
     /// Carries one request and its response.
     pub(super) async fn request(&mut self, parsed: Parsed) -> Next {
         let start = std::time::Instant::now();
-        // Let go while the connection was quiet (`read_head`).
-        self.out.reserve(super::READ_CHUNK);
+        if self.out.capacity() == 0 {
+            // Given back while the connection was quiet (`read_head`).
+            self.out = crate::proxy::buffers::take_vec(super::READ_CHUNK);
+        }
         let version = if parsed.http10 {
             Version::HTTP_10
         } else {
