@@ -36,7 +36,12 @@ pub fn take_read() -> BytesMut {
 /// (not shared with bytes still passed on); drops it otherwise.
 #[inline]
 pub fn give_read(mut buf: BytesMut) {
-    if !buf.is_empty() || !buf.try_reclaim(READ) || buf.capacity() > READ * MAX_GROWTH {
+    if !buf.is_empty() {
+        return;
+    }
+    // A cleared buffer (`consume`) has its room at hand; one read past by
+    // `advance` gets it back when its memory is its own.
+    if buf.capacity() < READ && !buf.try_reclaim(READ) || buf.capacity() > READ * MAX_GROWTH {
         return;
     }
     READS.with(|c| {
@@ -45,6 +50,17 @@ pub fn give_read(mut buf: BytesMut) {
             c.push(buf);
         }
     });
+}
+
+/// Takes the first `n` bytes of `buf` as used: all of them clears it, which
+/// keeps its whole room (`advance` would leave it to be reclaimed).
+#[inline]
+pub fn consume(buf: &mut BytesMut, n: usize) {
+    if n >= buf.len() {
+        buf.clear();
+    } else {
+        bytes::Buf::advance(buf, n);
+    }
 }
 
 /// An empty buffer with room for at least `size` bytes (`HEAD` or a write

@@ -6,7 +6,7 @@
 //! `tokio::io::copy_bidirectional` keeps two 8 KiB buffers for its life.
 
 use super::buffers;
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -92,7 +92,8 @@ impl Direction {
                 if n == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
-                self.buf.advance(n);
+                // Cleared once all is written: the buffer keeps its room.
+                buffers::consume(&mut self.buf, n);
                 self.moved += n as u64;
                 self.need_flush = true;
             }

@@ -9,7 +9,6 @@ use super::codec::{
     listed_in_connection, poll_fill, tokens, BodyFraming, Decoder, Framing, FramingFields,
 };
 use super::stream::UpstreamIo;
-use bytes::Buf;
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
 use hyper::header::{HeaderName, HeaderValue};
@@ -335,7 +334,7 @@ pub fn parse_response_head(
             if switching {
                 out.extend_from_slice(b"connection: upgrade\r\n");
             }
-            buf.advance(len);
+            super::buffers::consume(buf, len);
             HeaderMap::new()
         }
         None => {
