@@ -1,6 +1,7 @@
 //! Copying bytes both ways between two streams, holding a buffer only
-//! while bytes are on their way: a direction takes one when its source has
-//! something to read and lets it go when a read would wait with nothing
+//! while bytes wait for their writer: a direction reads onto the stack and
+//! writes on at once; only when the writer pushes back does it keep the
+//! rest in a buffer, which it lets go when a read would wait with nothing
 //! left to write (to the thread's cache, `buffers`). A quiet tunnel is
 //! then a few words of state, where
 //! `tokio::io::copy_bidirectional` keeps two 8 KiB buffers for its life.
@@ -9,9 +10,10 @@ use super::buffers;
 use bytes::BytesMut;
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Copies `a` to `b` and `b` to `a` until both directions end (each
 /// shutting down its writer at its reader's end), or either fails.
@@ -66,8 +68,14 @@ impl Direction {
             return Poll::Ready(Ok(self.moved));
         }
         loop {
+            if self.buf.capacity() == 0 && !self.read_done {
+                // Holding no buffer: read onto the stack, and keep only
+                // what the writer does not take at once.
+                ready!(self.poll_through_stack(cx, r.as_mut(), w.as_mut()))?;
+                continue;
+            }
             if self.buf.is_empty() && !self.read_done {
-                // Reuses the buffer it holds; takes one when it holds none.
+                // A buffer kept after the writer pushed back; reused until quiet.
                 if self.buf.capacity() < buffers::READ / 2 && !self.buf.try_reclaim(buffers::READ) {
                     self.buf = buffers::take_read();
                 }
@@ -106,6 +114,59 @@ impl Direction {
                 return Poll::Ready(Ok(self.moved));
             }
         }
+    }
+}
+
+impl Direction {
+    /// One read onto the stack, written on at once. `Ready(Ok)` when it was
+    /// all taken or the reader ended; `Pending` when the reader has nothing
+    /// (no buffer held) or the writer pushed back (the rest kept in `buf`).
+    fn poll_through_stack<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut r: Pin<&mut R>,
+        mut w: Pin<&mut W>,
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + ?Sized,
+        W: AsyncWrite + ?Sized,
+    {
+        let mut stack = [MaybeUninit::<u8>::uninit(); buffers::READ];
+        let mut read = ReadBuf::uninit(&mut stack);
+        match r.as_mut().poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if self.need_flush {
+                    ready!(w.as_mut().poll_flush(cx))?;
+                    self.need_flush = false;
+                }
+                return Poll::Pending;
+            }
+        }
+        let got = read.filled();
+        if got.is_empty() {
+            self.read_done = true;
+            return Poll::Ready(Ok(()));
+        }
+        let mut at = 0;
+        while at < got.len() {
+            match w.as_mut().poll_write(cx, &got[at..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    at += n;
+                    self.moved += n as u64;
+                    self.need_flush = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    self.buf = buffers::take_read();
+                    self.buf.extend_from_slice(&got[at..]);
+                    return Poll::Pending;
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
