@@ -50,6 +50,8 @@ pub struct ApiState {
     pub followers: Arc<crate::followers::Followers>,
     /// Wakes the state loop when a new node starts following.
     pub new_follower: Arc<tokio::sync::Notify>,
+    /// What `--ensure-meshd` did last (`GET /v1/nodes`).
+    pub ensure_meshd: crate::ensure_meshd::Shared,
 }
 
 /// The router.

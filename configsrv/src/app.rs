@@ -53,6 +53,10 @@ pub struct ServeOptions {
     pub scrape: crate::observe::scrape::ScrapeOptions,
     /// How far back the collector's figures reach (`--window`).
     pub window: Duration,
+    /// How often Mesos' agents are read (`--mesos-interval`).
+    pub mesos_interval: Duration,
+    /// The meshd app to keep on every agent (`--ensure-meshd`).
+    pub ensure_meshd: Option<crate::ensure_meshd::plan::MeshdApp>,
 }
 
 /// Where policies come from.
@@ -147,6 +151,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         Arc::clone(&store),
         Arc::clone(&observed),
     ));
+    let keeper_status = crate::ensure_meshd::Shared::default();
+    let keeper_view = view_rx.clone();
     let api = api::router(ApiState {
         store: Arc::clone(&store),
         view: view_rx,
@@ -157,6 +163,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         followers: Arc::clone(&followers),
         new_follower: Arc::clone(&new_follower),
         observed,
+        ensure_meshd: keeper_status.clone(),
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, api).await {
@@ -191,7 +198,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     };
     if let Some(url) = opts.mesos.clone() {
         let limit = opts.marathon.max_body;
-        tokio::spawn(mesos::poll(url, Duration::from_secs(30), limit, tx.clone()));
+        tokio::spawn(mesos::poll(url, opts.mesos_interval, limit, tx.clone()));
+    }
+    if let Some(app) = opts.ensure_meshd.clone() {
+        spawn_keeper(&opts, app, keeper_view, keeper_status)?;
     }
     tokio::spawn(report_followers(followers, new_follower, tx.clone()));
     drop(tx);
@@ -271,6 +281,25 @@ impl Executor {
             }
         }
     }
+}
+
+/// Starts `--ensure-meshd`'s keeper with its own Marathon client.
+fn spawn_keeper(
+    opts: &ServeOptions,
+    app: crate::ensure_meshd::plan::MeshdApp,
+    view: watch::Receiver<Arc<View>>,
+    status: crate::ensure_meshd::Shared,
+) -> anyhow::Result<()> {
+    tracing::info!(app = %app.id, "keeping meshd on every active agent (--ensure-meshd)");
+    let keeper = crate::ensure_meshd::Keeper {
+        client: MarathonClient::new(&opts.marathon).context("configuring the Marathon client")?,
+        app,
+        view,
+        status,
+        resync: opts.follow.resync,
+    };
+    tokio::spawn(keeper.run());
+    Ok(())
 }
 
 /// Hands the state loop the nodes whose meshd follows configsrv: at once

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod ensure_meshd;
 pub mod error;
 pub mod followers;
 pub mod impact_client;

@@ -64,6 +64,7 @@ mod routes {
             git_kick: Arc::default(),
             followers: Arc::default(),
             new_follower: Arc::default(),
+            ensure_meshd: crate::ensure_meshd::Shared::default(),
             view: rx,
             observed: Arc::new(std::sync::Mutex::new(Window::new(
                 Duration::from_secs(60),

@@ -112,13 +112,38 @@ impl MarathonClient {
     }
 
     fn request(&self, base: &reqwest::Url, path: &str) -> reqwest::RequestBuilder {
+        self.request_as(reqwest::Method::GET, base, path)
+    }
+
+    /// A request to `path` on each Marathon, in failover order, with the
+    /// credentials and the REST timeout (writers: `crate::ensure_meshd`).
+    pub fn requests(
+        &self,
+        method: &reqwest::Method,
+        path: &str,
+    ) -> Vec<(RedactedUrl, reqwest::RequestBuilder)> {
+        self.urls
+            .iter()
+            .map(|base| {
+                let req = self.request_as(method.clone(), base, path);
+                (Self::origin(base, path), req.timeout(self.timeout))
+            })
+            .collect()
+    }
+
+    fn request_as(
+        &self,
+        method: reqwest::Method,
+        base: &reqwest::Url,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         let mut url = base.clone();
         let user = url.username().to_owned();
         let pass = url.password().map(str::to_owned);
         let _ = url.set_username("");
         let _ = url.set_password(None);
         let full = format!("{}{path}", url.as_str().trim_end_matches('/'));
-        let mut req = self.http.get(full);
+        let mut req = self.http.request(method, full);
         if !user.is_empty() {
             req = req.basic_auth(user, pass);
         }
