@@ -72,6 +72,7 @@ pub struct MarathonSim {
     auth: Arc<Mutex<Option<String>>>,
     streams: Arc<std::sync::atomic::AtomicUsize>,
     muted: Arc<std::sync::atomic::AtomicBool>,
+    mesos_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MarathonSim {
@@ -97,6 +98,7 @@ impl MarathonSim {
             auth: Arc::new(Mutex::new(None)),
             streams: Arc::default(),
             muted: Arc::default(),
+            mesos_down: Arc::default(),
         };
         let app = Router::new()
             .route("/v2/apps", get(list_apps).post(create_app))
@@ -116,6 +118,11 @@ impl MarathonSim {
     /// The agents Mesos' `/master/state` lists (the simulator answers for Mesos too).
     pub fn set_agents(&self, agents: &[&str]) {
         *self.agents.lock().unwrap() = agents.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// Makes Mesos' `/master/state` answer 500 (or answer again).
+    pub fn set_mesos_down(&self, down: bool) {
+        self.mesos_down.store(down, Ordering::Relaxed);
     }
 
     /// Requires this exact `Authorization` header on `/v2/apps` and
@@ -337,14 +344,17 @@ async fn list_apps(State(sim): State<MarathonSim>, headers: axum::http::HeaderMa
         .into_response()
 }
 
-async fn mesos_state(State(sim): State<MarathonSim>) -> Json<Value> {
+async fn mesos_state(State(sim): State<MarathonSim>) -> Response {
+    if sim.mesos_down.load(Ordering::Relaxed) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "simulated Mesos failure").into_response();
+    }
     let agents = sim.agents.lock().unwrap().clone();
     let slaves: Vec<Value> = agents
         .iter()
         .enumerate()
         .map(|(i, a)| json!({"id": format!("sim-S{i}"), "hostname": a, "pid": format!("slave(1)@{a}:5051"), "active": true}))
         .collect();
-    Json(json!({"version": "1.8.0", "slaves": slaves}))
+    Json(json!({"version": "1.8.0", "slaves": slaves})).into_response()
 }
 
 async fn list_tasks(State(sim): State<MarathonSim>) -> Json<Value> {
