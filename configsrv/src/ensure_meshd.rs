@@ -339,3 +339,46 @@ fn failure(method: &str, path: &str, answer: Answer) -> Outcome {
         _ => Outcome::Error(m),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn marathon_refusals_map_to_outcomes_that_say_what_to_do() {
+        let locked = json!({"message": "App is locked by one or more deployments."});
+        let o = failure("PUT", "/v2/apps/m", Answer::Status(409, locked));
+        assert!(
+            matches!(&o, Outcome::Conflict(m) if m.contains("409") && m.contains("locked")),
+            "{o:?}"
+        );
+        assert!(o.retry());
+        for status in [401, 403] {
+            let o = failure("POST", "/v2/apps", Answer::Status(status, json!({})));
+            assert!(
+                matches!(&o, Outcome::Unauthorized(m) if m.contains("--marathon-token-file")),
+                "{o:?}"
+            );
+        }
+        let invalid = json!({"message": "Object is not valid", "details": [{"path": "/cmd"}]});
+        let o = failure("POST", "/v2/apps", Answer::Status(422, invalid));
+        assert!(
+            matches!(&o, Outcome::Rejected(m) if m.contains("/cmd")),
+            "{o:?}"
+        );
+        let o = failure("GET", "/v2/apps/m", Answer::Status(503, json!(null)));
+        assert_eq!(o.label(), "error");
+        let o = failure(
+            "GET",
+            "/v2/apps/m",
+            Answer::Failed("connection refused".into()),
+        );
+        assert!(
+            matches!(&o, Outcome::Error(m) if m.contains("connection refused")),
+            "{o:?}"
+        );
+        assert!(!Outcome::Held("x".into()).retry());
+        assert!(!Outcome::Scaled(3).retry());
+    }
+}

@@ -355,3 +355,46 @@ async fn ensure_meshd_keeps_one_meshd_per_active_agent() {
     .await;
     assert!(scaled.is_some_and(|n| n >= 3.0), "{scaled:?}");
 }
+
+#[test]
+fn a_bad_ensure_meshd_file_stops_configsrv_at_start_naming_it() {
+    let dir = setup("ensure-meshd-bad");
+    let bad = dir.write("meshd.json", "{\"id\": \"/palisade/meshd\",\n \"cmd\": \"meshd run\",\n \"networks\": [{\"mode\": \"container/bridge\"}]}\n");
+    let broken = dir.write(
+        "broken.json",
+        "{\"id\": \"/palisade/meshd\",\n \"cmd\": }\n",
+    );
+    let run = |file: &std::path::Path, mesos: bool| {
+        let mut cmd = std::process::Command::new(palisade_tests::harness::bin("configsrv"));
+        cmd.args([
+            "serve",
+            "--marathon",
+            "http://127.0.202.100:9",
+            "--policies",
+        ])
+        .arg(dir.path("policies"))
+        .args(["--listen", "127.0.202.100:0", "--ensure-meshd"])
+        .arg(file);
+        if mesos {
+            cmd.args(["--mesos", "http://127.0.202.100:9"]);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&bad, true);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}: field `networks`", bad.display())),
+        "{err}"
+    );
+    let (code, err) = run(&broken, true);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("{}:2:", broken.display())), "{err}");
+    // It needs Mesos' agent list.
+    let (code, err) = run(&bad, false);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--mesos"), "{err}");
+}

@@ -123,3 +123,46 @@ pub fn with_agents(mut list: NodeList, agents: &[AgentView]) -> NodeList {
 pub fn uncovered(list: &NodeList) -> usize {
     list.nodes.iter().filter(|n| !n.covered).count()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn agent(host: &str, active: bool, tasks: usize) -> AgentView {
+        AgentView {
+            hostname: host.into(),
+            node: NodeName::sanitise(host).map(|n| n.to_string()),
+            active,
+            tasks,
+        }
+    }
+
+    #[test]
+    fn every_active_agent_is_listed_and_marked_rendered_or_not() {
+        let w = Window::new(
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(1),
+        );
+        let rendered = [
+            ("10.0.1.5".parse().unwrap(), 7),
+            ("task-host".parse().unwrap(), 7),
+        ];
+        let agents = [
+            agent("10.0.1.5", true, 2),
+            agent("10.0.1.9", true, 0),
+            agent("10.0.1.10", false, 0),
+        ];
+        let list = with_agents(nodes(&w, &rendered), &agents);
+        let names: Vec<&str> = list.nodes.iter().map(|n| n.node.as_str()).collect();
+        assert_eq!(names, ["10.0.1.5", "10.0.1.9", "task-host"]);
+        let a = &list.nodes[0];
+        assert!(a.agent && a.tasks == 2 && a.hostname.as_deref() == Some("10.0.1.5"));
+        assert!(!a.covered, "never scraped");
+        let new = &list.nodes[1];
+        assert!(new.agent && !new.covered && new.rendered == 0 && new.error.is_some());
+        let host = &list.nodes[2];
+        assert!(!host.agent && host.hostname.is_none());
+        assert_eq!(uncovered(&list), 3);
+    }
+}
