@@ -146,10 +146,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let new_follower = Arc::new(tokio::sync::Notify::new());
     // The collector scrapes every node the store publishes for; the API reads its window.
     let observed: Observed = Arc::new(Mutex::new(Window::new(opts.window, opts.scrape.interval)));
-    tokio::spawn(scrape::run(
+    tokio::spawn(scrape::run_covering(
         opts.scrape,
         Arc::clone(&store),
         Arc::clone(&observed),
+        Some(view_rx.clone()),
     ));
     let keeper_status = crate::ensure_meshd::Shared::default();
     let keeper_view = view_rx.clone();

@@ -398,3 +398,33 @@ fn a_bad_ensure_meshd_file_stops_configsrv_at_start_naming_it() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--mesos"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_nothing_was_rendered_for_yet_is_listed_and_counted_uncovered() {
+    let dir = setup("node-coverage-unrendered");
+    let agent = "127.0.202.41";
+    let sim = MarathonSim::start("127.0.202.100:0", &[agent], [127, 0, 204]).await;
+    // Marathon fails: nothing is rendered, yet Mesos lists the agent.
+    sim.set_fault(palisade_tests::marathon_sim::Fault::ServerError);
+    let api: SocketAddr = format!("127.0.202.100:{}", free_port()).parse().unwrap();
+    let _configsrv = configsrv(&dir, &sim, api, free_port(), &[]);
+    eventually(
+        "the agent listed uncovered",
+        Duration::from_secs(20),
+        || async {
+            let n = node(api, agent).await?;
+            let ok = n["agent"] == true && n["covered"] == false && n["rendered"] == 0;
+            ok.then_some(()).ok_or(n.to_string())
+        },
+    )
+    .await;
+    eventually(
+        "palisade_nodes_uncovered 1",
+        Duration::from_secs(10),
+        || async {
+            let v = configsrv_metric(api, "palisade_nodes_uncovered ").await;
+            (v == Some(1.0)).then_some(()).ok_or(format!("{v:?}"))
+        },
+    )
+    .await;
+}
