@@ -413,7 +413,7 @@ const nodes = {
         ? ` meshd keeper: ${data.ensure_meshd.outcome}${data.ensure_meshd.message ? ` (${data.ensure_meshd.message})` : ''}.` : '';
       this.summary.textContent = list.length
         ? `${list.length} nodes, ${covered} covered: ${conv} converged, ${list.length - conv} not converged, ${down} unreachable.`
-          + (agentsOpen ? ` ${agentsOpen} active agent${agentsOpen === 1 ? '' : 's'} without a covering meshd, ${holes} running tasks.` : '') + keeper
+          + (agentsOpen ? ` ${agentsOpen} active agent${agentsOpen === 1 ? '' : 's'} without a covering meshd, ${holes} of them running tasks.` : '') + keeper
         : 'No nodes yet.';
     });
   },

@@ -13,7 +13,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use palisade_tests::browser::Browser;
+use palisade_tests::browser::{screenshot_dir, Browser};
 use palisade_tests::harness::{eventually, free_port, Proc, Scratch};
 use palisade_tests::marathon_sim::MarathonSim;
 use serde_json::{json, Value};
@@ -175,6 +175,9 @@ async fn an_agent_without_meshd_is_flagged_and_meshd_there_clears_it() {
         "{marked}"
     );
     assert!(!marked.contains(a), "{marked}");
+    browser
+        .screenshot(&screenshot_dir().join("nodes-uncovered-agent.png"))
+        .await;
 
     // meshd on b clears it: covered, and the gauge drops to 0.
     let _meshd_b = start_meshd(b);
