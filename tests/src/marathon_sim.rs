@@ -462,6 +462,10 @@ async fn update_app(
     }
     if let Some(a) = inner.apps.get_mut(&id) {
         a.def["instances"] = want.into();
+        // A partial update also replaces the constraints it carries.
+        if let Some(c) = change.get("constraints") {
+            a.def["constraints"] = c.clone();
+        }
         a.tasks.extend(started.iter().cloned());
         while a.tasks.len() > want {
             if let Some(mut t) = a.tasks.pop() {

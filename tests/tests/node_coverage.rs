@@ -5,7 +5,8 @@
 //! UI; starting meshd there clears it. With `--ensure-meshd
 //! ops/marathon/meshd.json` the simulator receives the meshd app with one
 //! instance per active agent and the UNIQUE constraint, one more when an
-//! agent joins, none fewer on a failed or empty Mesos read, and fewer only
+//! agent joins, its instances and constraint back after a manual change, a
+//! 409 retried, none fewer on a failed or empty Mesos read, and fewer only
 //! when two reads agree.
 //!
 //! Addresses 127.0.202.20-49 (agents) and 127.0.202.100 (simulator and API);
@@ -322,6 +323,18 @@ async fn ensure_meshd_keeps_one_meshd_per_active_agent() {
     // A joining agent gets its meshd.
     sim.set_agents(&agents[..3]);
     wait_instances(&sim, "one more instance for the joining agent", 3).await;
+
+    // Scaled down by hand and stripped of its constraint: put back at the next check.
+    let status = reqwest::Client::new()
+        .put(format!("{}/v2/apps/palisade/meshd", sim.url))
+        .json(&json!({"instances": 1, "constraints": []}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let constraints = wait_instances(&sim, "3 instances again after a manual scale-down", 3).await;
+    assert_eq!(constraints, json!([["hostname", "UNIQUE"]]));
 
     // A deployment in the way: 409, retried until it clears.
     sim.lock_deployments(true);
