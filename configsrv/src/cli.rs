@@ -180,4 +180,11 @@ pub struct ServeArgs {
     /// How far back the API's figures reach (rates, percentiles, flows).
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     pub window: schemas::duration::Duration,
+    /// Run the autoscaler: scale the apps whose policy has `autoscale` with
+    /// `PUT /v2/apps/<id>` (checked against --mesos for room). Off by
+    /// default; run exactly one configsrv with it per cluster, the other
+    /// replicas without it (they then record no decisions and never write
+    /// to Marathon).
+    #[arg(long)]
+    pub autoscale: bool,
 }

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod app;
+pub mod autoscale;
 pub mod cli;
 pub mod error;
 pub mod followers;

@@ -86,6 +86,7 @@ fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
             admin_port: args.meshd_admin_port,
         },
         window: args.window.0,
+        autoscale: args.autoscale,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
