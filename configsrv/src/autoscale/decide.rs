@@ -155,14 +155,22 @@ pub fn decide(i: &Inputs<'_>) -> Verdict {
     match wanted.cmp(&from) {
         std::cmp::Ordering::Equal => hold(
             Outcome::WithinBand,
-            format!(
-                "{why}; {from} instances is what it needs (bounds {}..={})",
-                p.min, p.max
-            ),
+            if from == p.max && wanted_more(i) {
+                format!("{why}, but {from} instances is the policy's max")
+            } else if from == p.min && !wanted_more(i) {
+                format!("{why}, but {from} instances is the policy's min")
+            } else {
+                format!("{why}; {from} instances is what that needs")
+            },
         ),
         std::cmp::Ordering::Greater => up(i, wanted, why),
         std::cmp::Ordering::Less => down(i, why),
     }
+}
+
+/// The figure is above the target.
+fn wanted_more(i: &Inputs<'_>) -> bool {
+    i.measured.as_ref().is_ok_and(|v| *v > i.policy.target)
 }
 
 fn up(i: &Inputs<'_>, wanted: u32, why: String) -> Verdict {

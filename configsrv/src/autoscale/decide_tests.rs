@@ -66,9 +66,11 @@ fn min_and_max_clamp_the_count() {
     // At max, more load changes nothing.
     let d = decide(&inputs(&p, 10, 1000.0));
     assert_eq!((d.outcome, d.to), (Outcome::WithinBand, 10), "{d:?}");
+    assert!(d.reason.ends_with("is the policy's max"), "{}", d.reason);
     // At min, no load changes nothing.
     let d = decide(&inputs(&p, 2, 0.0));
     assert_eq!((d.outcome, d.to), (Outcome::WithinBand, 2), "{d:?}");
+    assert!(d.reason.ends_with("is the policy's min"), "{}", d.reason);
     // Below min: up to min, whatever the figure (stale too).
     let mut i = inputs(&p, 0, 0.0);
     i.measured = Err("node n1 has no fresh scrape".into());
