@@ -5,7 +5,8 @@
 //! instances of `/as/web` (a 409 first, retried), and after the load stops
 //! brings it back to `min` one step at a time; `/as/dry` (dry run) is only
 //! recorded; `/as/big`, whose next instance fits on no agent, is refused with
-//! a capacity reason. No PUT ever carries `force`.
+//! a capacity reason; a 403 is an error naming the credentials. No PUT ever
+//! carries `force`. The web UI's app page lists the app's decisions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -298,6 +299,45 @@ async fn load_scales_up_idle_scales_down_to_min_dry_run_sends_nothing_and_no_roo
     ] {
         assert!(metrics.contains(want), "{want} missing:\n{metrics}");
     }
+
+    // A refusal (403) is an error that names the credentials; nothing changes.
+    sim.refuse_writes(403, 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader = load(Arc::clone(&stop), Arc::clone(&answered));
+    let refused = eventually("a 403 reported", Duration::from_secs(30), || async {
+        let all = decisions(api).await;
+        found(&all, "/as/web", "error").ok_or_else(|| format!("{:?}", all.first()))
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    loader.await.unwrap();
+    let reason = refused["reason"].as_str().unwrap();
+    assert!(reason.contains("403") && reason.contains("credentials"), "{reason}");
+    assert_eq!(refused["from"], refused["to"], "{refused}");
+    assert_eq!(sim.puts().last().map(|p| p.status), Some(403));
+
+    // The web UI's app page shows the app's decisions.
+    let mut b = palisade_tests::browser::Browser::launch("autoscale").await;
+    b.goto(&format!("http://{api}/#/app/%2Fas%2Fweb")).await;
+    b.wait_for(
+        "the app page's autoscaling decisions",
+        "document.querySelector('#autoscale-decisions tr[data-outcome=scaled_down]')",
+        Duration::from_secs(20),
+    )
+    .await;
+    let table = b
+        .eval("document.querySelector('#autoscale-decisions').innerText")
+        .await;
+    let table = table.as_str().unwrap();
+    for want in ["scaled_up", "scaled_down", "2 → 1", "rps_per_instance"] {
+        assert!(table.contains(want), "{want} on the app page: {table}");
+    }
+    assert!(!table.contains("/as/big"), "{table}");
+    assert_eq!(
+        b.eval("JSON.stringify([window.palisadeUi.errors, window.palisadeUi.violations])")
+            .await,
+        json!("[[],[]]")
+    );
 
     // The decision log, oldest first, for the record.
     let all = decisions(api).await;
