@@ -306,7 +306,7 @@ function autoscaleTable(decisions) {
 
 const app = {
   title: 'App',
-  paths() { return [appApiPath(this.id), '/v1/autoscale/decisions?app=' + encodeURIComponent(this.id)]; },
+  paths() { return [appApiPath(this.id), { optional: '/v1/autoscale/decisions?app=' + encodeURIComponent(this.id) }]; },
   mount(root, id) {
     this.id = id;
     this.body = h('div');
@@ -564,7 +564,8 @@ async function refresh() {
   try {
     const [status, ...results] = await Promise.all([
       getJSON('/v1/status').catch(() => null),
-      ...wanted.map((p) => (typeof p === 'string' ? getJSON(p) : getText(p.text))),
+      // `{optional: path}`: a part of the page that may be missing (null) without failing the rest.
+      ...wanted.map((p) => (typeof p === 'string' ? getJSON(p) : p.optional ? getJSON(p.optional).catch(() => null) : getText(p.text))),
     ]);
     if (mine !== ticket) return; // the user moved on meanwhile
     page.update(results);
