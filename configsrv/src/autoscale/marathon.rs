@@ -181,6 +181,46 @@ mod tests {
         assert_eq!(a.hosts.len(), a.running as usize, "{a:?}");
     }
 
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            origin: schemas::RedactedUrl::new("http://u:secret@m1:8080/v2/apps/a"),
+            status,
+            body: bytes::Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn statuses_become_refusals_conflicts_and_transient_errors() {
+        assert!(check(&answer(200, "{}")).is_ok());
+        for s in [401, 403] {
+            let e = check(&answer(s, r#"{"message":"Unauthorized access"}"#)).unwrap_err();
+            assert!(
+                matches!(e, MarathonError::Refused { .. }) && !e.transient(),
+                "{e}"
+            );
+            let text = e.to_string();
+            assert!(
+                text.contains(&s.to_string()) && text.contains("credentials"),
+                "{text}"
+            );
+            assert!(
+                text.contains("Unauthorized access") && !text.contains("secret"),
+                "{text}"
+            );
+        }
+        let e = check(&answer(
+            409,
+            r#"{"message":"App is locked by one or more deployments."}"#,
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(e, MarathonError::Conflict(_)) && !e.transient(),
+            "{e}"
+        );
+        assert!(check(&answer(503, "busy")).unwrap_err().transient());
+        assert!(!check(&answer(422, "{}")).unwrap_err().transient());
+    }
+
     #[test]
     fn deployments_and_task_states_count() {
         let body = br#"{"app":{"id":"/a","instances":3,"cpus":0.5,"mem":64,"deployments":[{"id":"d1"}],

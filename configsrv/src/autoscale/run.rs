@@ -307,3 +307,17 @@ impl Round<'_> {
         format!("{doing}: {e}; next try in {} s", wait.as_secs())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_a_minute() {
+        let mut m = Memory::default();
+        let now = Instant::now();
+        let waits: Vec<u64> = (0..9).map(|_| m.back_off(now).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(m.not_before, Some(now + Duration::from_secs(60)));
+    }
+}
