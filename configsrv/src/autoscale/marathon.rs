@@ -145,10 +145,14 @@ pub fn parse_app(origin: &str, body: &[u8]) -> Result<AppState, SourceError> {
     })
 }
 
-/// `GET /v2/apps/<id>`.
+/// `GET /v2/apps/<id>`, its tasks and deployments embedded.
 pub async fn read_app(client: &MarathonClient, id: &str) -> Result<AppState, MarathonError> {
     let a = client
-        .call(reqwest::Method::GET, &format!("/v2/apps{id}"), None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/v2/apps{id}?embed=app.tasks&embed=app.deployments"),
+            None,
+        )
         .await?;
     check(&a)?;
     Ok(parse_app(a.origin.as_str(), &a.body)?)
