@@ -130,6 +130,7 @@ async fn load_scales_up_idle_scales_down_to_min_dry_run_sends_nothing_and_no_roo
     let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin_port = free_port();
     let nodes_dir = dir.path("nodes");
+    let started = Instant::now();
     let _configsrv = Proc::spawn(
         "configsrv",
         &[
@@ -283,6 +284,17 @@ async fn load_scales_up_idle_scales_down_to_min_dry_run_sends_nothing_and_no_roo
     assert!(puts.iter().all(|p| p.app == "/as/web"), "{puts:?}");
     assert_eq!(sim.tasks("/as/dry").len(), 1);
     assert_eq!(sim.tasks("/as/big").len(), 1);
+    // Gentle with Marathon: a hold is not a read every 250 ms scrape (four
+    // reads a second per app), only every 30 s (10 s while a capacity
+    // refusal stands).
+    let secs = started.elapsed().as_secs() as usize;
+    for (app, most) in [("/as/dry", secs / 30 + 2), ("/as/big", secs / 10 + 2)] {
+        let reads = sim.app_reads(app);
+        assert!(
+            (1..=most).contains(&reads),
+            "{app} read {reads} times in {secs} s"
+        );
+    }
 
     // The metric counts decisions per app and outcome.
     let metrics = reqwest::get(format!("http://{api}/metrics"))
@@ -312,7 +324,10 @@ async fn load_scales_up_idle_scales_down_to_min_dry_run_sends_nothing_and_no_roo
     stop.store(true, Ordering::Relaxed);
     loader.await.unwrap();
     let reason = refused["reason"].as_str().unwrap();
-    assert!(reason.contains("403") && reason.contains("credentials"), "{reason}");
+    assert!(
+        reason.contains("403") && reason.contains("credentials"),
+        "{reason}"
+    );
     assert_eq!(refused["from"], refused["to"], "{refused}");
     assert_eq!(sim.puts().last().map(|p| p.status), Some(403));
 

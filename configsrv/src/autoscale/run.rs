@@ -20,6 +20,10 @@ use tokio::sync::watch;
 
 /// How long a 409 (a deployment holds the app) waits before the next try.
 pub const CONFLICT_RETRY: Duration = Duration::from_secs(2);
+/// How long Marathon's `instances` is trusted while the figures say hold.
+const REREAD: Duration = Duration::from_secs(30);
+/// How long a capacity refusal stands before Marathon and Mesos are asked again.
+const CAPACITY_RECHECK: Duration = Duration::from_secs(10);
 /// How long a refusal (401/403) waits: an operator must fix the credentials.
 const REFUSED_RETRY: Duration = Duration::from_secs(60);
 /// Backoff after network and server errors: doubled from the first to the last.
@@ -48,6 +52,8 @@ struct Memory {
     backoff: Duration,
     /// Marathon's `instances` when last read.
     instances: u32,
+    /// When Marathon was last read for this app.
+    read_at: Option<Instant>,
     /// The last recorded (outcome, from, to): repeats of a hold are not recorded again.
     last: Option<(Outcome, u32, u32)>,
 }
@@ -149,6 +155,46 @@ impl Round<'_> {
             }
             mem.last = Some(key);
         };
+        // Between Marathon reads, a hold that the figures alone decide is
+        // recorded without asking Marathon: one read per app per `REREAD`
+        // while nothing changes, not one per scrape (be gentle with Marathon).
+        if mem.read_at.is_some_and(|t| now.duration_since(t) < REREAD) {
+            let known = AppState {
+                instances: mem.instances,
+                cpus: 0.0,
+                mem: 0.0,
+                deploying: false,
+                hosts: app.backends.iter().map(|b| b.node.clone()).collect(),
+                running: u32::try_from(app.instances).unwrap_or(u32::MAX),
+            };
+            let pre = decide(&Inputs {
+                policy,
+                instances: mem.instances,
+                measured: self.figure(app, policy, &known),
+                deploying: false,
+                room: None,
+                last_up: mem.last_up,
+                last_down: mem.last_down,
+                now,
+            });
+            if matches!(
+                pre.outcome,
+                Outcome::WithinBand | Outcome::StaleMetrics | Outcome::Cooldown | Outcome::DryRun
+            ) {
+                let from = mem.instances;
+                return record(mem, pre.value, from, pre.to, pre.outcome, pre.reason);
+            }
+            // A capacity refusal stands until Mesos is asked again.
+            let refused = mem.last.is_some_and(|(o, _, _)| o == Outcome::Capacity);
+            if refused
+                && pre.outcome == Outcome::ScaledUp
+                && mem
+                    .read_at
+                    .is_some_and(|t| now.duration_since(t) < CAPACITY_RECHECK)
+            {
+                return;
+            }
+        }
         let state = match marathon::read_app(self.client, id).await {
             Ok(s) => s,
             Err(e) => {
@@ -164,6 +210,7 @@ impl Round<'_> {
             }
         };
         mem.instances = state.instances;
+        mem.read_at = Some(now);
         let verdict = self.verdict(app, policy, &state, mem, now).await;
         let (
             from,
@@ -212,24 +259,7 @@ impl Round<'_> {
         mem: &mut Memory,
         now: Instant,
     ) -> Verdict {
-        let nodes: Vec<String> = state
-            .hosts
-            .iter()
-            .map(|h| schemas::NodeName::sanitise(h).map_or_else(|| h.clone(), |n| n.to_string()))
-            .collect();
-        let measured = measure(
-            &self.window,
-            &Scope {
-                app: app.id.as_str(),
-                http: app.protocol == schemas::Protocol::Http,
-                metric: policy.metric,
-                nodes: &nodes,
-                running: state.running,
-                window: policy.window.map_or(decide::DEFAULT_WINDOW, |d| d.0),
-                stale_after: self.opts.stale_after,
-                now_ms: unix_ms(),
-            },
-        );
+        let measured = self.figure(app, policy, state);
         let mut inputs = Inputs {
             policy,
             instances: state.instances,
@@ -269,6 +299,28 @@ impl Round<'_> {
                 }
             }
         }
+    }
+
+    /// The app's figure over its policy's window, checked fresh on the nodes of its tasks.
+    fn figure(&self, app: &AppView, policy: &Autoscale, state: &AppState) -> Result<f64, String> {
+        let nodes: Vec<String> = state
+            .hosts
+            .iter()
+            .map(|h| schemas::NodeName::sanitise(h).map_or_else(|| h.clone(), |n| n.to_string()))
+            .collect();
+        measure(
+            &self.window,
+            &Scope {
+                app: app.id.as_str(),
+                http: app.protocol == schemas::Protocol::Http,
+                metric: policy.metric,
+                nodes: &nodes,
+                running: state.running,
+                window: policy.window.map_or(decide::DEFAULT_WINDOW, |d| d.0),
+                stale_after: self.opts.stale_after,
+                now_ms: unix_ms(),
+            },
+        )
     }
 
     /// Every active agent's free unreserved resources.

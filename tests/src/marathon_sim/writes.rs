@@ -1,5 +1,6 @@
-//! The simulator's record of app writes and its Mesos resources, for the
-//! autoscaler's tests: every `PUT /v2/apps/<id>` is kept with its query and
+//! The simulator's record of app reads and writes and its Mesos resources,
+//! for the autoscaler's tests: `GET /v2/apps/<id>` calls are counted, every
+//! `PUT /v2/apps/<id>` is kept with its query and
 //! body (so a test can assert `instances` and that `force` never came), the
 //! next N writes can be made to answer 409 (a deployment holds the app) or
 //! 401/403, and `/master/state` lists each agent's unreserved and used
@@ -37,6 +38,8 @@ pub struct Writes {
     refuse: Option<(u16, usize)>,
     /// Per agent: (cpus, mem) it offers unreserved.
     capacity: BTreeMap<String, (f64, f64)>,
+    /// `GET /v2/apps/<id>` calls, by app id.
+    reads: BTreeMap<String, usize>,
 }
 
 /// What an agent offers when the test set nothing: plenty.
@@ -46,6 +49,17 @@ impl MarathonSim {
     /// Every `PUT /v2/apps/...` received so far, oldest first.
     pub fn puts(&self) -> Vec<Put> {
         self.writes.lock().unwrap().puts.clone()
+    }
+
+    /// How many times `GET /v2/apps/<id>` was called for `app`.
+    pub fn app_reads(&self, app: &str) -> usize {
+        self.writes
+            .lock()
+            .unwrap()
+            .reads
+            .get(app)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Answers the next `n` app writes (PUT) with `status` (409, 401, 403...).
@@ -103,6 +117,13 @@ pub(super) async fn record_writes(
     next: Next,
 ) -> Response {
     let path = req.uri().path().to_owned();
+    if let Some(app) = path
+        .strip_prefix("/v2/apps/")
+        .filter(|_| req.method() == Method::GET)
+    {
+        let app = format!("/{}", app.trim_matches('/'));
+        *writes.lock().unwrap().reads.entry(app).or_default() += 1;
+    }
     let Some(app) = path
         .strip_prefix("/v2/apps/")
         .filter(|_| req.method() == Method::PUT)
