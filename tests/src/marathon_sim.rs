@@ -202,7 +202,10 @@ impl MarathonSim {
             .count()
             .into();
         v["tasksHealthy"] = app.tasks.iter().filter(|t| t.healthy).count().into();
-        v["deployments"] = json!([]);
+        v["deployments"] = writes::deployments(&app.def);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("_simDeploymentHeld");
+        }
         v
     }
 

@@ -5,7 +5,8 @@
 //! instances of `/as/web` (a 409 first, retried), and after the load stops
 //! brings it back to `min` one step at a time; `/as/dry` (dry run) is only
 //! recorded; `/as/big`, whose next instance fits on no agent, is refused with
-//! a capacity reason; a 403 is an error naming the credentials. No PUT ever
+//! a capacity reason; a deployment in progress holds the app; a 403 is an
+//! error naming the credentials. No PUT ever
 //! carries `force`. The web UI's app page lists the app's decisions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -312,10 +313,37 @@ async fn load_scales_up_idle_scales_down_to_min_dry_run_sends_nothing_and_no_roo
         assert!(metrics.contains(want), "{want} missing:\n{metrics}");
     }
 
-    // A refusal (403) is an error that names the credentials; nothing changes.
-    sim.refuse_writes(403, 1);
+    // Load while a deployment of the app runs: no action, said why.
+    sim.hold_deployment("/as/web", true);
+    let puts_before = sim.puts().len();
     let stop = Arc::new(AtomicBool::new(false));
     let loader = load(Arc::clone(&stop), Arc::clone(&answered));
+    let held = eventually(
+        "a hold for the deployment",
+        Duration::from_secs(30),
+        || async {
+            let all = decisions(api).await;
+            all.iter()
+                .find(|d| {
+                    d["app"] == "/as/web"
+                        && d["outcome"] == "deployment"
+                        && d["reason"].as_str().unwrap_or("").contains("in progress")
+                })
+                .cloned()
+                .ok_or_else(|| format!("{:?}", all.first()))
+        },
+    )
+    .await;
+    assert_eq!(
+        (held["from"].as_u64(), held["to"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(sim.puts().len(), puts_before);
+
+    // The deployment ends; the scale-up is then refused (403): an error
+    // that names the credentials, and nothing changes.
+    sim.refuse_writes(403, 1);
+    sim.hold_deployment("/as/web", false);
     let refused = eventually("a 403 reported", Duration::from_secs(30), || async {
         let all = decisions(api).await;
         found(&all, "/as/web", "error").ok_or_else(|| format!("{:?}", all.first()))

@@ -42,6 +42,19 @@ pub struct Writes {
     reads: BTreeMap<String, usize>,
 }
 
+/// The key of an app definition that marks a deployment held in progress
+/// (the simulator's own; Marathon has no such field, and it is not shown).
+const HELD: &str = "_simDeploymentHeld";
+
+/// The app's running deployments, as `GET /v2/apps/<id>` lists them.
+pub(super) fn deployments(def: &Value) -> Value {
+    if def[HELD].as_bool() == Some(true) {
+        json!([{"id": "sim-held-deployment"}])
+    } else {
+        json!([])
+    }
+}
+
 /// What an agent offers when the test set nothing: plenty.
 const DEFAULT_CAPACITY: (f64, f64) = (64.0, 262_144.0);
 
@@ -60,6 +73,13 @@ impl MarathonSim {
             .get(app)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Shows a deployment of `app` in progress in its JSON (or none again).
+    pub fn hold_deployment(&self, app: &str, held: bool) {
+        if let Some(a) = self.inner.lock().unwrap().apps.get_mut(app) {
+            a.def[HELD] = held.into();
+        }
     }
 
     /// Answers the next `n` app writes (PUT) with `status` (409, 401, 403...).
