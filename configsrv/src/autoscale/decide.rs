@@ -41,6 +41,9 @@ pub enum Outcome {
     WithinBand,
     /// Marathon or Mesos could not be read or refused the change.
     Error,
+    /// The app has 0 instances in Marathon: someone suspended it, and the
+    /// scaler does not bring it back.
+    Suspended,
 }
 
 impl Outcome {
@@ -56,6 +59,7 @@ impl Outcome {
             Outcome::DryRun => "dry_run",
             Outcome::WithinBand => "within_band",
             Outcome::Error => "error",
+            Outcome::Suspended => "suspended",
         }
     }
 }
@@ -120,6 +124,14 @@ pub fn decide(i: &Inputs<'_>) -> Verdict {
         return hold(
             Outcome::Deployment,
             "a Marathon deployment of the app is in progress; deciding again after it".into(),
+        );
+    }
+    // Marathon's way to stop an app; resurrecting it is an operator's call.
+    if from == 0 {
+        return hold(
+            Outcome::Suspended,
+            "the app is suspended (0 instances in Marathon); scaling resumes once it has instances"
+                .into(),
         );
     }
     // Out of bounds, the bounds decide, whatever the figure says.

@@ -72,10 +72,13 @@ fn min_and_max_clamp_the_count() {
     assert_eq!((d.outcome, d.to), (Outcome::WithinBand, 2), "{d:?}");
     assert!(d.reason.ends_with("is the policy's min"), "{}", d.reason);
     // Below min: up to min, whatever the figure (stale too).
-    let mut i = inputs(&p, 0, 0.0);
+    let mut i = inputs(&p, 1, 0.0);
     i.measured = Err("node n1 has no fresh scrape".into());
     let d = decide(&i);
     assert_eq!((d.outcome, d.to), (Outcome::ScaledUp, 2), "{d:?}");
+    // A suspended app (0 instances) stays suspended, whatever the load.
+    let d = decide(&inputs(&p, 0, 500.0));
+    assert_eq!((d.outcome, d.to), (Outcome::Suspended, 0), "{d:?}");
     // Above max: down, one step.
     let d = decide(&inputs(&p, 14, 50.0));
     assert_eq!((d.outcome, d.to), (Outcome::ScaledDown, 13), "{d:?}");
@@ -133,7 +136,7 @@ fn a_deployment_in_progress_means_no_action() {
     let d = decide(&i);
     assert_eq!((d.outcome, d.to), (Outcome::Deployment, 4));
     // Even below min.
-    i.instances = 0;
+    i.instances = 1;
     assert_eq!(decide(&i).outcome, Outcome::Deployment);
 }
 
@@ -214,6 +217,7 @@ fn every_outcome_has_its_label() {
         Outcome::DryRun,
         Outcome::WithinBand,
         Outcome::Error,
+        Outcome::Suspended,
     ];
     for o in all {
         assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());

@@ -179,7 +179,11 @@ impl Round<'_> {
             });
             if matches!(
                 pre.outcome,
-                Outcome::WithinBand | Outcome::StaleMetrics | Outcome::Cooldown | Outcome::DryRun
+                Outcome::WithinBand
+                    | Outcome::StaleMetrics
+                    | Outcome::Cooldown
+                    | Outcome::DryRun
+                    | Outcome::Suspended
             ) {
                 let from = mem.instances;
                 return record(mem, pre.value, from, pre.to, pre.outcome, pre.reason);
@@ -211,6 +215,7 @@ impl Round<'_> {
         };
         mem.instances = state.instances;
         mem.read_at = Some(now);
+        mem.backoff = Duration::ZERO;
         let verdict = self.verdict(app, policy, &state, mem, now).await;
         let (
             from,
