@@ -92,6 +92,11 @@ pub async fn run(
     let mesos = reqwest::Client::new();
     let mut memory: BTreeMap<String, Memory> = BTreeMap::new();
     tracing::info!(interval = ?opts.interval, mesos = opts.mesos.is_some(), "autoscaler on");
+    if opts.mesos.is_none() {
+        tracing::warn!(
+            "autoscaler without --mesos: scale-ups are not checked for room in the cluster"
+        );
+    }
     loop {
         tokio::time::sleep(opts.interval).await;
         let picture = view.borrow().clone();
