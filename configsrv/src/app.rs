@@ -57,6 +57,8 @@ pub struct ServeOptions {
     pub mesos_interval: Duration,
     /// The meshd app to keep on every agent (`--ensure-meshd`).
     pub ensure_meshd: Option<crate::ensure_meshd::plan::MeshdApp>,
+    /// Run the autoscaler (`--autoscale`).
+    pub autoscale: bool,
 }
 
 /// Where policies come from.
@@ -97,6 +99,18 @@ fn invalid_at_start(what: &str, problems: &[String]) -> anyhow::Error {
         problems.len(),
         problems.join("\n")
     )
+}
+
+/// The autoscaler's settings from `serve`'s: it looks as often as the
+/// collector scrapes, and a node is stale after three missed scrapes.
+fn scaler_options(opts: &ServeOptions) -> crate::autoscale::run::ScalerOptions {
+    let interval = opts.scrape.interval.max(Duration::from_millis(100));
+    crate::autoscale::run::ScalerOptions {
+        interval,
+        stale_after: (interval * 3 + opts.scrape.timeout).max(Duration::from_secs(1)),
+        mesos: opts.mesos.clone(),
+        max_body: opts.marathon.max_body,
+    }
 }
 
 /// Runs `configsrv serve` until told to stop.
@@ -145,6 +159,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let followers = Arc::new(Followers::default());
     let new_follower = Arc::new(tokio::sync::Notify::new());
     // The collector scrapes every node the store publishes for; the API reads its window.
+    let scaler = opts.autoscale.then(|| scaler_options(&opts));
     let observed: Observed = Arc::new(Mutex::new(Window::new(opts.window, opts.scrape.interval)));
     tokio::spawn(scrape::run_covering(
         opts.scrape,
@@ -154,6 +169,16 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     ));
     let keeper_status = crate::ensure_meshd::Shared::default();
     let keeper_view = view_rx.clone();
+    let decisions = Arc::new(crate::autoscale::log::DecisionLog::default());
+    if let Some(scaler) = scaler {
+        tokio::spawn(crate::autoscale::run::run(
+            scaler,
+            client.clone(),
+            view_rx.clone(),
+            Arc::clone(&observed),
+            Arc::clone(&decisions),
+        ));
+    }
     let api = api::router(ApiState {
         store: Arc::clone(&store),
         view: view_rx,
@@ -165,6 +190,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         new_follower: Arc::clone(&new_follower),
         observed,
         ensure_meshd: keeper_status.clone(),
+        decisions,
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, api).await {

@@ -191,4 +191,11 @@ pub struct ServeArgs {
     /// list, and removes instances only when two reads agree.
     #[arg(long, value_name = "FILE", requires = "mesos")]
     pub ensure_meshd: Option<PathBuf>,
+    /// Run the autoscaler: scale the apps whose policy has `autoscale` with
+    /// `PUT /v2/apps/<id>` (checked against --mesos for room). Off by
+    /// default; run exactly one configsrv with it per cluster, the other
+    /// replicas without it (they then record no decisions and never write
+    /// to Marathon).
+    #[arg(long)]
+    pub autoscale: bool,
 }

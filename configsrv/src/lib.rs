@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod app;
+pub mod autoscale;
 pub mod cli;
 pub mod ensure_meshd;
 pub mod error;

@@ -95,6 +95,7 @@ fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
             .map(configsrv::ensure_meshd::plan::load)
             .transpose()
             .context("--ensure-meshd")?,
+        autoscale: args.autoscale,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

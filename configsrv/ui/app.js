@@ -282,18 +282,40 @@ const TIMING = [
   ['transfer', 'Data transfer', 'transfer'],
 ];
 
+// Outcomes that changed Marathon, and those that mean something is wrong.
+const SCALED = new Set(['scaled_up', 'scaled_down']);
+const TROUBLE = new Set(['error', 'capacity', 'stale_metrics']);
+
+// The autoscaler's decisions for one app, newest first (GET /v1/autoscale/decisions?app=).
+function autoscaleTable(decisions) {
+  if (!decisions.length) {
+    return h('p', { class: 'muted', id: 'autoscale-none' },
+      'No autoscaling decisions. Decisions come from the configsrv run with --autoscale, for apps whose policy has an autoscale block.');
+  }
+  const fmtValue = (v) => (isNum(v) ? (Math.round(v * 10) / 10).toString() : '—');
+  return h('table', { class: 'data', id: 'autoscale-decisions' },
+    h('thead', null, h('tr', null, h('th', null, 'When'), h('th', null, 'Metric'), h('th', { class: 'num' }, 'Value'),
+      h('th', { class: 'num' }, 'Target'), h('th', { class: 'num' }, 'Instances'), h('th', null, 'Outcome'), h('th', null, 'Reason'))),
+    h('tbody', null, decisions.slice(0, ROW_CAP).map((d) => h('tr', { dataset: { outcome: String(d.outcome) } },
+      cell(isNum(d.time) ? fmtClock(d.time * 1000) : '—'), cell(String(d.metric ?? '—'), 'mono'),
+      cell(fmtValue(d.value), 'num'), cell(fmtValue(d.target), 'num'),
+      cell(`${fmtInt(d.from)} → ${fmtInt(d.to)}`, 'num'),
+      cell(h('span', { class: 'badge ' + (SCALED.has(d.outcome) ? 'ok' : TROUBLE.has(d.outcome) ? 'bad' : 'warn') }, String(d.outcome ?? 'unknown'))),
+      cell(String(d.reason ?? ''))))));
+}
+
 const app = {
   title: 'App',
-  paths() { return [appApiPath(this.id)]; },
+  paths() { return [appApiPath(this.id), { optional: '/v1/autoscale/decisions?app=' + encodeURIComponent(this.id) }]; },
   mount(root, id) {
     this.id = id;
     this.body = h('div');
     fill(root, h('p', { class: 'note' }, h('a', { href: '#/' }, '← all apps')), h('h1', { id: 'app-id' }, id), this.body);
   },
-  update([a]) {
-    timed('app', () => this.render(a));
+  update([a, decisions]) {
+    timed('app', () => this.render(a, Array.isArray(decisions) ? decisions : []));
   },
-  render(a) {
+  render(a, decisions) {
     const latency = a.latency || {};
     const timing = a.timing || {};
     const card = (k, v, cls, figure) => h('div', { class: 'card' + (cls ? ' ' + cls : ''), dataset: figure ? { figure } : null },
@@ -356,7 +378,9 @@ const app = {
         }))) : h('p', { class: 'muted' }, 'No running tasks.'),
       h('h2', null, 'Sources'),
       h('p', { class: 'note' }, 'Apps seen calling this app in the window (allowed or not).'),
-      sources.length ? h('ul', { id: 'sources' }, sources.map((src) => h('li', null, appLink(src)))) : h('p', { class: 'muted' }, 'No callers in the window.'));
+      sources.length ? h('ul', { id: 'sources' }, sources.map((src) => h('li', null, appLink(src)))) : h('p', { class: 'muted' }, 'No callers in the window.'),
+      h('h2', null, 'Autoscaling'),
+      autoscaleTable(decisions));
   },
 };
 
@@ -552,7 +576,8 @@ async function refresh() {
   try {
     const [status, ...results] = await Promise.all([
       getJSON('/v1/status').catch(() => null),
-      ...wanted.map((p) => (typeof p === 'string' ? getJSON(p) : getText(p.text))),
+      // `{optional: path}`: a part of the page that may be missing (null) without failing the rest.
+      ...wanted.map((p) => (typeof p === 'string' ? getJSON(p) : p.optional ? getJSON(p.optional).catch(() => null) : getText(p.text))),
     ]);
     if (mine !== ticket) return; // the user moved on meanwhile
     page.update(results);

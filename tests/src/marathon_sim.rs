@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
+mod writes;
+pub use writes::Put;
+
 /// How the REST API misbehaves, for invariant tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -73,6 +76,7 @@ pub struct MarathonSim {
     streams: Arc<std::sync::atomic::AtomicUsize>,
     muted: Arc<std::sync::atomic::AtomicBool>,
     mesos_down: Arc<std::sync::atomic::AtomicBool>,
+    writes: Arc<Mutex<writes::Writes>>,
 }
 
 impl MarathonSim {
@@ -99,6 +103,7 @@ impl MarathonSim {
             streams: Arc::default(),
             muted: Arc::default(),
             mesos_down: Arc::default(),
+            writes: Arc::default(),
         };
         let app = Router::new()
             .route("/v2/apps", get(list_apps).post(create_app))
@@ -108,6 +113,10 @@ impl MarathonSim {
             .route("/v2/deployments", get(|| async { Json(json!([])) }))
             .route("/v2/events", get(events))
             .route("/master/state", get(mesos_state))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&sim.writes),
+                writes::record_writes,
+            ))
             .with_state(sim.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -185,6 +194,9 @@ impl MarathonSim {
         let id = app.def["id"].as_str().unwrap_or_default().to_owned();
         let checks = app.def["healthChecks"].as_array().map_or(0, Vec::len);
         let mut v = app.def.clone();
+        let (cpus, mem) = writes::app_resources(&app.def);
+        v["cpus"] = cpus.into();
+        v["mem"] = mem.into();
         v["tasks"] = app
             .tasks
             .iter()
@@ -197,7 +209,10 @@ impl MarathonSim {
             .count()
             .into();
         v["tasksHealthy"] = app.tasks.iter().filter(|t| t.healthy).count().into();
-        v["deployments"] = json!([]);
+        v["deployments"] = writes::deployments(&app.def);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("_simDeploymentHeld");
+        }
         v
     }
 
@@ -352,7 +367,11 @@ async fn mesos_state(State(sim): State<MarathonSim>) -> Response {
     let slaves: Vec<Value> = agents
         .iter()
         .enumerate()
-        .map(|(i, a)| json!({"id": format!("sim-S{i}"), "hostname": a, "pid": format!("slave(1)@{a}:5051"), "active": true}))
+        .map(|(i, a)| {
+            let (unreserved, used) = sim.agent_resources(a);
+            json!({"id": format!("sim-S{i}"), "hostname": a, "pid": format!("slave(1)@{a}:5051"), "active": true,
+                   "resources": unreserved, "unreserved_resources": unreserved, "used_resources": used, "reserved_resources": {}})
+        })
         .collect();
     Json(json!({"version": "1.8.0", "slaves": slaves})).into_response()
 }
