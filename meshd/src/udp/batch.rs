@@ -6,9 +6,11 @@
 
 use nix::sys::socket::{recvmmsg, send, sendto, MsgFlags, MultiHeaders, SockaddrStorage};
 use std::cell::RefCell;
-use std::io::IoSliceMut;
+use std::io::{ErrorKind, IoSliceMut};
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
 
 /// Room for the largest UDP payload (65,507 bytes over IPv4, 65,527 over IPv6).
 pub const MAX_DATAGRAM: usize = 65_536;
@@ -70,6 +72,28 @@ impl Batch {
         Ok(*len)
     }
 
+    /// Reads a batch from `socket` through tokio's readiness. A short batch
+    /// means the kernel queue was empty, so readiness is cleared right then
+    /// rather than by one more `recvmmsg` that could only say `EAGAIN` (one
+    /// syscall less per wake-up; a datagram arriving meanwhile raises a new
+    /// edge, so none is missed). `Ok(0)` when there was nothing to read.
+    pub fn recv_ready(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
+        let fd = socket.as_raw_fd();
+        let mut got = 0;
+        let read = socket.try_io(Interest::READABLE, || {
+            got = self.recv(fd)?;
+            if got < BATCH {
+                Err(ErrorKind::WouldBlock.into())
+            } else {
+                Ok(got)
+            }
+        });
+        match read {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(got),
+            other => other,
+        }
+    }
+
     /// The datagrams of the last `recv`: (payload, sender); unusable ones left out.
     pub fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
         self.got[..self.len]
@@ -86,14 +110,10 @@ pub fn send_now(fd: RawFd, payload: &[u8]) -> std::io::Result<usize> {
     Ok(send(fd, payload, MsgFlags::MSG_DONTWAIT)?)
 }
 
-/// Sends one datagram to `to` without blocking (see [`send_now`]).
-pub fn send_to_now(fd: RawFd, payload: &[u8], to: SocketAddr) -> std::io::Result<usize> {
-    Ok(sendto(
-        fd,
-        payload,
-        &SockaddrStorage::from(to),
-        MsgFlags::MSG_DONTWAIT,
-    )?)
+/// Sends one datagram to `to` (converted once per session by the caller)
+/// without blocking (see [`send_now`]).
+pub fn send_to_now(fd: RawFd, payload: &[u8], to: &SockaddrStorage) -> std::io::Result<usize> {
+    Ok(sendto(fd, payload, to, MsgFlags::MSG_DONTWAIT)?)
 }
 
 fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
@@ -105,7 +125,6 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
 
 thread_local! {
     static BATCH_BUFS: RefCell<Option<Batch>> = const { RefCell::new(None) };
-    static REPLY_BUF: RefCell<Option<Box<[u8]>>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` on this thread's batch (made at first use).
@@ -113,14 +132,6 @@ pub fn with_batch<T>(f: impl FnOnce(&mut Batch) -> T) -> T {
     BATCH_BUFS.with(|b| {
         let mut b = b.borrow_mut();
         f(b.get_or_insert_with(Batch::default))
-    })
-}
-
-/// Runs `f` on this thread's reply buffer (`MAX_DATAGRAM` bytes).
-pub fn with_reply_buf<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
-    REPLY_BUF.with(|b| {
-        let mut b = b.borrow_mut();
-        f(b.get_or_insert_with(|| vec![0; MAX_DATAGRAM].into_boxed_slice()))
     })
 }
 

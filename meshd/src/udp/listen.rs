@@ -5,14 +5,14 @@
 //! port. Sending never waits: a datagram that finds a full socket buffer
 //! is dropped and counted, as the network would.
 
-use super::batch::{send_now, send_to_now, with_batch, with_reply_buf};
+use super::batch::{send_now, send_to_now, with_batch};
 use super::session::{expires_at, is_idle, rejudge, LogLimit, Rejudged};
 use crate::authz::Verdict;
 use crate::metrics::{self, UdpMetrics};
 use crate::select::{now_ms, Tried};
 use crate::snapshot::{Route, Upstream};
 use crate::swap::Runtime;
-use nix::sys::socket::{recv, MsgFlags};
+use nix::sys::socket::{recv, MsgFlags, SockaddrStorage};
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -27,8 +27,6 @@ use tokio_util::sync::CancellationToken;
 
 /// At most one "denied" (or "limit reached") line per second per port.
 const LOG_EVERY_MS: u64 = 1_000;
-/// Replies read per wake-up of a session before yielding to the others.
-const REPLIES_PER_WAKE: usize = 32;
 
 /// A bound UDP service port; dropping it leaves the task running, `stop` ends it.
 #[derive(Debug)]
@@ -120,11 +118,10 @@ impl Port {
     /// Takes one batch off the socket and forwards it.
     fn read_batch(&mut self, ended: &mpsc::UnboundedSender<(SocketAddr, u64)>) {
         let socket = Arc::clone(&self.socket);
-        let fd = socket.as_raw_fd();
         with_batch(|batch| {
-            match socket.try_io(Interest::READABLE, || batch.recv(fd)) {
+            match batch.recv_ready(&socket) {
+                Ok(0) => return,
                 Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) => {
                     tracing::debug!(addr = %self.local, error = %e, "udp receive failed");
                     return;
@@ -256,6 +253,7 @@ impl Port {
             shared: Arc::clone(&shared),
             service: Arc::clone(&self.socket),
             client: peer,
+            client_addr: SockaddrStorage::from(peer),
             route: Arc::clone(&route),
             backend,
             ended: ended.clone(),
@@ -344,6 +342,8 @@ struct SessionTask {
     shared: Arc<Shared>,
     service: Arc<UdpSocket>,
     client: SocketAddr,
+    /// `client` as the kernel takes it, converted once for every reply.
+    client_addr: SockaddrStorage,
     route: Arc<Route>,
     backend: usize,
     ended: mpsc::UnboundedSender<(SocketAddr, u64)>,
@@ -431,34 +431,33 @@ impl SessionTask {
         self.route.failure(self.backend);
     }
 
-    /// Sends what the backend has queued to the client; false when the
-    /// session must end (the backend refused: ICMP port-unreachable).
+    /// Sends what the backend has queued (one batch) to the client; false
+    /// when the session must end (the backend refused: ICMP port-unreachable).
     fn relay(&self, upstream: &UdpSocket, udp: &UdpMetrics) -> bool {
-        with_reply_buf(|buf| {
-            for _ in 0..REPLIES_PER_WAKE {
-                match upstream.try_recv(buf) {
-                    Ok(n) => {
-                        self.shared.last_ms.store(now_ms(), Ordering::Relaxed);
-                        let reply = &buf[..n];
-                        match send_to_now(self.service.as_raw_fd(), reply, self.client) {
-                            Ok(_) => {
-                                udp.datagrams_down.increment(1);
-                                udp.bytes_down.increment(n as u64);
-                            }
-                            Err(_) => udp.dropped.increment(1),
-                        }
-                        self.route.success(self.backend);
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
-                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                        self.refused(upstream);
-                        return false;
-                    }
-                    Err(e) => {
-                        tracing::debug!(client = %self.client, error = %e, "udp upstream receive failed");
-                        return true;
-                    }
+        with_batch(|batch| {
+            match batch.recv_ready(upstream) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                    self.refused(upstream);
+                    return false;
                 }
+                Err(e) => {
+                    tracing::debug!(client = %self.client, error = %e, "udp upstream receive failed");
+                    return true;
+                }
+            }
+            self.shared.last_ms.store(now_ms(), Ordering::Relaxed);
+            let service = self.service.as_raw_fd();
+            for (reply, _) in batch.datagrams() {
+                match send_to_now(service, reply, &self.client_addr) {
+                    Ok(_) => {
+                        udp.datagrams_down.increment(1);
+                        udp.bytes_down.increment(reply.len() as u64);
+                    }
+                    Err(_) => udp.dropped.increment(1),
+                }
+                self.route.success(self.backend);
             }
             true
         })
