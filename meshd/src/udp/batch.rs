@@ -159,4 +159,32 @@ mod tests {
         let e = b.recv(rx.as_raw_fd()).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
     }
+
+    #[tokio::test]
+    async fn a_short_batch_clears_readiness_and_the_next_datagram_wakes_again() {
+        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx.local_addr().unwrap();
+        tx.send_to(b"a", to).unwrap();
+        tx.send_to(b"b", to).unwrap();
+        let mut b = Batch::default();
+        let wait = std::time::Duration::from_secs(5);
+        let mut got = 0;
+        while got < 2 {
+            tokio::time::timeout(wait, rx.readable())
+                .await
+                .unwrap()
+                .unwrap();
+            got += b.recv_ready(&rx).unwrap();
+        }
+        // Drained: tokio no longer thinks the socket readable, without another call.
+        assert_eq!(b.recv_ready(&rx).unwrap(), 0);
+        tx.send_to(b"c", to).unwrap();
+        tokio::time::timeout(wait, rx.readable())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.recv_ready(&rx).unwrap(), 1);
+        assert_eq!(b.datagrams().next().unwrap().0, b"c");
+    }
 }
