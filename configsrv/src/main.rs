@@ -8,6 +8,13 @@ use configsrv::{publish, render};
 use std::path::Path;
 use std::process::ExitCode;
 
+// A full Marathon read and a render each allocate and free tens of MB; glibc
+// keeps much of it (per-thread arenas, a heap top pinned by a live block),
+// mimalloc gives freed segments back: measured in docs/benchmarks.md
+// ("configsrv at scale").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
@@ -177,13 +184,8 @@ fn render_once(
     for e in &rendered.errors {
         tracing::warn!("{e}");
     }
-    let published = publish::files::publish_dir(
-        out,
-        rendered.nodes,
-        &rendered.services_yaml,
-        schemas::Generation(1),
-    )
-    .with_context(|| format!("publishing to {}", out.display()))?;
+    let published = publish::files::publish_dir(out, rendered.nodes, schemas::Generation(1))
+        .with_context(|| format!("publishing to {}", out.display()))?;
     for (p, _) in &published.published {
         let what = if p.changed { "written" } else { "unchanged" };
         println!("{} generation {} {what}", p.path.display(), p.generation.0);
