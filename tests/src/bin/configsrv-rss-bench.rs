@@ -62,13 +62,12 @@ async fn rendered(
     }
 }
 
+/// The ETag and size of the last config a node's long-poll got.
+type Seen = Arc<Mutex<(String, usize)>>;
+
 /// A node's meshd: reads its config, then long-polls for every new one,
 /// keeping the ETag and size of the last it got in `seen`.
-async fn follow_node(
-    http: reqwest::Client,
-    url: String,
-    seen: Arc<Mutex<(String, usize)>>,
-) -> anyhow::Result<()> {
+async fn follow_node(http: reqwest::Client, url: String, seen: Seen) -> anyhow::Result<()> {
     let mut etag = String::new();
     loop {
         let resp = http
@@ -94,7 +93,7 @@ async fn follow_node(
 async fn caught_up(
     http: &reqwest::Client,
     api: &str,
-    nodes: &[(String, Arc<Mutex<(String, usize)>>)],
+    nodes: &[(String, Seen)],
 ) -> anyhow::Result<usize> {
     let start = Instant::now();
     let mut largest = 0;
@@ -185,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
     let mut nodes = Vec::new();
     for h in &hosts {
         let url = format!("http://{api}/v1/nodes/{h}/config");
-        let seen = Arc::new(Mutex::new((String::new(), 0)));
+        let seen: Seen = Arc::new(Mutex::new((String::new(), 0)));
         polls.push(tokio::spawn(follow_node(http.clone(), url, seen.clone())));
         nodes.push((h.clone(), seen));
     }
