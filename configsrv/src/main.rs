@@ -8,13 +8,6 @@ use configsrv::{publish, render};
 use std::path::Path;
 use std::process::ExitCode;
 
-// A full Marathon read and a render each allocate and free tens of MB; glibc
-// keeps much of it (per-thread arenas, a heap top pinned by a live block),
-// mimalloc gives freed segments back: measured in docs/benchmarks.md
-// ("configsrv at scale").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);

@@ -26,4 +26,6 @@ echo "|---|---:|---:|"
 echo
 echo "| cluster | first sync | RSS after first sync | RSS after changes | peak RSS (VmHWM) |"
 echo "|---|---:|---:|---:|---:|"
+# glibc's defaults, then as ops/ ships configsrv (one malloc arena).
 "$bin/configsrv-rss-bench" "${RSS_APPS:-10000}" "${RSS_AGENTS:-100}" "${RSS_CHANGES:-3}"
+MALLOC_ARENA_MAX=1 "$bin/configsrv-rss-bench" "${RSS_APPS:-10000}" "${RSS_AGENTS:-100}" "${RSS_CHANGES:-3}"

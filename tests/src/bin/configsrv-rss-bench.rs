@@ -213,8 +213,12 @@ async fn main() -> anyhow::Result<()> {
     } else {
         String::new()
     };
+    // configsrv inherits the environment: say which malloc settings ran.
+    let arenas = std::env::var("MALLOC_ARENA_MAX")
+        .map(|n| format!(", MALLOC_ARENA_MAX={n}"))
+        .unwrap_or_default();
     println!(
-        "| {apps} apps x 3 tasks, {agents} agents ({files}{agents} long-polls, {:.1} MB per node) | first sync {:.1} s | RSS after first sync {} | after {changes} changes {} | peak {} |",
+        "| {apps} apps x 3 tasks, {agents} agents ({files}{agents} long-polls, {:.1} MB per node{arenas}) | first sync {:.1} s | RSS after first sync {} | after {changes} changes {} | peak {} |",
         body as f64 / 1e6,
         first_sync.as_secs_f64(),
         mb(rss_first),
