@@ -4,6 +4,7 @@
 //! the OpenAPI document in `api/openapi.rs`; every error answer in `api/error.rs`.
 
 mod apps;
+mod autoscale;
 pub mod error;
 mod flows;
 mod nodes;
@@ -50,6 +51,10 @@ pub struct ApiState {
     pub followers: Arc<crate::followers::Followers>,
     /// Wakes the state loop when a new node starts following.
     pub new_follower: Arc<tokio::sync::Notify>,
+    /// What `--ensure-meshd` did last (`GET /v1/nodes`).
+    pub ensure_meshd: crate::ensure_meshd::Shared,
+    /// The autoscaler's decisions (empty without `--autoscale`).
+    pub decisions: Arc<crate::autoscale::log::DecisionLog>,
 }
 
 /// The router.
@@ -65,6 +70,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/policy", get(policy::in_force))
         .route("/v1/policy/proposed", get(policy::proposed))
         .route("/v1/policy/impact", axum::routing::post(policy::impact))
+        .route("/v1/autoscale/decisions", get(autoscale::decisions))
         .route("/v1/status", get(status))
         .route("/v1/openapi.json", get(openapi::openapi_json))
         .route("/metrics", get(metrics))

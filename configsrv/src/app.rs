@@ -54,6 +54,12 @@ pub struct ServeOptions {
     pub scrape: crate::observe::scrape::ScrapeOptions,
     /// How far back the collector's figures reach (`--window`).
     pub window: Duration,
+    /// How often Mesos' agents are read (`--mesos-interval`).
+    pub mesos_interval: Duration,
+    /// The meshd app to keep on every agent (`--ensure-meshd`).
+    pub ensure_meshd: Option<crate::ensure_meshd::plan::MeshdApp>,
+    /// Run the autoscaler (`--autoscale`).
+    pub autoscale: bool,
 }
 
 /// Where policies come from.
@@ -94,6 +100,18 @@ fn invalid_at_start(what: &str, problems: &[String]) -> anyhow::Error {
         problems.len(),
         problems.join("\n")
     )
+}
+
+/// The autoscaler's settings from `serve`'s: it looks as often as the
+/// collector scrapes, and a node is stale after three missed scrapes.
+fn scaler_options(opts: &ServeOptions) -> crate::autoscale::run::ScalerOptions {
+    let interval = opts.scrape.interval.max(Duration::from_millis(100));
+    crate::autoscale::run::ScalerOptions {
+        interval,
+        stale_after: (interval * 3 + opts.scrape.timeout).max(Duration::from_secs(1)),
+        mesos: opts.mesos.clone(),
+        max_body: opts.marathon.max_body,
+    }
 }
 
 /// Runs `configsrv serve` until told to stop.
@@ -143,12 +161,26 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let followers = Arc::new(Followers::default());
     let new_follower = Arc::new(tokio::sync::Notify::new());
     // The collector scrapes every node the store publishes for; the API reads its window.
+    let scaler = opts.autoscale.then(|| scaler_options(&opts));
     let observed: Observed = Arc::new(Mutex::new(Window::new(opts.window, opts.scrape.interval)));
-    tokio::spawn(scrape::run(
+    tokio::spawn(scrape::run_covering(
         opts.scrape,
         Arc::clone(&store),
         Arc::clone(&observed),
+        Some(view_rx.clone()),
     ));
+    let keeper_status = crate::ensure_meshd::Shared::default();
+    let keeper_view = view_rx.clone();
+    let decisions = Arc::new(crate::autoscale::log::DecisionLog::default());
+    if let Some(scaler) = scaler {
+        tokio::spawn(crate::autoscale::run::run(
+            scaler,
+            client.clone(),
+            view_rx.clone(),
+            Arc::clone(&observed),
+            Arc::clone(&decisions),
+        ));
+    }
     let api = api::router(ApiState {
         store: Arc::clone(&store),
         view: view_rx,
@@ -159,6 +191,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         followers: Arc::clone(&followers),
         new_follower: Arc::clone(&new_follower),
         observed,
+        ensure_meshd: keeper_status.clone(),
+        decisions,
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, api).await {
@@ -193,7 +227,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     };
     if let Some(url) = opts.mesos.clone() {
         let limit = opts.marathon.max_body;
-        tokio::spawn(mesos::poll(url, Duration::from_secs(30), limit, tx.clone()));
+        tokio::spawn(mesos::poll(url, opts.mesos_interval, limit, tx.clone()));
+    }
+    if let Some(app) = opts.ensure_meshd.clone() {
+        spawn_keeper(&opts, app, keeper_view, keeper_status)?;
     }
     tokio::spawn(report_followers(followers, new_follower, tx.clone()));
     drop(tx);
@@ -275,6 +312,25 @@ impl Executor {
             }
         }
     }
+}
+
+/// Starts `--ensure-meshd`'s keeper with its own Marathon client.
+fn spawn_keeper(
+    opts: &ServeOptions,
+    app: crate::ensure_meshd::plan::MeshdApp,
+    view: watch::Receiver<Arc<View>>,
+    status: crate::ensure_meshd::Shared,
+) -> anyhow::Result<()> {
+    tracing::info!(app = %app.id, "keeping meshd on every active agent (--ensure-meshd)");
+    let keeper = crate::ensure_meshd::Keeper {
+        client: MarathonClient::new(&opts.marathon).context("configuring the Marathon client")?,
+        app,
+        view,
+        status,
+        resync: opts.follow.resync,
+    };
+    tokio::spawn(keeper.run());
+    Ok(())
 }
 
 /// Hands the state loop the nodes whose meshd follows configsrv: at once

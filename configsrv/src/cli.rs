@@ -184,4 +184,22 @@ pub struct ServeArgs {
     /// How far back the API's figures reach (rates, percentiles, flows).
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     pub window: schemas::duration::Duration,
+    /// How often Mesos' agent list is read (with --mesos).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub mesos_interval: schemas::duration::Duration,
+    /// Keep meshd on every agent: FILE is a Marathon app JSON for meshd
+    /// (ops/marathon/meshd.json). configsrv creates it when missing and keeps
+    /// its `instances` equal to Mesos' active agents, with the constraint
+    /// `["hostname", "UNIQUE"]`; needs --mesos, and Marathon credentials that
+    /// may change apps. It never shrinks the app on a failed or empty agent
+    /// list, and removes instances only when two reads agree.
+    #[arg(long, value_name = "FILE", requires = "mesos")]
+    pub ensure_meshd: Option<PathBuf>,
+    /// Run the autoscaler: scale the apps whose policy has `autoscale` with
+    /// `PUT /v2/apps/<id>` (checked against --mesos for room). Off by
+    /// default; run exactly one configsrv with it per cluster, the other
+    /// replicas without it (they then record no decisions and never write
+    /// to Marathon).
+    #[arg(long)]
+    pub autoscale: bool,
 }

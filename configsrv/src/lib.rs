@@ -9,7 +9,9 @@
 
 pub mod api;
 pub mod app;
+pub mod autoscale;
 pub mod cli;
+pub mod ensure_meshd;
 pub mod error;
 pub mod followers;
 pub mod impact_client;

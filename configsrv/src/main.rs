@@ -43,6 +43,7 @@ fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
         ("--scrape-interval", args.scrape_interval),
         ("--scrape-timeout", args.scrape_timeout),
         ("--window", args.window),
+        ("--mesos-interval", args.mesos_interval),
     ] {
         anyhow::ensure!(!d.0.is_zero(), "{flag} must be greater than zero");
     }
@@ -86,6 +87,15 @@ fn serve(args: Box<configsrv::cli::ServeArgs>) -> anyhow::Result<ExitCode> {
             admin_port: args.meshd_admin_port,
         },
         window: args.window.0,
+        mesos_interval: args.mesos_interval.0,
+        // Checked before anything starts: a bad FILE is a start-up error naming it.
+        ensure_meshd: args
+            .ensure_meshd
+            .as_deref()
+            .map(configsrv::ensure_meshd::plan::load)
+            .transpose()
+            .context("--ensure-meshd")?,
+        autoscale: args.autoscale,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -88,6 +88,8 @@ pub struct Reconciler {
     app_errors: BTreeMap<String, Vec<String>>,
     /// Something a reader can see changed since the last `Action::View`.
     dirty: bool,
+    /// Good Mesos reads since start.
+    mesos_reads: u64,
 }
 
 impl Reconciler {
@@ -115,6 +117,7 @@ impl Reconciler {
             rng: fastrand::Rng::with_seed(seed),
             app_errors: BTreeMap::new(),
             dirty: true,
+            mesos_reads: 0,
         }
     }
 
@@ -214,10 +217,12 @@ impl Reconciler {
                 renders: self.renders,
                 policy_commit: self.policy.set.commit.clone(),
                 publish_error: self.publish_error.clone(),
+                mesos_reads: self.mesos_reads,
             },
             apps: view::apps(&self.state, &self.policy.set),
             policy: self.policy.clone(),
             app_errors,
+            agents: view::agents(&self.state),
         }
     }
 
@@ -314,6 +319,7 @@ impl Reconciler {
             }
             SourceEvent::MesosAgents(Ok(agents)) => {
                 self.mark(Source::Mesos, None, out);
+                self.mesos_reads += 1;
                 let next = ClusterState::new(self.state.apps.clone(), agents)
                     .with_followers(self.state.followers.clone());
                 self.replace_state(next)

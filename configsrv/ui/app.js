@@ -282,18 +282,40 @@ const TIMING = [
   ['transfer', 'Data transfer', 'transfer'],
 ];
 
+// Outcomes that changed Marathon, and those that mean something is wrong.
+const SCALED = new Set(['scaled_up', 'scaled_down']);
+const TROUBLE = new Set(['error', 'capacity', 'stale_metrics']);
+
+// The autoscaler's decisions for one app, newest first (GET /v1/autoscale/decisions?app=).
+function autoscaleTable(decisions) {
+  if (!decisions.length) {
+    return h('p', { class: 'muted', id: 'autoscale-none' },
+      'No autoscaling decisions. Decisions come from the configsrv run with --autoscale, for apps whose policy has an autoscale block.');
+  }
+  const fmtValue = (v) => (isNum(v) ? (Math.round(v * 10) / 10).toString() : '—');
+  return h('table', { class: 'data', id: 'autoscale-decisions' },
+    h('thead', null, h('tr', null, h('th', null, 'When'), h('th', null, 'Metric'), h('th', { class: 'num' }, 'Value'),
+      h('th', { class: 'num' }, 'Target'), h('th', { class: 'num' }, 'Instances'), h('th', null, 'Outcome'), h('th', null, 'Reason'))),
+    h('tbody', null, decisions.slice(0, ROW_CAP).map((d) => h('tr', { dataset: { outcome: String(d.outcome) } },
+      cell(isNum(d.time) ? fmtClock(d.time * 1000) : '—'), cell(String(d.metric ?? '—'), 'mono'),
+      cell(fmtValue(d.value), 'num'), cell(fmtValue(d.target), 'num'),
+      cell(`${fmtInt(d.from)} → ${fmtInt(d.to)}`, 'num'),
+      cell(h('span', { class: 'badge ' + (SCALED.has(d.outcome) ? 'ok' : TROUBLE.has(d.outcome) ? 'bad' : 'warn') }, String(d.outcome ?? 'unknown'))),
+      cell(String(d.reason ?? ''))))));
+}
+
 const app = {
   title: 'App',
-  paths() { return [appApiPath(this.id)]; },
+  paths() { return [appApiPath(this.id), { optional: '/v1/autoscale/decisions?app=' + encodeURIComponent(this.id) }]; },
   mount(root, id) {
     this.id = id;
     this.body = h('div');
     fill(root, h('p', { class: 'note' }, h('a', { href: '#/' }, '← all apps')), h('h1', { id: 'app-id' }, id), this.body);
   },
-  update([a]) {
-    timed('app', () => this.render(a));
+  update([a, decisions]) {
+    timed('app', () => this.render(a, Array.isArray(decisions) ? decisions : []));
   },
-  render(a) {
+  render(a, decisions) {
     const latency = a.latency || {};
     const timing = a.timing || {};
     const card = (k, v, cls, figure) => h('div', { class: 'card' + (cls ? ' ' + cls : ''), dataset: figure ? { figure } : null },
@@ -356,7 +378,9 @@ const app = {
         }))) : h('p', { class: 'muted' }, 'No running tasks.'),
       h('h2', null, 'Sources'),
       h('p', { class: 'note' }, 'Apps seen calling this app in the window (allowed or not).'),
-      sources.length ? h('ul', { id: 'sources' }, sources.map((src) => h('li', null, appLink(src)))) : h('p', { class: 'muted' }, 'No callers in the window.'));
+      sources.length ? h('ul', { id: 'sources' }, sources.map((src) => h('li', null, appLink(src)))) : h('p', { class: 'muted' }, 'No callers in the window.'),
+      h('h2', null, 'Autoscaling'),
+      autoscaleTable(decisions));
   },
 };
 
@@ -368,10 +392,10 @@ const nodes = {
   mount(root) {
     this.summary = h('p', { class: 'note' });
     this.body = h('tbody');
-    fill(root, h('h1', null, 'Nodes'), h('p', { class: 'muted' }, 'Which generation configsrv rendered for each node, and which one its meshd runs.'),
+    fill(root, h('h1', null, 'Nodes'), h('p', { class: 'muted' }, 'Every node and active Mesos agent: which generation configsrv rendered for it, and whether a meshd there runs it (covered). An uncovered agent that runs tasks is a hole in the mesh.'),
       this.summary,
       h('table', { class: 'data', id: 'nodes' }, h('thead', null, h('tr', null,
-        ['Node', 'Reachable', 'Rendered', 'Applied', 'Converged', 'Last scrape', 'Reload errors', 'Last error'].map((t) => h('th', null, t)))),
+        ['Node', 'Agent', 'Covered', 'Reachable', 'Rendered', 'Applied', 'Converged', 'Last scrape', 'Reload errors', 'Last error'].map((t) => h('th', null, t)))),
       this.body));
   },
   update([data]) {
@@ -380,14 +404,21 @@ const nodes = {
       const rendered = (n) => n.rendered ?? n.generation;
       const converged = (n) => n.converged ?? (isNum(n.applied) && n.applied === rendered(n));
       const unreachable = (n) => n.reachable === false;
-      // Trouble first: unreachable, then behind, then by name.
-      const rank = (n) => (unreachable(n) ? 0 : converged(n) ? 2 : 1);
+      const isCovered = (n) => n.covered ?? (converged(n) && !unreachable(n));
+      // An active agent whose tasks no meshd serves: the worst trouble.
+      const hole = (n) => n.agent === true && !isCovered(n) && (n.tasks ?? 0) > 0;
+      // Trouble first: holes, unreachable, then behind, then by name.
+      const rank = (n) => (hole(n) ? 0 : unreachable(n) ? 1 : converged(n) ? 3 : 2);
       list.sort((a, b) => rank(a) - rank(b) || String(a.node).localeCompare(String(b.node)));
       const frag = document.createDocumentFragment();
       for (const n of list) {
-        const down = unreachable(n), ok = converged(n);
-        frag.appendChild(h('tr', { class: down ? 'bad' : ok ? null : 'warn', dataset: { reachable: down ? 'false' : 'true', converged: ok ? 'true' : 'false' } },
+        const down = unreachable(n), ok = converged(n), cov = isCovered(n), gap = hole(n);
+        frag.appendChild(h('tr', { class: gap || down ? 'bad' : ok ? null : 'warn',
+          dataset: { reachable: down ? 'false' : 'true', converged: ok ? 'true' : 'false', covered: cov ? 'true' : 'false', agent: n.agent === true ? 'true' : 'false', uncoveredAgent: gap ? 'true' : 'false' } },
           cell(String(n.node), 'mono'),
+          cell(n.agent === true ? `agent, ${fmtInt(n.tasks ?? 0)} task${n.tasks === 1 ? '' : 's'}` : '—'),
+          cell(cov ? h('span', { class: 'badge ok' }, 'covered')
+            : h('span', { class: gap ? 'badge bad' : 'badge warn', title: gap ? 'an active agent running tasks with no meshd serving them' : 'no meshd runs the latest generation here' }, gap ? 'uncovered, runs tasks' : 'uncovered')),
           cell(down ? h('span', { class: 'badge bad' }, 'unreachable') : n.reachable === true ? h('span', { class: 'badge ok' }, 'yes') : '—'),
           cell(fmtGen(rendered(n)), 'mono'),
           cell(fmtGen(n.applied), 'mono'),
@@ -399,9 +430,14 @@ const nodes = {
       this.body.replaceChildren(frag);
       const down = list.filter(unreachable).length, conv = list.filter(converged).length;
       // Covered: its meshd answers and runs the latest generation (DESIGN.md's node coverage).
-      const covered = list.filter((n) => n.covered ?? (converged(n) && !unreachable(n))).length;
+      const covered = list.filter(isCovered).length;
+      const holes = list.filter(hole).length;
+      const agentsOpen = list.filter((n) => n.agent === true && !isCovered(n)).length;
+      const keeper = data.ensure_meshd && data.ensure_meshd.outcome
+        ? ` meshd keeper: ${data.ensure_meshd.outcome}${data.ensure_meshd.message ? ` (${data.ensure_meshd.message})` : ''}.` : '';
       this.summary.textContent = list.length
         ? `${list.length} nodes, ${covered} covered: ${conv} converged, ${list.length - conv} not converged, ${down} unreachable.`
+          + (agentsOpen ? ` ${agentsOpen} active agent${agentsOpen === 1 ? '' : 's'} without a covering meshd, ${holes} of them running tasks.` : '') + keeper
         : 'No nodes yet.';
     });
   },
@@ -540,7 +576,8 @@ async function refresh() {
   try {
     const [status, ...results] = await Promise.all([
       getJSON('/v1/status').catch(() => null),
-      ...wanted.map((p) => (typeof p === 'string' ? getJSON(p) : getText(p.text))),
+      // `{optional: path}`: a part of the page that may be missing (null) without failing the rest.
+      ...wanted.map((p) => (typeof p === 'string' ? getJSON(p) : p.optional ? getJSON(p.optional).catch(() => null) : getText(p.text))),
     ]);
     if (mine !== ticket) return; // the user moved on meanwhile
     page.update(results);

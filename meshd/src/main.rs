@@ -4,11 +4,14 @@ use clap::Parser;
 use meshd::cli::{Cli, Command, LogFormat};
 use std::process::ExitCode;
 
-// Every request allocates and frees a few kilobytes-sized futures and
-// buffers; mimalloc's per-thread free lists serve those without glibc's
-// bin sorting and consolidation (docs/benchmarks.md).
+// jemalloc: its thread caches serve the kilobyte-sized futures and
+// buffers of each request as cheaply as mimalloc did (mimalloc's Rust
+// binding takes its slow aligned path above 1 KiB), and its background
+// threads give freed memory back to the system within about a second
+// (`.cargo/config.toml` sets the decay) where mimalloc kept the peak of a
+// burst of connections for good (docs/benchmarks.md, issue 17).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

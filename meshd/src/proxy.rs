@@ -2,8 +2,10 @@
 //! proxies requests; `connect`, `tunnel`, `headers` and `body` serve both.
 
 pub mod body;
+pub mod buffers;
 pub mod codec;
 pub mod connect;
+pub mod copy;
 pub mod deadline;
 pub mod edge;
 pub mod forward;

@@ -80,21 +80,27 @@ pub async fn connection(
     route.metrics().active.increment(1.0);
     let tls = snapshot_tls(&runtime, &route);
     match tls {
+        // Boxed: the handshake's and the TLS stream's states would
+        // otherwise size every connection's task, plain ones included.
         Some(acceptor) => {
-            // The handshake gets the request-header timeout: a slow or silent client is cut off.
-            match tokio::time::timeout(route.timeouts.request_header, acceptor.accept(stream)).await
-            {
-                Ok(Ok(tls_stream)) => {
-                    let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let tls = if h2 { Tls::H2 } else { Tls::Http1 };
-                    carry(
-                        tls_stream, peer, judged, src, &runtime, signals, tls, client,
-                    )
+            Box::pin(async {
+                // The handshake gets the request-header timeout: a slow or silent client is cut off.
+                match tokio::time::timeout(route.timeouts.request_header, acceptor.accept(stream))
                     .await
+                {
+                    Ok(Ok(tls_stream)) => {
+                        let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                        let tls = if h2 { Tls::H2 } else { Tls::Http1 };
+                        carry(
+                            tls_stream, peer, judged, src, &runtime, signals, tls, client,
+                        )
+                        .await
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
+            })
+            .await
         }
         None => {
             carry(
@@ -179,7 +185,8 @@ async fn carry<I>(
             // HTTP/1.1 takes meshd's own server; HTTP/2 (chosen by ALPN, or
             // recognised by its preface in h1::serve) takes hyper's.
             if tls == Tls::H2 {
-                proxy::http::serve(io, conn, signals.draining).await;
+                // Boxed: hyper's connection state is large, and rare here.
+                Box::pin(proxy::http::serve(io, conn, signals.draining)).await;
             } else {
                 proxy::h1::serve(io, conn, signals.draining).await;
             }
@@ -238,5 +245,27 @@ pub async fn edge_connection(
         // meshd's HTTP/1.1 server hands a connection that opens with the
         // HTTP/2 preface to hyper's.
         None => proxy::h1::serve(stream, conn(false, client), signals.draining.clone()).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every held connection is one task, as large as its future's largest
+    /// state: this prints the figure (`--nocapture`) and keeps it bounded.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let local = listener.local_addr().expect("local address");
+        let stream = TcpStream::connect(local).await.expect("connect");
+        let runtime = Arc::new(Runtime::new("node".parse().expect("node name"), None, None));
+        let task = connection(stream, local, local, runtime, Signals::default());
+        let size = std::mem::size_of_val(&task);
+        eprintln!("serve::connection future: {size} bytes");
+        // 12 KB before the TLS, HTTP/2, connect and per-request states were boxed.
+        assert!(size <= 4096, "a connection's task future is {size} bytes");
     }
 }

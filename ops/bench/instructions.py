@@ -9,7 +9,9 @@ fixed number of requests is sent with h2load (`--h1` for HTTP/1.1), and the
 dumped total is divided by that number. Loopback only.
 
 Environment: MESHD (a release meshd; default target/release/meshd), MESHD_B
-(optional second build), MODES (http1,h2), REQUESTS (default 20000).
+(optional second build), MODES (http1,h2; also tcp: HTTP/1.1 requests
+through the TCP-mode port, each a round trip through the tunnel), REQUESTS
+(default 20000).
 Usage: ops/bench/instructions.py   (needs valgrind, h2load and nginx)
 """
 
@@ -25,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_bench import NGINX_CONF, NODE_CONFIG, ORIGIN  # noqa: E402
 
 HTTP = "127.0.0.2:18100"
+TCP = "127.0.0.2:18101"
 ADMIN = "127.0.0.1:19901"
 
 
@@ -41,8 +44,10 @@ def wait_ready(url, seconds=60):
 
 def h2load(mode, n):
     args = ["h2load", "-n", str(n), "-c", "4"]
-    args += ["--h1", "-m", "1"] if mode == "http1" else ["-m", "10"]
-    out = subprocess.run(args + [f"http://{HTTP}/"], capture_output=True, text=True, check=True).stdout
+    args += ["-m", "10"] if mode == "h2" else ["--h1", "-m", "1"]
+    # tcp: the same HTTP/1.1 requests through the TCP-mode port, one round trip each.
+    url = f"http://{TCP}/" if mode == "tcp" else f"http://{HTTP}/"
+    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
     if f"{n} succeeded" not in out:
         raise RuntimeError(out)
 

@@ -10,7 +10,9 @@ alternate round by round and medians are reported, because this machine's
 noise is 10-15% between runs.
 
 Environment: MODES (http1,h2,tcp,latency; also h2rate: h2 at a fixed rate of
-H2_RPS, default 2000, requests/s per client), DURATION (seconds, default 10),
+H2_RPS, default 2000, requests/s per client; memory: RSS per idle connection
+and after close, see proxy_memory.py, run once before the other modes, with
+CONNS and SETTLE; every kind on freshly started proxies), DURATION (seconds, default 10),
 ROUNDS (default 3), SLICES (default 5: how many slices each latency round is
 cut into, see below), MESHD (path to a release meshd binary), MESHD_B
 (optional: a second meshd build, run beside the first as contender `meshd_b`
@@ -38,6 +40,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import proxy_memory  # noqa: E402
 
 ORIGIN = "127.0.0.1:18080"
 MESHD_HTTP, MESHD_TCP = "127.0.0.2:18100", "127.0.0.2:18101"
@@ -101,7 +106,7 @@ identities: []
 HAPROXY_CFG = """
 global
   nbthread 1
-  maxconn 4000
+  maxconn {maxconn}
 defaults
   timeout connect 2s
   timeout client 30s
@@ -236,8 +241,9 @@ def run_h2load(url, duration, rps=None):
 
 
 class Bench:
-    def __init__(self, meshd):
+    def __init__(self, meshd, maxconn=4000):
         self.dir = tempfile.mkdtemp(prefix="palisade-bench-")
+        self.maxconn = maxconn
         self.procs = []
         self.meshd_bin = meshd
 
@@ -255,7 +261,8 @@ class Bench:
         with open(os.path.join(self.dir, "nodes", "bench.yaml"), "w") as f:
             f.write(NODE_CONFIG.format(origin=ORIGIN))
         with open(os.path.join(self.dir, "haproxy.cfg"), "w") as f:
-            f.write(HAPROXY_CFG.format(http=HAPROXY_HTTP, h2=HAPROXY_H2, tcp=HAPROXY_TCP, origin=ORIGIN))
+            f.write(HAPROXY_CFG.format(http=HAPROXY_HTTP, h2=HAPROXY_H2, tcp=HAPROXY_TCP, origin=ORIGIN,
+                                       maxconn=self.maxconn))
         self.nginx = self.spawn("nginx", ["nginx", "-c", os.path.join(self.dir, "nginx.conf"), "-p", self.dir])
         self.meshd = self.spawn("meshd", [self.meshd_bin, "run", "--node", "bench", "--config-dir",
                                           os.path.join(self.dir, "nodes"), "--admin", MESHD_ADMIN, "--threads", "1"])
@@ -418,6 +425,14 @@ def main():
     duration = int(os.environ.get("DURATION", "10"))
     rounds = int(os.environ.get("ROUNDS", "3"))
     slices = max(1, int(os.environ.get("SLICES", "5")))
+    if "memory" in modes:
+        modes = [m for m in modes if m != "memory"]
+        # HAProxy refuses connections past maxconn: room for the held ones.
+        proxy_memory.run(lambda: Bench(os.environ["MESHD"], maxconn=int(os.environ.get("CONNS", "5000")) + 1000),
+                         {"http": {"meshd": MESHD_HTTP, "meshd_b": MESHD_B_HTTP, "haproxy": HAPROXY_HTTP},
+                          "tcp": {"meshd": MESHD_TCP, "meshd_b": MESHD_B_TCP, "haproxy": HAPROXY_TCP}}, log)
+    if not modes:
+        return
     bench = Bench(os.environ["MESHD"])
     results = {}
     try:

@@ -238,11 +238,11 @@ pub enum ScaleMetric {
 pub struct Autoscale {
     /// The measured metric.
     pub metric: ScaleMetric,
-    /// The value per instance to aim for.
+    /// The value to aim for: per instance, or milliseconds for `p99_latency_ms`; greater than 0.
     pub target: f64,
     /// Fewest instances.
     pub min: u32,
-    /// Most instances.
+    /// Most instances; at least 1 and not below `min`.
     pub max: u32,
     /// Least time between scale-ups. Default 30s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,7 +250,7 @@ pub struct Autoscale {
     /// Least time between scale-downs. Default 5m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down_cooldown: Option<Duration>,
-    /// Most instances added or removed at once. Default 4.
+    /// Most instances added at once (scale-downs remove one at a time). Default 4; at least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_step: Option<u32>,
     /// Metrics are averaged over this window. Default 60s.

@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
+mod writes;
+pub use writes::Put;
+
 /// How the REST API misbehaves, for invariant tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -72,6 +75,8 @@ pub struct MarathonSim {
     auth: Arc<Mutex<Option<String>>>,
     streams: Arc<std::sync::atomic::AtomicUsize>,
     muted: Arc<std::sync::atomic::AtomicBool>,
+    mesos_down: Arc<std::sync::atomic::AtomicBool>,
+    writes: Arc<Mutex<writes::Writes>>,
 }
 
 impl MarathonSim {
@@ -97,6 +102,8 @@ impl MarathonSim {
             auth: Arc::new(Mutex::new(None)),
             streams: Arc::default(),
             muted: Arc::default(),
+            mesos_down: Arc::default(),
+            writes: Arc::default(),
         };
         let app = Router::new()
             .route("/v2/apps", get(list_apps).post(create_app))
@@ -106,6 +113,10 @@ impl MarathonSim {
             .route("/v2/deployments", get(|| async { Json(json!([])) }))
             .route("/v2/events", get(events))
             .route("/master/state", get(mesos_state))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&sim.writes),
+                writes::record_writes,
+            ))
             .with_state(sim.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -116,6 +127,11 @@ impl MarathonSim {
     /// The agents Mesos' `/master/state` lists (the simulator answers for Mesos too).
     pub fn set_agents(&self, agents: &[&str]) {
         *self.agents.lock().unwrap() = agents.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// Makes Mesos' `/master/state` answer 500 (or answer again).
+    pub fn set_mesos_down(&self, down: bool) {
+        self.mesos_down.store(down, Ordering::Relaxed);
     }
 
     /// Requires this exact `Authorization` header on `/v2/apps` and
@@ -178,6 +194,9 @@ impl MarathonSim {
         let id = app.def["id"].as_str().unwrap_or_default().to_owned();
         let checks = app.def["healthChecks"].as_array().map_or(0, Vec::len);
         let mut v = app.def.clone();
+        let (cpus, mem) = writes::app_resources(&app.def);
+        v["cpus"] = cpus.into();
+        v["mem"] = mem.into();
         v["tasks"] = app
             .tasks
             .iter()
@@ -190,7 +209,10 @@ impl MarathonSim {
             .count()
             .into();
         v["tasksHealthy"] = app.tasks.iter().filter(|t| t.healthy).count().into();
-        v["deployments"] = json!([]);
+        v["deployments"] = writes::deployments(&app.def);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("_simDeploymentHeld");
+        }
         v
     }
 
@@ -345,14 +367,21 @@ async fn list_apps(State(sim): State<MarathonSim>, headers: axum::http::HeaderMa
         .into_response()
 }
 
-async fn mesos_state(State(sim): State<MarathonSim>) -> Json<Value> {
+async fn mesos_state(State(sim): State<MarathonSim>) -> Response {
+    if sim.mesos_down.load(Ordering::Relaxed) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "simulated Mesos failure").into_response();
+    }
     let agents = sim.agents.lock().unwrap().clone();
     let slaves: Vec<Value> = agents
         .iter()
         .enumerate()
-        .map(|(i, a)| json!({"id": format!("sim-S{i}"), "hostname": a, "pid": format!("slave(1)@{a}:5051"), "active": true}))
+        .map(|(i, a)| {
+            let (unreserved, used) = sim.agent_resources(a);
+            json!({"id": format!("sim-S{i}"), "hostname": a, "pid": format!("slave(1)@{a}:5051"), "active": true,
+                   "resources": unreserved, "unreserved_resources": unreserved, "used_resources": used, "reserved_resources": {}})
+        })
         .collect();
-    Json(json!({"version": "1.8.0", "slaves": slaves}))
+    Json(json!({"version": "1.8.0", "slaves": slaves})).into_response()
 }
 
 async fn list_tasks(State(sim): State<MarathonSim>) -> Json<Value> {
@@ -460,6 +489,10 @@ async fn update_app(
     }
     if let Some(a) = inner.apps.get_mut(&id) {
         a.def["instances"] = want.into();
+        // A partial update also replaces the constraints it carries.
+        if let Some(c) = change.get("constraints") {
+            a.def["constraints"] = c.clone();
+        }
         a.tasks.extend(started.iter().cloned());
         while a.tasks.len() > want {
             if let Some(mut t) = a.tasks.pop() {

@@ -7,9 +7,11 @@ use crate::observe::coverage::{self, NodeInfo, NodeList};
 use axum::extract::{Path, State};
 use axum::Json;
 
-/// Every node configsrv renders for.
+/// Every node configsrv renders for and every active Mesos agent, with
+/// `covered` (its meshd answers and runs the latest generation), and what
+/// `--ensure-meshd` did last.
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes",
-    responses((status = 200, description = "every node", body = NodeList)))]
+    responses((status = 200, description = "every node and active agent", body = NodeList)))]
 pub async fn list(State(state): State<ApiState>) -> Json<NodeList> {
     Json(node_list(&state))
 }
@@ -35,5 +37,8 @@ pub async fn one(
 fn node_list(state: &ApiState) -> NodeList {
     let rendered = state.store.list();
     let window = crate::observe::snapshot(&state.observed);
-    coverage::nodes(&window, &rendered)
+    let view = std::sync::Arc::clone(&state.view.borrow());
+    let mut list = coverage::with_agents(coverage::nodes(&window, &rendered), &view.agents);
+    list.ensure_meshd = state.ensure_meshd.current();
+    list
 }

@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 /// The OpenAPI 3 document of configsrv's API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "palisade configsrv", description = "configsrv's REST API: node configs, apps, nodes, flows, policy"),
+    info(title = "palisade configsrv", description = "configsrv's REST API: node configs, apps, nodes, flows, policy, autoscaling"),
     paths(
         super::apps::list,
         super::apps::one,
@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         super::policy::in_force,
         super::policy::proposed,
         super::policy::impact,
+        super::autoscale::decisions,
         super::status,
         super::git_hook,
         super::metrics,

@@ -66,6 +66,8 @@ mod routes {
             git_kick: Arc::default(),
             followers: Arc::default(),
             new_follower: Arc::default(),
+            ensure_meshd: crate::ensure_meshd::Shared::default(),
+            decisions: Arc::default(),
             view: rx,
             observed: Arc::new(std::sync::Mutex::new(Window::new(
                 Duration::from_secs(60),
@@ -163,6 +165,7 @@ mod routes {
             "ImpactRequest",
             "ImpactReport",
             "ErrorBody",
+            "Decision",
         ] {
             assert!(
                 served["components"]["schemas"][schema].is_object(),

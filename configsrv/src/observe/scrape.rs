@@ -170,6 +170,17 @@ fn unix_ms() -> u64 {
 
 /// Runs the collector over every node the store publishes for, for good.
 pub async fn run(opts: ScrapeOptions, store: Arc<NodeStore>, observed: Observed) {
+    run_covering(opts, store, observed, None).await;
+}
+
+/// Like `run`; `palisade_nodes_uncovered` also counts the active Mesos
+/// agents of `view` that nothing was rendered for (yet).
+pub async fn run_covering(
+    opts: ScrapeOptions,
+    store: Arc<NodeStore>,
+    observed: Observed,
+    view: Option<tokio::sync::watch::Receiver<Arc<crate::reconcile::view::View>>>,
+) {
     let client = match client(opts.timeout) {
         Ok(c) => c,
         Err(e) => {
@@ -189,7 +200,11 @@ pub async fn run(opts: ScrapeOptions, store: Arc<NodeStore>, observed: Observed)
             let mut window = observed.lock().unwrap_or_else(PoisonError::into_inner);
             window.retain_nodes(&nodes);
             // As of the previous round: nodes whose meshd does not run the latest generation.
-            let list = super::coverage::nodes(&window, &rendered);
+            let mut list = super::coverage::nodes(&window, &rendered);
+            if let Some(v) = &view {
+                let agents = Arc::clone(&v.borrow());
+                list = super::coverage::with_agents(list, &agents.agents);
+            }
             metrics::gauge!("palisade_nodes_uncovered")
                 .set(super::coverage::uncovered(&list) as f64);
         }

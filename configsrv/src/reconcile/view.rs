@@ -57,6 +57,8 @@ pub struct Status {
     pub policy_commit: Option<String>,
     /// Why the last publish failed; none after a good one.
     pub publish_error: Option<String>,
+    /// Good Mesos reads since start: the node-coverage keeper acts on fresh ones only.
+    pub mesos_reads: u64,
 }
 
 /// One app as the API shows it.
@@ -151,6 +153,40 @@ pub struct View {
     pub policy: PolicyView,
     /// Problems per app id or policy entry: the last render's and the policy's.
     pub app_errors: BTreeMap<String, Vec<String>>,
+    /// Mesos' agents as of the last good read, by hostname.
+    pub agents: Vec<AgentView>,
+}
+
+/// One Mesos agent, for node coverage and the meshd keeper.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentView {
+    /// Hostname as Mesos reports it.
+    pub hostname: String,
+    /// Its node name (the sanitised hostname); none when it cannot be one.
+    pub node: Option<String>,
+    /// Whether Mesos counts it as active.
+    pub active: bool,
+    /// Marathon tasks that run or drain on it.
+    pub tasks: usize,
+}
+
+/// The agents of `state`, with how many tasks run on each.
+pub fn agents(state: &ClusterState) -> Vec<AgentView> {
+    state
+        .agents
+        .iter()
+        .map(|agent| AgentView {
+            hostname: agent.hostname.clone(),
+            node: schemas::NodeName::sanitise(&agent.hostname).map(|n| n.to_string()),
+            active: agent.active,
+            tasks: state
+                .apps
+                .iter()
+                .flat_map(|a| &a.tasks)
+                .filter(|t| t.phase != TaskPhase::NotRunning && t.host == agent.hostname)
+                .count(),
+        })
+        .collect()
 }
 
 /// The apps of `state` as the API shows them, with the protocol `policies` give them.

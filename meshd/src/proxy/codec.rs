@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncRead;
 
 /// Read buffer growth step.
-pub const READ_CHUNK: usize = 8 * 1024;
+pub const READ_CHUNK: usize = super::buffers::READ;
 /// Longest chunk-size line, and largest trailer section, accepted.
 pub const MAX_LINE: usize = 64 * 1024;
 
@@ -271,7 +271,10 @@ fn invalid(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
-/// Reads into `buf` from `io`, growing it a step when it runs short.
+/// Reads into `buf` from `io`, growing it a step when it runs short. A
+/// read that would wait while `buf` holds nothing gives its buffer back to
+/// the thread's cache (`buffers`): a quiet connection keeps no read
+/// buffer, and the next read takes one.
 #[inline]
 pub fn poll_fill<R: AsyncRead + Unpin>(
     buf: &mut BytesMut,
@@ -279,9 +282,17 @@ pub fn poll_fill<R: AsyncRead + Unpin>(
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
     if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-        buf.reserve(READ_CHUNK);
+        if buf.is_empty() && !buf.try_reclaim(READ_CHUNK) {
+            *buf = super::buffers::take_read();
+        } else {
+            buf.reserve(READ_CHUNK);
+        }
     }
-    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+    let r = tokio_util::io::poll_read_buf(Pin::new(io), cx, buf);
+    if r.is_pending() && buf.is_empty() {
+        super::buffers::give_read(std::mem::take(buf));
+    }
+    r
 }
 
 /// Finds the data of a framed HTTP/1.1 body (RFC 9112 sections 6 and 7.1)

@@ -12,6 +12,7 @@
 mod exchange;
 pub mod request;
 
+use super::buffers;
 use super::codec::poll_fill;
 use super::deadline::Deadline;
 use super::http::{Conn, Target, MAX_HEADER_BYTES};
@@ -32,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 /// What an HTTP/2 client with prior knowledge sends first (RFC 9113 section 3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// Read buffer step.
-const READ_CHUNK: usize = 8 * 1024;
+/// Size of the buffer a response is gathered in.
+const READ_CHUNK: usize = buffers::READ;
 
 /// Serves one client connection of a service port or an edge listener
 /// until it closes, or until `draining` fires between requests.
@@ -55,7 +56,7 @@ where
     };
     let mut deadline = Deadline::new(t.request_header.min(t.idle).min(t.response));
     let opened = Instant::now();
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = super::buffers::take_read();
     let stop = conn.stop.clone();
     // HTTP/2 with prior knowledge, or HTTP/1.x: the first bytes tell.
     loop {
@@ -68,7 +69,8 @@ where
                 prefix: buf.freeze(),
                 inner: io,
             };
-            return super::http::serve(io, conn, draining).await;
+            // Boxed: hyper's connection state would size every HTTP/1.1 task.
+            return Box::pin(super::http::serve(io, conn, draining)).await;
         }
         let read = std::future::poll_fn(|cx| poll_fill(&mut buf, &mut io, cx));
         let read = async {
@@ -89,8 +91,9 @@ where
     let mut session = Session {
         io: &mut io,
         buf,
-        out: Vec::with_capacity(READ_CHUNK),
-        up_head: Vec::with_capacity(1024),
+        // Taken when a request arrives (`read_head`, `request`).
+        out: Vec::new(),
+        up_head: Vec::new(),
         deadline,
         conn: &conn,
         port,
@@ -147,7 +150,10 @@ where
             let Some(parsed) = self.read_head(drained.as_mut()).await else {
                 return;
             };
-            if self.request(parsed).await == Next::Close {
+            // Boxed, once per request: a request's state (forwarding,
+            // body pumps) is kilobytes, which an idle connection's task
+            // would otherwise carry between requests.
+            if Box::pin(self.request(parsed)).await == Next::Close {
                 let _ = self.io.shutdown().await;
                 return;
             }
@@ -167,6 +173,10 @@ where
         loop {
             if !self.buf.is_empty() {
                 self.up_head.clear();
+                if self.up_head.capacity() == 0 {
+                    // Given back while the connection was quiet (below).
+                    self.up_head = buffers::take_vec(buffers::HEAD);
+                }
                 let client = Client {
                     peer: self.conn.peer_header.as_bytes(),
                     https: self.conn.https,
@@ -197,9 +207,17 @@ where
                 *head_started.get_or_insert_with(Instant::now) + t.request_header
             };
             let (buf, io) = (&mut self.buf, &mut *self.io);
+            let (out, up_head) = (&mut self.out, &mut self.up_head);
             let read = std::future::poll_fn(|cx| {
                 if let Poll::Ready(r) = poll_fill(buf, io, cx) {
                     return Poll::Ready(Some(r));
+                }
+                if between {
+                    // Quiet between requests: the connection holds no
+                    // buffer while it waits (`poll_fill` let the read
+                    // buffer go too), however large the last response was.
+                    release(out);
+                    release(up_head);
                 }
                 if between && drained.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(None);
@@ -216,6 +234,9 @@ where
     /// Answers with meshd's own response (`respond`).
     async fn answer(&mut self, e: &ProxyError, keep: bool) -> Next {
         self.out.clear();
+        if self.out.capacity() == 0 {
+            self.out = buffers::take_vec(READ_CHUNK);
+        }
         e.write_h1(&mut self.out, keep);
         match write_out(self.io, &mut self.out).await {
             Ok(()) if keep => Next::Request,
@@ -228,6 +249,13 @@ where
         tracing::debug!(peer = %self.conn.peer, error = %e, "request refused");
         self.answer(&e, false).await;
         let _ = self.io.shutdown().await;
+    }
+}
+
+/// Gives `v`'s allocation back to the thread's cache, if it has one.
+fn release(v: &mut Vec<u8>) {
+    if v.capacity() != 0 {
+        buffers::give_vec(std::mem::take(v));
     }
 }
 

@@ -393,7 +393,8 @@ pub struct Exchange {
 impl Settle for Exchange {
     fn settle(mut self, conn: Option<upstream::Conn>, clean: bool, bytes: u64) {
         let b = &self.route.backends[self.backend];
-        if let Some(c) = conn {
+        if let Some(mut c) = conn {
+            c.release_buffer();
             b.state.put_idle(c);
         }
         // One clock read ends the request and its transfer: HTTP/1.1

@@ -26,7 +26,9 @@ pub async fn serve<D>(
         }
         let b = &route.backends[i];
         route.backend_metrics(i).requests.increment(1);
-        match connect_backend(route, i, certs).await {
+        // Boxed: a (TLS) connect's state would otherwise stay in the
+        // tunnel's task for its whole life.
+        match Box::pin(connect_backend(route, i, certs)).await {
             Ok(upstream) => {
                 route.success(i);
                 let _in_flight = b.state.begin();

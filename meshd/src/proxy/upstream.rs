@@ -7,10 +7,8 @@
 use super::body::UpBody;
 use super::codec::{
     listed_in_connection, poll_fill, tokens, BodyFraming, Decoder, Framing, FramingFields,
-    READ_CHUNK,
 };
 use super::stream::UpstreamIo;
-use bytes::Buf;
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
 use hyper::header::{HeaderName, HeaderValue};
@@ -75,7 +73,16 @@ impl Conn {
     pub fn new(io: UpstreamIo) -> Conn {
         Conn {
             io,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            // Taken from the thread's cache by the first read.
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Lets the read buffer go when it holds nothing: the connection is
+    /// going back to its pool, where it may wait long.
+    pub fn release_buffer(&mut self) {
+        if self.buf.is_empty() {
+            super::buffers::give_read(std::mem::take(&mut self.buf));
         }
     }
 
@@ -327,7 +334,7 @@ pub fn parse_response_head(
             if switching {
                 out.extend_from_slice(b"connection: upgrade\r\n");
             }
-            buf.advance(len);
+            super::buffers::consume(buf, len);
             HeaderMap::new()
         }
         None => {

@@ -2,6 +2,7 @@
 //! each file, then the merge, where one app defined twice names both files,
 //! and so does one edge host and path claimed by two apps (`vhost`).
 
+mod autoscale;
 mod every;
 mod vhost;
 
@@ -150,36 +151,8 @@ fn entry_problems<'a>(key: &'a str, app: &AppPolicy) -> Vec<(Vec<Seg<'a>>, Strin
         }
     }
     if let Some(a) = &app.autoscale {
-        let here = || at(&[Seg::Key("autoscale")]);
-        if a.min > a.max {
-            out.push((
-                here(),
-                format!(
-                    "apps.{key}.autoscale: min ({}) is greater than max ({})",
-                    a.min, a.max
-                ),
-            ));
-        }
-        if !(a.target.is_finite() && a.target > 0.0) {
-            out.push((
-                here(),
-                format!(
-                    "apps.{key}.autoscale: target must be a positive number, got {}",
-                    a.target
-                ),
-            ));
-        }
-        for (name, d) in [
-            ("scale_up_cooldown", a.scale_up_cooldown),
-            ("scale_down_cooldown", a.scale_down_cooldown),
-            ("window", a.window),
-        ] {
-            if let Some(Err(e)) = d.map(Duration::check_in_file) {
-                out.push((
-                    at(&[Seg::Key("autoscale"), Seg::Key(name)]),
-                    format!("apps.{key}.autoscale.{name}: {e}"),
-                ));
-            }
+        for (rest, message) in autoscale::problems(key, a) {
+            out.push((at(&rest), message));
         }
     }
     out

@@ -112,13 +112,38 @@ impl MarathonClient {
     }
 
     fn request(&self, base: &reqwest::Url, path: &str) -> reqwest::RequestBuilder {
+        self.request_as(reqwest::Method::GET, base, path)
+    }
+
+    /// A request to `path` on each Marathon, in failover order, with the
+    /// credentials and the REST timeout (writers: `crate::ensure_meshd`).
+    pub fn requests(
+        &self,
+        method: &reqwest::Method,
+        path: &str,
+    ) -> Vec<(RedactedUrl, reqwest::RequestBuilder)> {
+        self.urls
+            .iter()
+            .map(|base| {
+                let req = self.request_as(method.clone(), base, path);
+                (Self::origin(base, path), req.timeout(self.timeout))
+            })
+            .collect()
+    }
+
+    fn request_as(
+        &self,
+        method: reqwest::Method,
+        base: &reqwest::Url,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         let mut url = base.clone();
         let user = url.username().to_owned();
         let pass = url.password().map(str::to_owned);
         let _ = url.set_username("");
         let _ = url.set_password(None);
         let full = format!("{}{path}", url.as_str().trim_end_matches('/'));
-        let mut req = self.http.get(full);
+        let mut req = self.http.request(method, full);
         if !user.is_empty() {
             req = req.basic_auth(user, pass);
         }
@@ -184,6 +209,59 @@ impl MarathonClient {
                     })
                 }
             }
+        }
+        Err(last.unwrap_or_else(|| SourceError::Config("no Marathon URL".into())))
+    }
+}
+
+/// Marathon's answer to one call: its status and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Where it came from, without credentials.
+    pub origin: RedactedUrl,
+    /// The HTTP status.
+    pub status: u16,
+    /// The body (at most `--source-max-bytes`).
+    pub body: bytes::Bytes,
+}
+
+impl MarathonClient {
+    /// One call (`GET /v2/apps/<id>`, `PUT /v2/apps/<id>` with a JSON body)
+    /// to the first Marathon that answers: an unreachable one fails over to
+    /// the next, and any HTTP answer, whatever its status, is the caller's to
+    /// read (every Marathon forwards writes to its leader).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        json: Option<&serde_json::Value>,
+    ) -> Result<Answer, SourceError> {
+        let mut last = None;
+        for base in &self.urls {
+            let origin = Self::origin(base, path);
+            let mut req = self
+                .request_as(method.clone(), base, path)
+                .timeout(self.timeout);
+            if let Some(body) = json {
+                req = req.json(body);
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = Some(SourceError::Http {
+                        origin,
+                        message: schemas::redact::redact(&e.to_string()),
+                    });
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            let body = crate::sources::read_body(resp, &origin, self.max_body).await?;
+            return Ok(Answer {
+                origin,
+                status,
+                body,
+            });
         }
         Err(last.unwrap_or_else(|| SourceError::Config("no Marathon URL".into())))
     }

@@ -6,6 +6,7 @@
 
 use super::request::Parsed;
 use super::{Next, Session};
+use crate::proxy::buffers;
 use crate::proxy::codec::{Decoder, Framing};
 use crate::proxy::deadline::Deadline;
 use crate::proxy::edge;
@@ -14,7 +15,7 @@ use crate::proxy::http::Exchange;
 use crate::proxy::respond::ProxyError;
 use crate::proxy::tunnel::copy_with_idle;
 use crate::proxy::upstream::{self, ExchangeError};
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use hyper::{StatusCode, Version};
 use std::io;
 use std::sync::Arc;
@@ -32,6 +33,10 @@ where
     /// Carries one request and its response.
     pub(super) async fn request(&mut self, parsed: Parsed) -> Next {
         let start = std::time::Instant::now();
+        if self.out.capacity() == 0 {
+            // Given back while the connection was quiet (`read_head`).
+            self.out = crate::proxy::buffers::take_vec(super::READ_CHUNK);
+        }
         let version = if parsed.http10 {
             Version::HTTP_10
         } else {
@@ -65,14 +70,14 @@ where
                         (route, decision, hsts)
                     }
                     Err(refusal) => {
-                        self.buf.advance(parsed.len);
+                        buffers::consume(&mut self.buf, parsed.len);
                         let keep = may_continue && !body_left;
                         return self.answer(&refusal, keep).await;
                     }
                 }
             }
         };
-        self.buf.advance(parsed.len);
+        buffers::consume(&mut self.buf, parsed.len);
         if !decision.verdict.lets_through() {
             route.metrics().status(403).increment(1);
             crate::proxy::http::log_denied(self.conn, &route, decision, version, start);
@@ -378,7 +383,7 @@ where
                     if chunked {
                         out.extend_from_slice(b"\r\n");
                     }
-                    buf.advance(n);
+                    buffers::consume(buf, n);
                     bytes += n as u64;
                     if out.len() >= FLUSH_AT {
                         return Poll::Ready(Step::Flush);

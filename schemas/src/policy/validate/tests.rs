@@ -295,3 +295,37 @@ fn an_anchored_flow_mapping_as_an_app_key_ends_with_an_error() {
     let twice = PolicySet::from_files_lenient([("a.yaml", source), ("b.yaml", source)]);
     assert!(!twice.errors.is_empty());
 }
+
+#[test]
+fn autoscale_problems_are_each_located_at_their_field() {
+    // Block form, one field a line, so each problem's line names its field.
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    autoscale:\n      metric: rps_per_instance\n      target: 0\n      min: 5\n      max: 2\n      max_step: 0\n      window: 0s\n      scale_up_cooldown: 0ms\n      scale_down_cooldown: 5m\n";
+    let e = errors(&[("p.yaml", src)]);
+    assert_eq!(e.len(), 5, "{e:?}");
+    for (line, field, says) in [
+        (7, "target", "positive"),
+        (8, "min", "greater than max"),
+        (10, "max_step", "at least 1"),
+        (11, "window", "greater than zero"),
+        (12, "scale_up_cooldown", "greater than zero"),
+    ] {
+        let found = e
+            .iter()
+            .find(|m| m.starts_with(&format!("p.yaml:{line}:")))
+            .unwrap_or_else(|| panic!("nothing at line {line}: {e:?}"));
+        assert!(found.contains(&format!("autoscale.{field}")), "{found}");
+        assert!(found.contains(says), "{found}");
+    }
+    // A negative target and max 0 too.
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    autoscale: {metric: p99_latency_ms, target: -5, min: 0, max: 0}\n";
+    let e = errors(&[("p.yaml", src)]);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e.iter().all(|m| m.starts_with("p.yaml:5:")), "{e:?}");
+    assert!(e
+        .iter()
+        .any(|m| m.contains("target: must be a positive number, got -5")));
+    assert!(e.iter().any(|m| m.contains("max: must be at least 1")));
+    // The full form of DESIGN.md is valid.
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/shop:\n    autoscale:\n      metric: rps_per_instance\n      target: 200\n      min: 2\n      max: 20\n      scale_up_cooldown: 30s\n      scale_down_cooldown: 5m\n      max_step: 4\n      window: 60s\n      dry_run: false\n";
+    assert!(errors(&[("p.yaml", src)]).is_empty());
+}

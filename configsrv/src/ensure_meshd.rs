@@ -1,0 +1,384 @@
+//! `configsrv serve --ensure-meshd FILE`: keeps the meshd Marathon app
+//! (FILE) running with one instance per active Mesos agent and the
+//! `["hostname", "UNIQUE"]` constraint, so a joining agent gets its meshd.
+//! The decisions are pure (`plan`); this module reads the reconciler's view,
+//! talks to Marathon (`GET`, `POST /v2/apps`, `PUT /v2/apps/<id>`, never
+//! `?force`), backs off on errors and reports what it did in
+//! `palisade_ensure_meshd_actions_total{outcome}` and `GET /v1/nodes`.
+
+pub mod plan;
+
+use crate::reconcile::view::{Source, View};
+use crate::sources::marathon::rest::MarathonClient;
+use plan::{Agents, Current, MeshdApp, Step};
+use serde::Serialize;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// What the keeper did last, for `GET /v1/nodes` (`ensure_meshd`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KeeperStatus {
+    /// The meshd app id.
+    pub app: String,
+    /// Active agents in the last good Mesos read.
+    pub agents: Option<usize>,
+    /// The app's `instances` in Marathon, as last read or set.
+    pub instances: Option<u64>,
+    /// The last outcome: `created`, `scaled`, `unchanged`, `held`,
+    /// `conflict`, `unauthorized`, `rejected` or `error`.
+    pub outcome: Option<String>,
+    /// What the last outcome means, or why it failed.
+    pub message: Option<String>,
+    /// When the last check ended, Unix seconds.
+    pub at: Option<u64>,
+}
+
+/// The keeper's status, shared with the API; none when `--ensure-meshd` is off.
+#[derive(Debug, Clone, Default)]
+pub struct Shared(Arc<Mutex<Option<KeeperStatus>>>);
+
+impl Shared {
+    /// The latest status.
+    pub fn current(&self) -> Option<KeeperStatus> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, status: KeeperStatus) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(status);
+    }
+}
+
+/// What one check came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Created(u64),
+    Scaled(u64),
+    Unchanged(u64),
+    Held(String),
+    /// 409: a deployment holds the app; retried soon.
+    Conflict(String),
+    /// 401/403: the credentials are wrong; retried slowly.
+    Unauthorized(String),
+    /// Another 4xx: Marathon refuses the definition.
+    Rejected(String),
+    /// Network error or 5xx.
+    Error(String),
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Created(_) => "created",
+            Outcome::Scaled(_) => "scaled",
+            Outcome::Unchanged(_) => "unchanged",
+            Outcome::Held(_) => "held",
+            Outcome::Conflict(_) => "conflict",
+            Outcome::Unauthorized(_) => "unauthorized",
+            Outcome::Rejected(_) => "rejected",
+            Outcome::Error(_) => "error",
+        }
+    }
+
+    /// Whether the check must run again without waiting for a new Mesos read.
+    fn retry(&self) -> bool {
+        !matches!(
+            self,
+            Outcome::Created(_) | Outcome::Scaled(_) | Outcome::Unchanged(_) | Outcome::Held(_)
+        )
+    }
+}
+
+/// An answer from Marathon, or why there is none.
+enum Answer {
+    Status(u16, serde_json::Value),
+    Failed(String),
+}
+
+/// The keeper.
+pub struct Keeper {
+    /// Marathon, with configsrv's credentials.
+    pub client: MarathonClient,
+    /// The meshd app (FILE).
+    pub app: MeshdApp,
+    /// The reconciler's pictures: agents and Mesos' staleness.
+    pub view: watch::Receiver<Arc<View>>,
+    /// Where the API reads what it did.
+    pub status: Shared,
+    /// Also checks this often without a new Mesos read (someone may have scaled the app by hand).
+    pub resync: Duration,
+}
+
+/// Backoff bounds after a failed check.
+const RETRY_MIN: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+impl Keeper {
+    /// Runs until the reconciler goes away.
+    pub async fn run(mut self) {
+        for outcome in [
+            "created",
+            "scaled",
+            "conflict",
+            "unauthorized",
+            "rejected",
+            "error",
+        ] {
+            metrics::counter!("palisade_ensure_meshd_actions_total", "outcome" => outcome)
+                .increment(0);
+        }
+        self.status.set(KeeperStatus {
+            app: self.app.id.clone(),
+            ..KeeperStatus::default()
+        });
+        // Reads already acted on, and the active-agent counts of the last two good reads.
+        let (mut done, mut seen) = (0u64, 0u64);
+        let mut history = Agents {
+            now: None,
+            before: None,
+        };
+        let mut backoff = RETRY_MIN;
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut resync = tokio::time::Instant::now() + self.resync;
+        loop {
+            let wake = retry_at.unwrap_or(resync);
+            let forced = tokio::select! {
+                changed = self.view.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    false
+                }
+                () = tokio::time::sleep_until(wake) => true,
+            };
+            let view = Arc::clone(&self.view.borrow_and_update());
+            let reads = view.status.mesos_reads;
+            let stale = view
+                .status
+                .sources
+                .get(&Source::Mesos)
+                .is_none_or(|s| s.stale);
+            if reads != seen {
+                seen = reads;
+                history.before = history.now;
+                history.now = Some(active_agents(&view));
+            }
+            if reads == done && !forced {
+                continue;
+            }
+            let agents = Agents {
+                now: if stale { None } else { history.now },
+                ..history
+            };
+            let outcome = self.check(agents).await;
+            self.report(&outcome, agents.now);
+            if outcome.retry() {
+                retry_at = Some(tokio::time::Instant::now() + backoff);
+                backoff = (backoff * 2).min(RETRY_MAX);
+                if matches!(outcome, Outcome::Unauthorized(_) | Outcome::Rejected(_)) {
+                    // Wrong credentials or a refused FILE do not heal by themselves soon.
+                    backoff = RETRY_MAX;
+                }
+            } else {
+                done = reads;
+                retry_at = None;
+                backoff = RETRY_MIN;
+            }
+            resync = tokio::time::Instant::now() + self.resync;
+        }
+    }
+
+    /// Reads the app from Marathon and does the step `plan` decides.
+    async fn check(&self, agents: Agents) -> Outcome {
+        if agents.now.unwrap_or(0) == 0 {
+            if let Step::Hold(why) = plan::decide(&self.app, agents, None) {
+                return Outcome::Held(why);
+            }
+        }
+        let path = format!("/v2/apps{}", self.app.id);
+        let current = match self.send(reqwest::Method::GET, &path, None).await {
+            Answer::Status(200, body) => match Current::from_answer(&body) {
+                Some(c) => Some(c),
+                None => {
+                    return Outcome::Error(format!("GET {path}: an answer without `app.instances`"))
+                }
+            },
+            Answer::Status(404, _) => None,
+            other => return failure("GET", &path, other),
+        };
+        match plan::decide(&self.app, agents, current) {
+            Step::Nothing => Outcome::Unchanged(current.map_or(0, |c| c.instances)),
+            Step::Hold(why) => Outcome::Held(why),
+            Step::Create(def) => {
+                let n = def["instances"].as_u64().unwrap_or(0);
+                match self
+                    .send(reqwest::Method::POST, "/v2/apps", Some(&def))
+                    .await
+                {
+                    Answer::Status(200..=299, _) => Outcome::Created(n),
+                    other => failure("POST", "/v2/apps", other),
+                }
+            }
+            Step::Update(body) => {
+                let n = body["instances"].as_u64().unwrap_or(0);
+                match self.send(reqwest::Method::PUT, &path, Some(&body)).await {
+                    Answer::Status(200..=299, _) => Outcome::Scaled(n),
+                    other => failure("PUT", &path, other),
+                }
+            }
+        }
+    }
+
+    /// Sends to the first Marathon that answers at all (any status).
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Answer {
+        let mut last = String::from("no Marathon URL");
+        for (origin, mut req) in self.client.requests(&method, path) {
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    // Marathon's answers are small; an unreadable one is just empty.
+                    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+                    return Answer::Status(status, body);
+                }
+                Err(e) => {
+                    last = format!("{origin}: {}", schemas::redact::redact(&e.to_string()));
+                }
+            }
+        }
+        Answer::Failed(last)
+    }
+
+    fn report(&self, outcome: &Outcome, agents: Option<usize>) {
+        let label = outcome.label();
+        let mut instances = self.status.current().and_then(|s| s.instances);
+        let message = match outcome {
+            Outcome::Created(n) | Outcome::Scaled(n) | Outcome::Unchanged(n) => {
+                instances = Some(*n);
+                format!("{} has {n} instances", self.app.id)
+            }
+            Outcome::Held(m)
+            | Outcome::Conflict(m)
+            | Outcome::Unauthorized(m)
+            | Outcome::Rejected(m)
+            | Outcome::Error(m) => m.clone(),
+        };
+        match outcome {
+            Outcome::Created(n) => {
+                tracing::info!(app = %self.app.id, instances = n, "created the meshd app in Marathon")
+            }
+            Outcome::Scaled(n) => {
+                tracing::info!(app = %self.app.id, instances = n, "set the meshd app's instances")
+            }
+            Outcome::Unchanged(_) => {
+                tracing::debug!(app = %self.app.id, "the meshd app is as it should be")
+            }
+            Outcome::Held(m) => {
+                tracing::warn!(app = %self.app.id, "not changing the meshd app: {m}")
+            }
+            Outcome::Conflict(m) => tracing::info!(app = %self.app.id, "{m}; retrying"),
+            Outcome::Unauthorized(m) | Outcome::Rejected(m) | Outcome::Error(m) => {
+                tracing::error!(app = %self.app.id, "keeping meshd on every agent failed: {m}");
+            }
+        }
+        if !matches!(outcome, Outcome::Unchanged(_)) {
+            metrics::counter!("palisade_ensure_meshd_actions_total", "outcome" => label)
+                .increment(1);
+        }
+        self.status.set(KeeperStatus {
+            app: self.app.id.clone(),
+            agents,
+            instances,
+            outcome: Some(label.into()),
+            message: Some(message),
+            at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs()),
+        });
+    }
+}
+
+/// Active agents in a view.
+fn active_agents(view: &View) -> usize {
+    view.agents.iter().filter(|a| a.active).count()
+}
+
+/// The outcome of a request that did not succeed.
+fn failure(method: &str, path: &str, answer: Answer) -> Outcome {
+    let (status, body) = match answer {
+        Answer::Failed(e) => return Outcome::Error(format!("{method} {path}: {e}")),
+        Answer::Status(s, b) => (s, b),
+    };
+    let said = body
+        .get("message")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let details = body
+        .get("details")
+        .map(|d| format!(" {d}"))
+        .unwrap_or_default();
+    let m = format!("{method} {path}: Marathon answered {status} {said}{details}");
+    match status {
+        409 => Outcome::Conflict(format!("{m} (a deployment holds the app)")),
+        401 | 403 => Outcome::Unauthorized(format!(
+            "{m}: configsrv's Marathon credentials (--marathon URL user info or --marathon-token-file) may not change apps"
+        )),
+        400..=499 => Outcome::Rejected(m),
+        _ => Outcome::Error(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn marathon_refusals_map_to_outcomes_that_say_what_to_do() {
+        let locked = json!({"message": "App is locked by one or more deployments."});
+        let o = failure("PUT", "/v2/apps/m", Answer::Status(409, locked));
+        assert!(
+            matches!(&o, Outcome::Conflict(m) if m.contains("409") && m.contains("locked")),
+            "{o:?}"
+        );
+        assert!(o.retry());
+        for status in [401, 403] {
+            let o = failure("POST", "/v2/apps", Answer::Status(status, json!({})));
+            assert!(
+                matches!(&o, Outcome::Unauthorized(m) if m.contains("--marathon-token-file")),
+                "{o:?}"
+            );
+        }
+        let invalid = json!({"message": "Object is not valid", "details": [{"path": "/cmd"}]});
+        let o = failure("POST", "/v2/apps", Answer::Status(422, invalid));
+        assert!(
+            matches!(&o, Outcome::Rejected(m) if m.contains("/cmd")),
+            "{o:?}"
+        );
+        let o = failure("GET", "/v2/apps/m", Answer::Status(503, json!(null)));
+        assert_eq!(o.label(), "error");
+        let o = failure(
+            "GET",
+            "/v2/apps/m",
+            Answer::Failed("connection refused".into()),
+        );
+        assert!(
+            matches!(&o, Outcome::Error(m) if m.contains("connection refused")),
+            "{o:?}"
+        );
+        assert!(!Outcome::Held("x".into()).retry());
+        assert!(!Outcome::Scaled(3).retry());
+    }
+}

@@ -1,0 +1,133 @@
+"""proxy_bench.py's memory mode: what each proxy's resident memory grows by
+while it holds many idle connections, and whether it gives it back.
+
+For each contender and each kind (HTTP/1.1 keep-alive, TCP), CONNS
+(default 5000) connections are opened; each carries one request and its
+response (through a TCP-mode port it is one round trip to the origin, so the
+tunnel and its backend connection have been used) and then stays open, idle.
+RSS is read from /proc before, with every connection held, and after they
+all close: RSS is polled for up to SETTLE seconds (default 10) until it comes
+back within a tenth of what the held connections added, so an allocator that
+returns memory late still shows, and one that never does shows too.
+"""
+
+import os
+import socket
+import time
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+# nginx's answer (proxy_bench.NGINX_CONF) ends with this body.
+BODY = b"ok\n"
+BATCH = 100
+
+
+def rss_kb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def settled_rss(pids, seconds=2.0, step=0.25):
+    """RSS once it stops moving (no change over `seconds`, at most 10 s)."""
+    last, since, deadline = rss_kb(pids), time.time(), time.time() + 10
+    while time.time() < deadline:
+        time.sleep(step)
+        now = rss_kb(pids)
+        if now != last:
+            last, since = now, time.time()
+        elif time.time() - since >= seconds:
+            break
+    return last
+
+
+def open_used(addr, n):
+    """`n` connections to `addr`, each after one request and its response."""
+    host, port = addr.rsplit(":", 1)
+    held = []
+    for start in range(0, n, BATCH):
+        batch = []
+        for _ in range(min(BATCH, n - start)):
+            s = socket.create_connection((host, int(port)), timeout=10)
+            s.sendall(REQUEST)
+            batch.append(s)
+        for s in batch:
+            got = b""
+            while not got.endswith(BODY):
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise RuntimeError(f"{addr} closed a connection before answering: {got[:200]!r}")
+                got += chunk
+            if not got.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"{addr} answered {got[:200]!r}")
+        held.extend(batch)
+    return held
+
+
+def measure(pids, addr, conns, settle):
+    """One contender, one kind: RSS before, held and after, in KB."""
+    before = settled_rss(pids, seconds=1.0)
+    held = open_used(addr, conns)
+    try:
+        with_held = settled_rss(pids, seconds=1.0)
+    finally:
+        for s in held:
+            s.close()
+    grown = max(with_held - before, 0)
+    deadline, after, took = time.time() + settle, rss_kb(pids), None
+    start = time.time()
+    while time.time() < deadline:
+        after = rss_kb(pids)
+        if after <= before + grown / 10:
+            took = time.time() - start
+            break
+        time.sleep(0.25)
+    return {"before": before, "held": with_held, "per_conn": (with_held - before) / conns,
+            "after": after, "took": took}
+
+
+def run(new_bench, kinds, log):
+    """kinds: {kind: {contender: address}}; each kind runs on freshly started
+    proxies (`new_bench()`), so that one kind's peak is not the next one's
+    floor. Prints the table; returns the results."""
+    conns = int(os.environ.get("CONNS", "5000"))
+    settle = float(os.environ.get("SETTLE", "10"))
+    results = {}
+    for kind, addrs in kinds.items():
+        bench = new_bench()
+        try:
+            bench.start()
+            for who, addr in addrs.items():
+                if who == "meshd_b" and not bench.meshd_b:
+                    continue
+                r = measure(bench.pids(who), addr, conns, settle)
+                results[(kind, who)] = r
+                took = f"{r['took']:.1f}s" if r["took"] is not None else f"not within {settle:.0f}s"
+                log(f"memory {kind:5} {who:8} before {r['before']} KB  held {r['held']} KB  "
+                    f"{r['per_conn']:.2f} KB/conn  after close {r['after']} KB (given back: {took})")
+        finally:
+            bench.stop()
+    print(f"### memory ({conns} idle connections held, each after one request; RSS from /proc)\n")
+    print("| kind | contender | RSS before | RSS with all held | per connection | RSS after close | given back within 10% |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for (kind, who), r in results.items():
+        took = f"{r['took']:.1f} s" if r["took"] is not None else f"no ({settle:.0f} s)"
+        print(f"| {kind} | {who} | {r['before'] / 1024:.1f} MB | {r['held'] / 1024:.1f} MB | "
+              f"{r['per_conn']:.2f} KB | {r['after'] / 1024:.1f} MB | {took} |")
+    print()
+    for kind in kinds:
+        hp = results.get((kind, "haproxy"))
+        for who in ("meshd", "meshd_b"):
+            m = results.get((kind, who))
+            if m and hp:
+                print(f"- {kind}: {who}/HAProxy per connection: **{m['per_conn'] / max(hp['per_conn'], 1e-9):.2f}x** "
+                      f"({m['per_conn']:.2f} KB vs {hp['per_conn']:.2f} KB); RSS after close minus before: "
+                      f"{who} {(m['after'] - m['before']) / 1024:.1f} MB, HAProxy {(hp['after'] - hp['before']) / 1024:.1f} MB")
+    print()
+    return results
