@@ -25,6 +25,51 @@ pub struct PortSpec {
     pub service_port: ServicePort,
     /// The port inside the container, for IP-per-task apps.
     pub container_port: Option<u16>,
+    /// Which transports Marathon declares for it (`protocol` of the port).
+    pub transport: Transport,
+}
+
+/// A port's Marathon `protocol`: `tcp` (the default), `udp`, or both
+/// (`udp,tcp` and `tcp,udp`, Marathon takes either spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// TCP only.
+    #[default]
+    Tcp,
+    /// UDP only.
+    Udp,
+    /// TCP and UDP on the same port number.
+    Both,
+}
+
+impl Transport {
+    /// Reads Marathon's spelling; `None` for anything else.
+    pub fn parse(protocol: &str) -> Option<Transport> {
+        let (mut tcp, mut udp) = (false, false);
+        for part in protocol.split(',') {
+            match part.trim().to_ascii_lowercase().as_str() {
+                "tcp" => tcp = true,
+                "udp" => udp = true,
+                _ => return None,
+            }
+        }
+        match (tcp, udp) {
+            (true, false) => Some(Transport::Tcp),
+            (false, true) => Some(Transport::Udp),
+            (true, true) => Some(Transport::Both),
+            (false, false) => None,
+        }
+    }
+
+    /// Whether TCP is served on the port.
+    pub fn tcp(self) -> bool {
+        self != Transport::Udp
+    }
+
+    /// Whether UDP is served on the port.
+    pub fn udp(self) -> bool {
+        self != Transport::Tcp
+    }
 }
 
 /// Where a task is in its life, as far as routing cares.

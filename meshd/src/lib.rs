@@ -3,7 +3,8 @@
 //! Reload path: `config::file` (watch) -> `config::load` (validate, newer?)
 //! -> `swap` (Snapshot::compile, atomic store) -> `listen` (bind new, drain
 //! removed). Connection path: `listen` -> `serve` -> `identity` -> `authz`
-//! -> `select` (`balance`, `health`) -> `proxy` (`tcp`, `http`). `admin` and `metrics` report; `app` wires it all.
+//! -> `select` (`balance`, `health`) -> `proxy` (`tcp`, `http`); UDP ports:
+//! `udp::listen` (batch, sessions) with the same `authz` and `select`. `admin` and `metrics` report; `app` wires it all.
 
 pub mod access_log;
 pub mod admin;
@@ -27,3 +28,4 @@ pub mod snapshot;
 pub mod swap;
 pub mod timeouts;
 pub mod tls;
+pub mod udp;

@@ -1,6 +1,8 @@
 //! Service listeners follow the snapshot: bind new services, keep unchanged
 //! ones (their open connections never notice a reload), stop accepting on
-//! removed ones and close their connections after the drain deadline.
+//! removed ones and close their connections after the drain deadline. UDP
+//! ports (`crate::udp`) follow the same way; their sessions are judged
+//! again at every new generation and end with their port.
 
 use crate::metrics;
 use crate::serve::{self, Signals};
@@ -27,6 +29,9 @@ pub struct Listeners {
     connections: TaskTracker,
     drain: Duration,
     edges: Vec<Bound>,
+    udp: HashMap<SocketAddr, crate::udp::listen::Bound>,
+    /// The generation in force, for the UDP ports to judge their sessions again.
+    reloads: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Listeners {
@@ -46,6 +51,8 @@ impl Listeners {
             connections: TaskTracker::new(),
             drain,
             edges: Vec::new(),
+            udp: HashMap::new(),
+            reloads: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -95,8 +102,48 @@ impl Listeners {
                 }
             }
         }
+        self.reconcile_udp(snapshot, &mut errors);
         self.runtime
             .with_report(|r| r.listener_errors = errors.into_iter().collect());
+    }
+
+    /// The UDP half of `reconcile`: a removed port ends its sessions at
+    /// once (a datagram has no in-flight work to drain).
+    fn reconcile_udp(&mut self, snapshot: &Snapshot, errors: &mut HashMap<SocketAddr, String>) {
+        let generation = snapshot.generation().0;
+        self.reloads.send_if_modified(|g| {
+            let changed = *g != generation;
+            *g = generation;
+            changed
+        });
+        self.udp.retain(|addr, b| {
+            let keep = snapshot.udp_routes.contains_key(addr);
+            if !keep {
+                tracing::info!(%addr, "udp service removed; socket closed, sessions ended");
+                b.stop.cancel();
+            }
+            keep
+        });
+        for addr in snapshot.udp_routes.keys() {
+            if self.udp.contains_key(addr) {
+                continue;
+            }
+            match crate::udp::listen::bind(
+                *addr,
+                Arc::clone(&self.runtime),
+                self.reloads.subscribe(),
+            ) {
+                Ok(b) => {
+                    tracing::info!(%addr, "listening (udp)");
+                    self.udp.insert(*addr, b);
+                }
+                Err(e) => {
+                    ::metrics::counter!(metrics::LISTENER_ERRORS).increment(1);
+                    tracing::error!(%addr, error = %e, "cannot listen on udp; will retry");
+                    errors.insert(*addr, format!("udp: {e}"));
+                }
+            }
+        }
     }
 
     /// Binds a shared edge listener (`tls` for HTTPS); it lives until
@@ -151,6 +198,9 @@ impl Listeners {
     /// Graceful shutdown: stop accepting everywhere, let open connections
     /// finish within `deadline`, then close what is left.
     pub async fn shutdown(self, deadline: Duration) {
+        for b in self.udp.values() {
+            b.stop.cancel();
+        }
         for b in self.bound.values().chain(&self.edges) {
             b.accept.abort();
             b.signals.draining.cancel();

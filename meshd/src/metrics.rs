@@ -58,6 +58,18 @@ pub const BACKEND_REQUESTS: &str = "palisade_meshd_backend_requests_total";
 pub const BACKEND_FAILURES: &str = "palisade_meshd_backend_failures_total";
 /// Times a backend was ejected by outlier detection.
 pub const BACKEND_EJECTIONS: &str = "palisade_meshd_backend_ejections_total";
+/// UDP datagrams from clients forwarded to backends, by destination app.
+pub const UDP_DATAGRAMS_UPSTREAM: &str = "palisade_meshd_udp_upstream_datagrams_total";
+/// UDP datagrams from backends sent back to clients, by destination app.
+pub const UDP_DATAGRAMS_DOWNSTREAM: &str = "palisade_meshd_udp_downstream_datagrams_total";
+/// UDP payload bytes from clients to backends, by destination app.
+pub const UDP_BYTES_UPSTREAM: &str = "palisade_meshd_udp_upstream_bytes_total";
+/// UDP payload bytes from backends to clients, by destination app.
+pub const UDP_BYTES_DOWNSTREAM: &str = "palisade_meshd_udp_downstream_bytes_total";
+/// UDP sessions open now, by destination app.
+pub const UDP_SESSIONS: &str = "palisade_meshd_udp_sessions";
+/// UDP datagrams of allowed sources dropped (no backend, session limit, full socket buffer), by destination app.
+pub const UDP_DROPPED: &str = "palisade_meshd_udp_dropped_datagrams_total";
 /// Access log lines dropped because the writer fell behind.
 pub const ACCESS_LOG_DROPPED: &str = "palisade_meshd_access_log_dropped_total";
 
@@ -134,6 +146,38 @@ impl ServiceMetrics {
     pub fn status(&self, code: u16) -> &Counter {
         let i = usize::from((code / 100).clamp(1, 5)) - 1;
         &self.requests[i]
+    }
+}
+
+/// Per-destination handles of a UDP service.
+#[derive(Debug, Clone)]
+pub struct UdpMetrics {
+    /// Client -> backend datagrams.
+    pub datagrams_up: Counter,
+    /// Backend -> client datagrams.
+    pub datagrams_down: Counter,
+    /// Client -> backend payload bytes.
+    pub bytes_up: Counter,
+    /// Backend -> client payload bytes.
+    pub bytes_down: Counter,
+    /// Open sessions.
+    pub sessions: Gauge,
+    /// Datagrams of allowed sources that could not be carried.
+    pub dropped: Counter,
+}
+
+impl UdpMetrics {
+    /// Registers the UDP handles of one destination app.
+    pub fn new(dst_app: &str) -> UdpMetrics {
+        let app = dst_app.to_owned();
+        UdpMetrics {
+            datagrams_up: counter!(UDP_DATAGRAMS_UPSTREAM, "dst_app" => app.clone()),
+            datagrams_down: counter!(UDP_DATAGRAMS_DOWNSTREAM, "dst_app" => app.clone()),
+            bytes_up: counter!(UDP_BYTES_UPSTREAM, "dst_app" => app.clone()),
+            bytes_down: counter!(UDP_BYTES_DOWNSTREAM, "dst_app" => app.clone()),
+            sessions: gauge!(UDP_SESSIONS, "dst_app" => app.clone()),
+            dropped: counter!(UDP_DROPPED, "dst_app" => app),
+        }
     }
 }
 

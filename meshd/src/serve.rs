@@ -154,6 +154,8 @@ async fn carry<I>(
 {
     let route = Arc::clone(&judged.route);
     match route.protocol {
+        // UDP routes live in `Snapshot::udp_routes`; no TCP listener serves one.
+        Protocol::Udp => {}
         Protocol::Tcp => {
             // Its own stop: fired at the drain deadline, or by a reload
             // that denies this source.

@@ -7,7 +7,7 @@ use crate::authz::{decide, Decision, Verdict};
 use crate::backend::BackendState;
 use crate::balance::{hash_bytes, PickOrder, Pickable};
 use crate::identity::IdentityTable;
-use crate::metrics::{verdict_counter, BackendMetrics, ServiceMetrics, UNKNOWN_SOURCE};
+use crate::metrics::{verdict_counter, BackendMetrics, ServiceMetrics, UdpMetrics, UNKNOWN_SOURCE};
 use crate::retry::RetryBudget;
 use crate::timeouts::Resolved;
 use metrics::Counter;
@@ -25,8 +25,11 @@ pub struct Snapshot {
     pub config: NodeConfig,
     /// Where services listen: the config's address or `--bind`.
     pub bind: IpAddr,
-    /// Service routes by listen address.
+    /// TCP and HTTP service routes by listen address.
     pub routes: HashMap<SocketAddr, Arc<Route>>,
+    /// UDP service routes by listen address (a port may be in both maps:
+    /// Marathon's `udp,tcp`).
+    pub udp_routes: HashMap<SocketAddr, Arc<Route>>,
     /// Peer address -> identity index.
     pub identities: IdentityTable,
     /// Edge routing: host -> (path prefix, route key), longest prefix first.
@@ -50,6 +53,8 @@ pub struct Carried {
     /// (38 ms a second), though a node's apps call few of them. Kept here,
     /// an app registers once, not again after every reload.
     pub metrics: OnceLock<ServiceMetrics>,
+    /// A UDP service's handles, registered when its route is compiled.
+    pub udp: OnceLock<UdpMetrics>,
 }
 
 /// One service as the connection path sees it.
@@ -61,7 +66,7 @@ pub struct Route {
     pub service: usize,
     /// Destination app, for logs.
     pub app: schemas::AppId,
-    /// tcp or http.
+    /// tcp, http or udp.
     pub protocol: Protocol,
     /// TLS termination, when the service has it.
     pub tls: Option<schemas::Tls>,
@@ -148,18 +153,20 @@ impl Snapshot {
     ) -> Snapshot {
         let bind = bind.unwrap_or(config.address);
         let identities = IdentityTable::new(&config.identities);
-        let mut carried_before: HashMap<(&str, u16), &Arc<Carried>> = HashMap::new();
+        let mut carried_before: HashMap<(&str, u16, bool), &Arc<Carried>> = HashMap::new();
         let mut states_before: HashMap<BackendKey, &Arc<BackendState>> = HashMap::new();
         for p in previous.into_iter() {
-            for r in p.routes.values() {
+            for r in p.routes.values().chain(p.udp_routes.values()) {
                 let svc = &p.config.services[r.service];
-                carried_before.insert((svc.app.as_str(), svc.port.0), &r.carried);
+                let key = (svc.app.as_str(), svc.port.0, svc.protocol.is_udp());
+                carried_before.insert(key, &r.carried);
                 for (b, rb) in svc.backends.iter().zip(&r.backends) {
                     states_before.insert((b.task.clone(), b.address.clone()), &rb.state);
                 }
             }
         }
         let mut routes = HashMap::new();
+        let mut udp_routes = HashMap::new();
         for (i, svc) in config.services.iter().enumerate() {
             let dst = svc.app.as_str();
             let backends: Vec<RouteBackend> = svc
@@ -197,7 +204,7 @@ impl Snapshot {
                 .iter()
                 .map(|id| decide(&svc.access, Some(&id.app), id.address))
                 .collect();
-            let carried = match carried_before.get(&(dst, svc.port.0)) {
+            let carried = match carried_before.get(&(dst, svc.port.0, svc.protocol.is_udp())) {
                 Some(c) if c.limit.as_ref().map(|(n, _)| *n) == svc.max_connections => {
                     Arc::clone(c)
                 }
@@ -213,6 +220,7 @@ impl Snapshot {
                         .cloned()
                         .map(OnceLock::from)
                         .unwrap_or_default(),
+                    udp: c.udp.get().cloned().map(OnceLock::from).unwrap_or_default(),
                 }),
                 None => Arc::new(Carried {
                     cursor: AtomicUsize::new(0),
@@ -221,10 +229,20 @@ impl Snapshot {
                         .max_connections
                         .map(|n| (n, Arc::new(Semaphore::new(n as usize)))),
                     metrics: OnceLock::new(),
+                    udp: OnceLock::new(),
                 }),
             };
+            if svc.protocol.is_udp() {
+                // UDP ports are few; their handles are ready before the first datagram.
+                carried.udp.get_or_init(|| UdpMetrics::new(dst));
+            }
             let listen = SocketAddr::new(bind, svc.port.0);
-            routes.insert(
+            let table = if svc.protocol.is_udp() {
+                &mut udp_routes
+            } else {
+                &mut routes
+            };
+            table.insert(
                 listen,
                 Arc::new(Route {
                     listen,
@@ -246,7 +264,7 @@ impl Snapshot {
         }
         let mut edge: HashMap<String, Vec<(String, SocketAddr)>> = HashMap::new();
         let mut edge_tls = HashMap::new();
-        for svc in &config.services {
+        for svc in config.services.iter().filter(|s| !s.protocol.is_udp()) {
             let key = SocketAddr::new(bind, svc.port.0);
             for host in &svc.vhost {
                 let host = host.to_ascii_lowercase();
@@ -267,6 +285,7 @@ impl Snapshot {
             config,
             bind,
             routes,
+            udp_routes,
             identities,
             edge,
             edge_tls,

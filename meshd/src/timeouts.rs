@@ -13,6 +13,8 @@ pub const IDLE: Duration = Duration::from_secs(60);
 pub const RESPONSE: Duration = Duration::from_secs(30);
 /// A TCP connection or tunnel with no bytes either way.
 pub const TUNNEL_IDLE: Duration = Duration::from_secs(3600);
+/// A UDP session with no datagram either way.
+pub const UDP_IDLE: Duration = Duration::from_secs(30);
 
 /// Every timeout of one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +29,8 @@ pub struct Resolved {
     pub response: Duration,
     /// Quiet tunnel.
     pub tunnel_idle: Duration,
+    /// Quiet UDP session.
+    pub udp_idle: Duration,
 }
 
 impl From<&Timeouts> for Resolved {
@@ -38,6 +42,7 @@ impl From<&Timeouts> for Resolved {
             idle: or(t.idle, IDLE),
             response: or(t.response, RESPONSE),
             tunnel_idle: or(t.tunnel_idle, TUNNEL_IDLE),
+            udp_idle: or(t.udp_idle, UDP_IDLE),
         }
     }
 }

@@ -31,7 +31,7 @@ fn check_accepts_a_valid_file_and_locates_problems_in_a_bad_one() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("generation 4, 1 services, 1 backends"));
 
     let bad = dir.join("bad.yaml");
-    std::fs::write(&bad, "apiVersion: palisade/v1\nkind: NodeConfig\nnode: n1\naddress: 127.0.0.2\ngeneration: 4\nrevision: r\nservices:\n  - app: /a\n    port: 10000\n    protocol: udp\n").unwrap();
+    std::fs::write(&bad, "apiVersion: palisade/v1\nkind: NodeConfig\nnode: n1\naddress: 127.0.0.2\ngeneration: 4\nrevision: r\nservices:\n  - app: /a\n    port: 10000\n    protocol: sctp\n").unwrap();
     let out = meshd(&["check", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -39,7 +39,10 @@ fn check_accepts_a_valid_file_and_locates_problems_in_a_bad_one() {
         text.starts_with(&format!("{}:10:", bad.display())),
         "{text}"
     );
-    assert!(text.contains("`tcp`") && text.contains("`http`"), "{text}");
+    assert!(
+        text.contains("`tcp`") && text.contains("`http`") && text.contains("`udp`"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -87,6 +87,15 @@ pub enum Protocol {
     Tcp,
     /// HTTP/1.1 and HTTP/2 on one port.
     Http,
+    /// Datagrams, in sessions per client address and port.
+    Udp,
+}
+
+impl Protocol {
+    /// Whether the service is carried over UDP (its port is a UDP port).
+    pub fn is_udp(self) -> bool {
+        self == Protocol::Udp
+    }
 }
 
 /// How meshd picks a backend.
@@ -108,7 +117,8 @@ pub enum Balance {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AppPolicy {
-    /// `tcp` or `http`. Default: the Marathon label, else `tcp`.
+    /// `tcp`, `http` or `udp` (every port of the app over UDP). Default: the
+    /// Marathon label, else `tcp` (plus UDP on ports Marathon declares `udp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<Protocol>,
     /// Balancing. Default: the Marathon label, else `round_robin`.
@@ -188,6 +198,9 @@ pub struct Timeouts {
     /// A TCP connection or upgraded tunnel with no bytes either way is closed after this [1h].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel_idle: Option<Duration>,
+    /// A UDP session with no datagram either way ends after this [30s].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_idle: Option<Duration>,
 }
 
 impl Timeouts {
@@ -197,13 +210,14 @@ impl Timeouts {
     }
 
     /// Every timeout by its field name, set or not.
-    pub fn named(&self) -> [(&'static str, Option<Duration>); 5] {
+    pub fn named(&self) -> [(&'static str, Option<Duration>); 6] {
         [
             ("connect", self.connect),
             ("request_header", self.request_header),
             ("idle", self.idle),
             ("response", self.response),
             ("tunnel_idle", self.tunnel_idle),
+            ("udp_idle", self.udp_idle),
         ]
     }
 }

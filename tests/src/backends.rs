@@ -189,3 +189,65 @@ async fn answer(
     }
     Ok(reply(200, &name, format!("{name}\n")))
 }
+
+/// A UDP backend: answers every datagram with `name|` and the datagram,
+/// from the address it listens on; stops when dropped.
+#[derive(Debug)]
+pub struct UdpBackend {
+    /// Its name (a task id), as it answers.
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Every datagram's sender, in order: one source port per meshd session.
+    pub peers: Arc<std::sync::Mutex<Vec<SocketAddr>>>,
+    task: JoinHandle<()>,
+}
+
+impl UdpBackend {
+    /// Datagrams answered so far.
+    pub fn hits(&self) -> usize {
+        self.peers.lock().unwrap().len()
+    }
+
+    /// Distinct senders so far (sessions meshd opened to it).
+    pub fn sessions(&self) -> usize {
+        let mut p = self.peers.lock().unwrap().clone();
+        p.sort();
+        p.dedup();
+        p.len()
+    }
+}
+
+impl Drop for UdpBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a [`UdpBackend`] on `addr`.
+pub async fn udp(addr: &str, name: &str) -> UdpBackend {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let socket = tokio::net::UdpSocket::bind(addr)
+        .await
+        .unwrap_or_else(|e| panic!("binding udp backend {addr}: {e}"));
+    let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (n, p) = (name.to_owned(), Arc::clone(&peers));
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        let mut out = Vec::with_capacity(65_536 + n.len() + 1);
+        while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+            p.lock().unwrap().push(from);
+            out.clear();
+            out.extend_from_slice(n.as_bytes());
+            out.push(b'|');
+            out.extend_from_slice(&buf[..len]);
+            let _ = socket.send_to(&out, from).await;
+        }
+    });
+    UdpBackend {
+        name: name.to_owned(),
+        addr,
+        peers,
+        task,
+    }
+}

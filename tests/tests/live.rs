@@ -843,7 +843,7 @@ async fn gitops_applies_good_commits_and_keeps_running_on_a_bad_one() {
     commit_and_push(
         &work,
         "p.yaml",
-        "apiVersion: palisade/v1\nkind: Policy\napps:\n  /live/*:\n    protocol: udp\n",
+        "apiVersion: palisade/v1\nkind: Policy\napps:\n  /live/*:\n    protocol: sctp\n",
         "broken",
     );
     assert_eq!(

@@ -47,7 +47,7 @@ pub fn close_shared(access: &mut Access, shared: &BTreeMap<IpAddr, BTreeSet<AppI
 /// How meshd carries one app's traffic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// tcp or http.
+    /// tcp, http or udp (every port over UDP).
     pub protocol: Protocol,
     /// Backend selection.
     pub balance: Balance,

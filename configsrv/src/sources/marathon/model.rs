@@ -4,7 +4,7 @@
 //! becomes its own `AppError` and never stops the others.
 
 use crate::error::AppError;
-use crate::state::{App, Networking, PortSpec, Task, TaskPhase};
+use crate::state::{App, Networking, PortSpec, Task, TaskPhase, Transport};
 use schemas::{AppId, Balance, Protocol, ServicePort, TaskId};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -54,6 +54,8 @@ pub struct MarathonApp {
 pub struct PortDefinition {
     /// The service port.
     pub port: Option<u32>,
+    /// `tcp` (default), `udp`, `udp,tcp` or `tcp,udp`.
+    pub protocol: Option<String>,
 }
 
 /// `container`.
@@ -84,6 +86,8 @@ pub struct PortMapping {
     pub container_port: Option<u32>,
     /// Service port.
     pub service_port: Option<u32>,
+    /// `tcp` (default), `udp`, `udp,tcp` or `tcp,udp`.
+    pub protocol: Option<String>,
 }
 
 /// `networks[]`.
@@ -218,21 +222,23 @@ impl MarathonApp {
                 c.port_mappings.as_ref().or(docker).into_iter().flatten()
             })
             .collect();
-        let raw: Vec<(Option<u32>, Option<u32>)> = match networking {
+        type Raw<'a> = (Option<u32>, Option<u32>, Option<&'a str>);
+        let raw: Vec<Raw<'_>> = match networking {
             Networking::Container | Networking::Bridge if !mappings.is_empty() => mappings
                 .iter()
-                .map(|m| (m.service_port, m.container_port))
+                .map(|m| (m.service_port, m.container_port, m.protocol.as_deref()))
                 .collect(),
             _ => match (&self.port_definitions, &self.ports) {
-                (Some(defs), _) if !defs.is_empty() => {
-                    defs.iter().map(|d| (d.port, None)).collect()
-                }
-                (_, Some(ports)) => ports.iter().map(|p| (Some(*p), None)).collect(),
+                (Some(defs), _) if !defs.is_empty() => defs
+                    .iter()
+                    .map(|d| (d.port, None, d.protocol.as_deref()))
+                    .collect(),
+                (_, Some(ports)) => ports.iter().map(|p| (Some(*p), None, None)).collect(),
                 _ => Vec::new(),
             },
         };
         let mut specs = Vec::new();
-        for (index, (service, container)) in raw.into_iter().enumerate() {
+        for (index, (service, container, protocol)) in raw.into_iter().enumerate() {
             // Port 0 asks Marathon to pick one; until it has, there is nothing to bind.
             let Some(service) = service.filter(|p| *p != 0) else {
                 continue;
@@ -245,10 +251,17 @@ impl MarathonApp {
                 ),
                 None => None,
             };
+            let transport = match protocol {
+                None => Transport::Tcp,
+                Some(p) => Transport::parse(p).ok_or_else(|| {
+                    format!("port {service}: protocol {p:?} is not tcp, udp, udp,tcp or tcp,udp")
+                })?,
+            };
             specs.push(PortSpec {
                 index,
                 service_port: ServicePort(service),
                 container_port,
+                transport,
             });
         }
         Ok(specs)

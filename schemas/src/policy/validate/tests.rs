@@ -36,11 +36,11 @@ fn unknown_field_names_file_line_and_column() {
 
 #[test]
 fn unknown_protocol_and_balance_list_the_allowed_values() {
-    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    protocol: udp\n";
+    let src = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /prod/web:\n    protocol: sctp\n";
     let e = errors(&[("p.yaml", src)]);
     assert!(e[0].starts_with("p.yaml:5:"), "{}", e[0]);
     assert!(
-        e[0].contains("`tcp`") && e[0].contains("`http`"),
+        e[0].contains("`tcp`") && e[0].contains("`http`") && e[0].contains("`udp`"),
         "{}",
         e[0]
     );
@@ -113,7 +113,7 @@ fn wrong_api_version_or_kind_is_rejected() {
 
 #[test]
 fn lenient_merge_leaves_out_bad_apps_and_broken_files_only() {
-    let a = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /good:\n    protocol: http\n  /bad:\n    protocol: udp\n";
+    let a = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /good:\n    protocol: http\n  /bad:\n    protocol: sctp\n";
     let b = "apiVersion: palisade/v1\nkind: Policy\napps: [not, a, map\n";
     let c = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /other:\n    protocol: tcp\n";
     let l = PolicySet::from_files_lenient([("a.yaml", a), ("b.yaml", b), ("c.yaml", c)]);
@@ -260,7 +260,7 @@ fn broken_yaml_is_one_problem() {
 
 #[test]
 fn a_lenient_read_files_each_problem_under_its_app_entry() {
-    let a = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /good:\n    protocol: http\n  /bad:\n    protocol: udp\n    allow:\n      - form: /x\n  /worse:\n    balance: random\n";
+    let a = "apiVersion: palisade/v1\nkind: Policy\napps:\n  /good:\n    protocol: http\n  /bad:\n    protocol: sctp\n    allow:\n      - form: /x\n  /worse:\n    balance: random\n";
     let l = PolicySet::from_files_lenient([("a.yaml", a)]);
     let shown = |key: &str| -> Vec<String> {
         l.app_errors
