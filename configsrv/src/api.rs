@@ -142,7 +142,7 @@ async fn node_config(
                         (header::ETAG, p.etag.clone()),
                         (header::CONTENT_TYPE, "application/yaml".into()),
                     ],
-                    p.text.clone(),
+                    axum::body::Body::new(crate::publish::http::Segments::new(p.text.clone())),
                 )
                     .into_response()
             }

@@ -19,6 +19,7 @@ use crate::sources::policy_git::LoadError;
 use crate::sources::{mesos, policy_dir, SourceEvent};
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
+use schemas::node_config::Shared;
 use schemas::{Generation, NodeName};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -47,7 +48,7 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Follower timing.
     pub follow: FollowOptions,
-    /// How long a burst of changes may gather before a render.
+    /// Shortest time between two renders (`--coalesce`).
     pub coalesce: Duration,
     /// The collector: scrape interval, timeout and meshd's admin port.
     pub scrape: crate::observe::scrape::ScrapeOptions,
@@ -120,6 +121,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
     // Exported from the start, so dashboards and alerts see 0, not nothing.
     metrics::counter!("palisade_publish_failures_total").increment(0);
+    metrics::counter!("palisade_renders_total").increment(0);
 
     let (policies, git_head) = match &opts.policies {
         PolicySource::Dir(dir) => {
@@ -239,6 +241,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             out: opts.out.clone(),
             store: Arc::clone(&store),
             previous: BTreeMap::new(),
+            shared: Shared::default(),
         },
         view: view_tx,
         wake: None,
@@ -285,6 +288,7 @@ impl Executor {
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::Publish(rendered) => {
+                    metrics::counter!("palisade_renders_total").increment(1);
                     let result = self.sink.publish(*rendered).map_err(|e| format!("{e:#}"));
                     let nodes = self.sink.store.list().len();
                     let event = Event::Published { nodes, result };
@@ -354,20 +358,25 @@ struct Sink {
     out: Option<PathBuf>,
     store: Arc<NodeStore>,
     previous: BTreeMap<NodeName, Previous>,
+    /// The shared bytes of the last publish, to point unchanged parts at.
+    shared: Shared,
 }
 
 impl Sink {
     /// Publishes every rendered node: the directory (when configured) and
     /// the HTTP store. Every node reaches the store even when some files
     /// could not be written; those failures are the error.
-    fn publish(&mut self, rendered: Rendered) -> anyhow::Result<()> {
+    fn publish(&mut self, mut rendered: Rendered) -> anyhow::Result<()> {
+        rendered.reuse(&self.shared);
+        if let Some(parts) = rendered.nodes.values().next() {
+            self.shared = parts.shared.bytes_only();
+        }
         let (store, previous) = (&self.store, &mut self.previous);
-        let rendered_services = rendered.services_yaml.clone();
         let floor = Generation(unix_ms());
         let mut failed = Vec::new();
         let configs = match &self.out {
             Some(dir) => {
-                let outcome = files::publish_dir(dir, rendered.nodes, &rendered_services, floor)
+                let outcome = files::publish_dir(dir, rendered.nodes, floor)
                     .with_context(|| format!("publishing to {}", dir.display()))?;
                 let mut configs: Vec<_> = outcome
                     .published
@@ -376,33 +385,38 @@ impl Sink {
                     .collect();
                 for (c, e) in outcome.failed {
                     failed.push(e.to_string());
-                    configs.push((c.node.clone(), c));
+                    configs.push((c.head.node.clone(), c));
                 }
                 configs
             }
-            None => rendered
-                .nodes
-                .into_iter()
-                .map(|(node, mut c)| {
-                    assign_generation(previous.get(&node), &mut c, floor);
-                    (node, c)
-                })
-                .collect(),
+            None => {
+                files::check(&rendered.nodes)?;
+                rendered
+                    .nodes
+                    .into_iter()
+                    .map(|(node, mut c)| {
+                        assign_generation(previous.get(&node), &mut c.head, floor);
+                        (node, c)
+                    })
+                    .collect()
+            }
         };
         for (node, c) in configs {
+            let (generation, revision) = (c.head.generation, c.head.revision.clone());
+            let unchanged = previous
+                .get(&node)
+                .is_some_and(|p| p.generation == generation && p.revision == revision);
             previous.insert(
                 node.clone(),
                 Previous {
-                    generation: c.generation,
-                    revision: c.revision.clone(),
+                    generation,
+                    revision: revision.clone(),
                 },
             );
-            store.put(
-                node,
-                c.to_yaml_with(&rendered_services),
-                c.generation.0,
-                &c.revision.0,
-            );
+            // An unchanged node keeps the text the store has (no new segments).
+            if !unchanged || store.get(&node).is_none() {
+                store.put(node, c.segments(), generation.0, &revision.0);
+            }
         }
         anyhow::ensure!(
             failed.is_empty(),

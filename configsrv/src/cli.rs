@@ -165,7 +165,11 @@ pub struct ServeArgs {
     /// Largest event (or line) taken from Marathon's event stream, in bytes; a larger one reopens the stream.
     #[arg(long, value_name = "BYTES", default_value_t = crate::sources::marathon::events::DEFAULT_EVENT_LIMIT)]
     pub event_max_bytes: usize,
-    /// How long a burst of changes gathers before one render.
+    /// Shortest time between two renders (and between two Marathon reads
+    /// that app changes cause). A change after a quiet spell renders at
+    /// once; the rest of a burst (a deployment of 100 apps) gathers into
+    /// one render when the window closes, so a burst renders once per
+    /// window, never once per event.
     #[arg(long, value_name = "DURATION", default_value = "50ms")]
     pub coalesce: schemas::duration::Duration,
     /// How often every meshd's admin endpoint is scraped (`/metrics`, `/status`).

@@ -187,13 +187,8 @@ fn render_once(
     for e in &rendered.errors {
         tracing::warn!("{e}");
     }
-    let published = publish::files::publish_dir(
-        out,
-        rendered.nodes,
-        &rendered.services_yaml,
-        schemas::Generation(1),
-    )
-    .with_context(|| format!("publishing to {}", out.display()))?;
+    let published = publish::files::publish_dir(out, rendered.nodes, schemas::Generation(1))
+        .with_context(|| format!("publishing to {}", out.display()))?;
     for (p, _) in &published.published {
         let what = if p.changed { "written" } else { "unchanged" };
         println!("{} generation {} {what}", p.path.display(), p.generation.0);

@@ -61,7 +61,7 @@ mod tests {
             ),
             &schemas::PolicySet::default(),
         )
-        .nodes
+        .configs()
         .into_values()
         .next()
         .unwrap();

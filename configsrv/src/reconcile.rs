@@ -77,6 +77,8 @@ pub struct Reconciler {
     /// A good Marathon read has arrived: rendering may start.
     have_apps: bool,
     render_at: Option<Instant>,
+    /// When the last render ran: the coalesce window runs from there.
+    last_render: Option<Instant>,
     coalesce: Duration,
     renders: u64,
     nodes: usize,
@@ -92,8 +94,9 @@ pub struct Reconciler {
 
 impl Reconciler {
     /// A reconciler starting from the policies `serve` loaded (they were
-    /// valid); `coalesce` is how long a burst may gather before a render,
-    /// `seed` seeds the retry jitter.
+    /// valid); `coalesce` is the shortest time between two renders (a
+    /// burst gathers for that long after the render its first change
+    /// caused), `seed` seeds the retry jitter.
     pub fn new(policies: PolicySet, coalesce: Duration, seed: u64) -> Reconciler {
         Reconciler {
             state: ClusterState::default(),
@@ -105,6 +108,7 @@ impl Reconciler {
             empty_reads: 0,
             have_apps: false,
             render_at: None,
+            last_render: None,
             coalesce,
             renders: 0,
             nodes: 0,
@@ -133,10 +137,7 @@ impl Reconciler {
         match event {
             Event::Source(e) => {
                 if self.absorb(e, &mut out) {
-                    // The first change of a burst sets the time; a pending
-                    // retry further off is brought forward.
-                    let at = now + self.coalesce;
-                    let at = self.render_at.map_or(at, |r| r.min(at));
+                    let at = self.render_time(now);
                     self.schedule(at, &mut out);
                 }
             }
@@ -175,6 +176,7 @@ impl Reconciler {
             // cluster must not overwrite what the nodes run.
             if self.have_apps {
                 self.renders += 1;
+                self.last_render = Some(now);
                 let rendered = render(&self.state, &self.policy.set);
                 self.app_errors = BTreeMap::new();
                 for e in &rendered.errors {
@@ -222,6 +224,19 @@ impl Reconciler {
             app_errors,
             agents: view::agents(&self.state),
         }
+    }
+
+    /// When a change seen at `now` renders. After a quiet spell, at once
+    /// (the leading edge: a lone change, the common case, waits for
+    /// nothing); within `coalesce` of the last render, when that window
+    /// closes, so a burst renders at most once per window and its later
+    /// changes gather into the trailing render. A pending render (or a
+    /// retry further off) is brought forward, never pushed back.
+    fn render_time(&self, now: Instant) -> Instant {
+        let earliest = self
+            .last_render
+            .map_or(now, |last| (last + self.coalesce).max(now));
+        self.render_at.map_or(earliest, |r| r.min(earliest))
     }
 
     fn schedule(&mut self, at: Instant, out: &mut Vec<Action>) {

@@ -9,23 +9,56 @@ mod vhost;
 
 use crate::error::RenderError;
 use crate::state::ClusterState;
-use schemas::node_config::NodeConfigKind;
+use schemas::node_config::{NodeConfigKind, NodeParts, Shared};
 use schemas::policy::ApiVersion;
 use schemas::{Generation, NodeConfig, NodeName, PolicySet, Protocol, Revision, Service};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 /// What a render produced: every node's config (generation 0; the publisher
-/// numbers them) and the problems met on the way.
+/// numbers them) and the problems met on the way. The services and the
+/// identities unique in the cluster are the same in every node file: they
+/// are kept, and serialized, once (`schemas::node_config::Shared`), so a
+/// render's memory grows with apps plus nodes, not apps times nodes.
 #[derive(Debug, Clone, Default)]
 pub struct Rendered {
-    /// Node configs by node.
-    pub nodes: BTreeMap<NodeName, NodeConfig>,
+    /// Node configs by node, in parts.
+    pub nodes: BTreeMap<NodeName, NodeParts>,
     /// Per-app and per-node problems.
     pub errors: Vec<RenderError>,
-    /// The services as written in every node file (they are the same on
-    /// every node), so publishing serializes them once.
-    pub services_yaml: String,
+}
+
+impl Rendered {
+    /// Makes every node point at `earlier`'s serialized bytes where they
+    /// are equal (see `Shared::reuse`), so a publish that rewrites some nodes
+    /// and keeps others holds one copy. Every node of a render shares one
+    /// `Shared`.
+    pub fn reuse(&mut self, earlier: &Shared) {
+        let Some(first) = self.nodes.values().next() else {
+            return;
+        };
+        let shared = Arc::clone(&first.shared);
+        let placeholder = Arc::new(Shared::default());
+        for parts in self.nodes.values_mut() {
+            parts.shared = Arc::clone(&placeholder);
+        }
+        let mut shared = Arc::try_unwrap(shared).unwrap_or_else(|s| (*s).clone());
+        shared.reuse(earlier);
+        let shared = Arc::new(shared);
+        for parts in self.nodes.values_mut() {
+            parts.shared = Arc::clone(&shared);
+        }
+    }
+
+    /// Every node's whole config, as meshd parses its file (a copy of the
+    /// shared parts per node: for tests and small clusters).
+    pub fn configs(&self) -> BTreeMap<NodeName, NodeConfig> {
+        self.nodes
+            .iter()
+            .map(|(n, p)| (n.clone(), p.to_config()))
+            .collect()
+    }
 }
 
 /// Renders every node's config from the cluster and the policies.
@@ -33,12 +66,11 @@ pub fn render(state: &ClusterState, policies: &PolicySet) -> Rendered {
     let mut errors = Vec::new();
     let claims = identity::claims(state);
     let services = services(state, policies, &claims.shared(), &mut errors);
-    let services_yaml = schemas::node_config::services_yaml(&services);
-    let digest = schemas::node_config::ServicesDigest::of_yaml(&services_yaml);
+    let shared = Arc::new(Shared::new(services, claims.everywhere()));
     let mut nodes = BTreeMap::new();
     for (name, hosts) in node_hosts(state, &mut errors) {
         let address = node_address(state, &hosts);
-        let mut config = NodeConfig {
+        let head = NodeConfig {
             api_version: ApiVersion::V1,
             kind: NodeConfigKind::NodeConfig,
             node: name.clone(),
@@ -46,17 +78,14 @@ pub fn render(state: &ClusterState, policies: &PolicySet) -> Rendered {
             generation: Generation(0),
             revision: Revision::default(),
             policy_commit: policies.commit.clone(),
-            services: services.clone(),
-            identities: claims.for_node(&hosts),
+            services: Vec::new(),
+            identities: Vec::new(),
         };
-        config.revision = config.revision_with(&digest);
-        nodes.insert(name, config);
+        let mut parts = NodeParts::new(head, claims.local(&hosts), Arc::clone(&shared));
+        parts.head.revision = parts.revision();
+        nodes.insert(name, parts);
     }
-    Rendered {
-        nodes,
-        errors,
-        services_yaml,
-    }
+    Rendered { nodes, errors }
 }
 
 /// Every app's service ports, the same on every node; a port claimed twice

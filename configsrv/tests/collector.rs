@@ -63,7 +63,12 @@ async fn a_hanging_garbage_or_gone_meshd_is_flagged_and_never_delays_the_others(
 
     let store = Arc::new(NodeStore::default());
     for n in [GOOD, HANG, GARBAGE, GONE] {
-        store.put(n.parse().unwrap(), format!("node: {n}\n"), 3, "sha256:00");
+        store.put(
+            n.parse().unwrap(),
+            vec![format!("node: {n}\n").into()],
+            3,
+            "sha256:00",
+        );
     }
     let timeout = Duration::from_secs(3);
     let interval = Duration::from_millis(100);

@@ -55,7 +55,7 @@ fn every_marathon_apps_payload_renders_with_its_tasks_as_backends() {
         for app in raw["apps"].as_array().unwrap() {
             let id = app["id"].as_str().unwrap();
             let tasks = app["tasks"].as_array().cloned().unwrap_or_default();
-            for config in rendered.nodes.values() {
+            for config in rendered.configs().values() {
                 let services: Vec<_> = config
                     .services
                     .iter()
@@ -151,7 +151,7 @@ fn marathon_lb_vhost_labels_become_edge_host_names() {
         fixtures().join("marathon/apps-embed-tasks-marathon15-bridge-haproxy-vhost.json");
     let (state, _) = load_snapshot(&marathon, None).unwrap();
     let rendered = render(&state, &PolicySet::default());
-    let svc = &rendered.nodes.values().next().unwrap().services[0];
+    let svc = rendered.configs().into_values().next().unwrap().services[0].clone();
     assert_eq!(svc.app.as_str(), "/pywebserver");
     assert!(!svc.vhost.is_empty(), "HAPROXY_0_VHOST is honoured");
     assert!(svc.vhost.iter().all(|h| h == &h.to_ascii_lowercase()));
@@ -192,7 +192,7 @@ fn container_network_addresses_identify_their_app_on_every_node_and_bridge_ones_
             "{container}: {:?}",
             rendered.nodes.keys()
         );
-        for (node, config) in &rendered.nodes {
+        for (node, config) in &rendered.configs() {
             let app_of = |addr: &str| {
                 config
                     .identities

@@ -27,6 +27,14 @@ impl Outlier {
         self.ejected_until_ms.load(Ordering::Relaxed) > now_ms
     }
 
+    /// `is_ejected`, asking `now_ms` for the time only for a backend that
+    /// was ever ejected: most never are, and a clock read is a request's
+    /// cost on the hot path.
+    pub fn is_ejected_by(&self, now_ms: impl FnOnce() -> u64) -> bool {
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        until != 0 && until > now_ms()
+    }
+
     /// Records a success: the failure streak ends.
     pub fn success(&self) {
         if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
@@ -79,6 +87,17 @@ mod tests {
         assert!(o.failure(0, true, 1.0));
         assert!(o.is_ejected(BASE_EJECTION_MS - 1));
         assert!(!o.is_ejected(BASE_EJECTION_MS));
+    }
+
+    #[test]
+    fn the_clock_is_read_only_for_a_backend_once_ejected() {
+        let o = Outlier::default();
+        assert!(!o.is_ejected_by(|| panic!("never ejected: no clock read")));
+        for _ in 0..EJECT_AFTER {
+            o.failure(10, true, 1.0);
+        }
+        assert!(o.is_ejected_by(|| 10 + BASE_EJECTION_MS - 1));
+        assert!(!o.is_ejected_by(|| 10 + BASE_EJECTION_MS));
     }
 
     #[test]

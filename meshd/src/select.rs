@@ -64,7 +64,8 @@ impl Tried {
 impl Route {
     /// The next backend for a client at `source`, skipping ejected and tried ones.
     pub fn choose(&self, source: IpAddr, tried: &Tried) -> Option<usize> {
-        let now = now_ms();
+        // Read once, and only if a backend was ever ejected.
+        let now = std::cell::OnceCell::new();
         let input = PickInput {
             balance: self.balance,
             order: &self.picks,
@@ -72,7 +73,13 @@ impl Route {
             source,
             random: (fastrand::f64(), fastrand::f64()),
         };
-        let out = |i: usize| tried.contains(i) || self.backends[i].state.outlier.is_ejected(now);
+        let out = |i: usize| {
+            tried.contains(i)
+                || self.backends[i]
+                    .state
+                    .outlier
+                    .is_ejected_by(|| *now.get_or_init(now_ms))
+        };
         pick(&input, &self.backends, out).or_else(|| {
             // Everything healthy is ejected or tried: ejection never leaves an
             // app with nothing, so fall back to an untried healthy backend.

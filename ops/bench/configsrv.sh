@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # configsrv benchmarks: propagation from a Marathon change to "applied" on
 # every meshd (3 and 20 meshd on loopback, through the Marathon simulator),
-# and render time for a synthetic 10,000-app, 100-node cluster.
+# render time for a synthetic 10,000-app, 100-node cluster, and configsrv's
+# memory (VmRSS after the first sync and after changes, VmHWM for the peak)
+# serving 10,000 apps x 3 tasks over 100 agents, with every node's file
+# written and every node long-polling its config.
 #   SAMPLES=50 ops/bench/configsrv.sh
+#   RSS_APPS=10000 RSS_AGENTS=100 RSS_CHANGES=3 (the memory run's size)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -19,3 +23,9 @@ echo
 echo "| cluster | render (pure) | render + write every node file |"
 echo "|---|---:|---:|"
 "$bin/render-bench" 10000 100
+echo
+echo "| cluster | first sync | RSS after first sync | RSS after changes | peak RSS (VmHWM) |"
+echo "|---|---:|---:|---:|---:|"
+# glibc's defaults, then as ops/ ships configsrv (one malloc arena).
+"$bin/configsrv-rss-bench" "${RSS_APPS:-10000}" "${RSS_AGENTS:-100}" "${RSS_CHANGES:-3}"
+MALLOC_ARENA_MAX=1 "$bin/configsrv-rss-bench" "${RSS_APPS:-10000}" "${RSS_AGENTS:-100}" "${RSS_CHANGES:-3}"

@@ -13,6 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// fsynced (the rename itself lives in the directory). On failure the temp
 /// file is removed and `path` is left as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_parts(path, &[bytes])
+}
+
+/// `write_atomic` of the concatenation of `parts`, without concatenating
+/// them first (a node file's shared services are written from the one copy).
+pub fn write_atomic_parts<B: AsRef<[u8]>>(path: &Path, parts: &[B]) -> std::io::Result<()> {
     // Unique per process and call: two writers of one file never share a temp file.
     static N: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
@@ -29,8 +35,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         N.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        let f = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
+        for part in parts {
+            w.write_all(part.as_ref())?;
+        }
+        let f = w
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(dir)?.sync_all()
@@ -69,6 +81,12 @@ mod tests {
         write_atomic(&file, b"one").unwrap();
         write_atomic(&file, b"two").unwrap();
         assert_eq!(std::fs::read(&file).unwrap(), b"two");
+        assert_eq!(entries(&dir), ["n.yaml"]);
+        let big = vec![b'x'; 100_000];
+        write_atomic_parts(&file, &[&b"head "[..], &big[..], &b""[..], &b" tail"[..]]).unwrap();
+        let back = std::fs::read(&file).unwrap();
+        assert_eq!(back.len(), 5 + 100_000 + 5);
+        assert!(back.starts_with(b"head x") && back.ends_with(b"x tail"));
         assert_eq!(entries(&dir), ["n.yaml"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -18,7 +18,7 @@ pub mod policy;
 pub mod redact;
 pub mod span;
 
-pub use atomic_file::write_atomic;
+pub use atomic_file::{write_atomic, write_atomic_parts};
 pub use ids::{
     AppId, AppPattern, Cidr, Endpoint, Generation, NodeName, Revision, ServicePort, TaskId,
 };

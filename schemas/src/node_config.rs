@@ -1,6 +1,7 @@
 //! The NodeConfig format: one fully resolved file per node, written by
 //! configsrv and read by meshd, so meshd needs no Marathon or policy logic.
 
+pub mod parts;
 pub mod validate;
 
 use crate::ids::{
@@ -14,7 +15,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 
+pub use parts::{NodeParts, Shared};
 pub use validate::{parse_node_config, problems};
+
+/// The first line of every node file configsrv writes.
+const HEADER: &str = "# Written by configsrv; do not edit. meshd reloads it on change.\n";
 
 /// `kind` of a node config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
@@ -177,11 +182,7 @@ impl NodeConfig {
         let mut h = Sha256::new();
         h.update(text.as_bytes());
         h.update(services.0);
-        let hex: String = h.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Revision(format!("sha256:{hex}"))
+        revision_of(&h.finalize())
     }
 
     /// The file's text as configsrv writes it.
@@ -200,7 +201,7 @@ impl NodeConfig {
             // list goes in its place, at the same indentation serde uses.
             head.replacen("services: []\n", &format!("services:\n{services}"), 1)
         };
-        format!("# Written by configsrv; do not edit. meshd reloads it on change.\n{body}")
+        format!("{HEADER}{body}")
     }
 
     fn without_services(&self) -> NodeConfig {
@@ -218,8 +219,14 @@ impl NodeConfig {
     }
 }
 
+/// A revision from a finished digest: its first 16 bytes in hex.
+fn revision_of(digest: &[u8]) -> Revision {
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    Revision(format!("sha256:{hex}"))
+}
+
 /// A digest of a list of services, for `NodeConfig::revision_with`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServicesDigest([u8; 32]);
 
 /// Hashes the services as they are written.

@@ -231,8 +231,7 @@ impl MarathonSim {
         for _ in 0..n {
             let host = self.hosts[inner.next_host % self.hosts.len()].clone();
             inner.next_host += 1;
-            let [a, b, c] = self.ip_base;
-            let ip = format!("{a}.{b}.{c}.{}", inner.next_ip);
+            let ip = task_ip(self.ip_base, inner.next_ip);
             inner.next_ip += 1;
             let id = format!(
                 "{}.{:08x}-0000-11f0-9d2b-0242ac110002",
@@ -322,6 +321,15 @@ impl MarathonSim {
             json!({"appId": app_id, "instanceId": task_id.replacen('.', ".marathon-", 1), "version": "2026-11-25T04:59:58.000Z", "alive": alive}),
         );
     }
+}
+
+/// The `n`th task address (from 1) above `base`: `base.n` while `n` fits in
+/// the last octet (1..=254), then carried into the octets before it, so a
+/// simulated cluster of 30,000 tasks still gets valid, distinct addresses.
+fn task_ip([a, b, c]: [u8; 3], n: u32) -> String {
+    let (carry, d) = ((n - 1) / 254, 1 + (n - 1) % 254);
+    let bc = ((u32::from(b) << 8) | u32::from(c)) + carry;
+    format!("{a}.{}.{}.{d}", (bc >> 8) & 0xff, bc & 0xff)
 }
 
 async fn list_apps(State(sim): State<MarathonSim>, headers: axum::http::HeaderMap) -> Response {
@@ -591,4 +599,16 @@ fn event_stream(
     let stream = futures_util::stream::iter(first).chain(rest);
     // Jetty sends heartbeats; an SSE comment line plays their part here.
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_millis(250)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn task_addresses_stay_as_they_were_then_carry_into_the_octets_before() {
+        assert_eq!(super::task_ip([127, 0, 80], 1), "127.0.80.1");
+        assert_eq!(super::task_ip([127, 0, 80], 254), "127.0.80.254");
+        assert_eq!(super::task_ip([127, 0, 80], 255), "127.0.81.1");
+        assert_eq!(super::task_ip([127, 1, 0], 30_000), "127.1.118.28");
+        assert_eq!(super::task_ip([127, 0, 255], 255), "127.1.0.1");
+    }
 }

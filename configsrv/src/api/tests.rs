@@ -39,7 +39,9 @@ mod routes {
     /// An API over a view with one app and one node, served on loopback.
     async fn serve() -> String {
         let store = Arc::new(NodeStore::default());
-        store.put("n1".parse().unwrap(), "node: n1\n".into(), 7, "sha256:ab");
+        // In segments, as the publisher stores a node file: the answer joins them.
+        let text = vec!["node: ".into(), bytes::Bytes::new(), "n1\n".into()];
+        store.put("n1".parse().unwrap(), text, 7, "sha256:ab");
         let view = View {
             apps: vec![AppView {
                 id: "/shop/web".parse().unwrap(),
@@ -107,6 +109,18 @@ mod routes {
 
     fn concrete(path: &str) -> String {
         path.replace("{id}", "shop/web").replace("{node}", "n1")
+    }
+
+    #[tokio::test]
+    async fn a_node_config_stored_in_segments_is_answered_whole_with_its_length() {
+        let url = serve().await;
+        let resp = reqwest::get(format!("{url}/v1/nodes/n1/config"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-length"], "9");
+        assert_eq!(resp.headers()["etag"], "\"7-ab\"");
+        assert_eq!(resp.text().await.unwrap(), "node: n1\n");
     }
 
     #[tokio::test]

@@ -5,7 +5,8 @@
 
 use super::{assign_generation, Previous};
 use crate::error::PublishError;
-use schemas::{Generation, NodeConfig, NodeName, Revision};
+use schemas::node_config::NodeParts;
+use schemas::{Generation, NodeName, Revision};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -33,9 +34,9 @@ fn unix_ms() -> u64 {
 #[derive(Debug, Default)]
 pub struct DirOutcome {
     /// Nodes whose file now holds their config.
-    pub published: Vec<(Published, NodeConfig)>,
+    pub published: Vec<(Published, NodeParts)>,
     /// Nodes whose write failed; their configs, numbered, for other sinks.
-    pub failed: Vec<(NodeConfig, PublishError)>,
+    pub failed: Vec<(NodeParts, PublishError)>,
 }
 
 /// Reads what an earlier run wrote, leniently: a damaged file still tells its
@@ -65,20 +66,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
     })
 }
 
-/// Numbers and writes every node's config into `dir`; `services_yaml` is the
-/// services block all of them share. Every config is checked against the
-/// NodeConfig rules first, so a renderer bug writes nothing. A write that
-/// fails is reported in the outcome and the next node is written all the same.
+/// Numbers and writes every node's config into `dir`, each file from the
+/// shared parts (never 100 copies of the services at once). Every config is
+/// checked against the NodeConfig rules first, so a renderer bug writes
+/// nothing. A write that fails is reported in the outcome and the next node
+/// is written all the same.
 pub fn publish_dir(
     dir: &Path,
-    nodes: BTreeMap<NodeName, NodeConfig>,
-    services_yaml: &str,
+    nodes: BTreeMap<NodeName, NodeParts>,
     floor: Generation,
 ) -> Result<DirOutcome, PublishError> {
     std::fs::create_dir_all(dir).map_err(|error| PublishError::Io {
         path: dir.to_owned(),
         error,
     })?;
+    check(&nodes)?;
     let mut ready = Vec::new();
     for (node, mut config) in nodes {
         let path = dir.join(node.file_name());
@@ -90,26 +92,17 @@ pub fn publish_dir(
             (None, true) => floor.max(Generation(unix_ms())),
             _ => floor,
         };
-        let changed = assign_generation(previous.as_ref(), &mut config, floor);
-        let problems = schemas::node_config::problems(&config);
-        if !problems.is_empty() {
-            return Err(PublishError::Invalid {
-                node: node.to_string(),
-                message: problems.join("; "),
-            });
-        }
-        let text = if changed {
-            config.to_yaml_with(services_yaml)
-        } else {
-            String::new()
-        };
-        ready.push((node, path, config.generation, changed, text, config));
+        let changed = assign_generation(previous.as_ref(), &mut config.head, floor);
+        ready.push((node, path, changed, config));
     }
     let mut outcome = DirOutcome::default();
-    for (node, path, generation, changed, text, config) in ready {
+    for (node, path, changed, config) in ready {
         if changed {
-            if let Err(e) = write_atomic(&path, text.as_bytes()) {
-                outcome.failed.push((config, e));
+            let written = schemas::write_atomic_parts(&path, &config.segments());
+            if let Err(error) = written {
+                outcome
+                    .failed
+                    .push((config, PublishError::Io { path, error }));
                 continue;
             }
         }
@@ -117,11 +110,36 @@ pub fn publish_dir(
             Published {
                 node,
                 path,
-                generation,
+                generation: config.head.generation,
                 changed,
             },
             config,
         ));
     }
     Ok(outcome)
+}
+
+/// The NodeConfig rules on every node: the shared parts once (every node
+/// of a render shares them), each node's own identities on their own.
+pub fn check(nodes: &BTreeMap<NodeName, NodeParts>) -> Result<(), PublishError> {
+    let mut checked: Vec<&std::sync::Arc<schemas::node_config::Shared>> = Vec::new();
+    for (node, parts) in nodes {
+        let mut problems = Vec::new();
+        if !checked
+            .iter()
+            .any(|s| std::sync::Arc::ptr_eq(s, &parts.shared))
+        {
+            checked.push(&parts.shared);
+            problems = parts.shared.problems();
+        }
+        problems.extend(parts.problems());
+        problems.extend(schemas::node_config::problems(&parts.head));
+        if !problems.is_empty() {
+            return Err(PublishError::Invalid {
+                node: node.to_string(),
+                message: problems.join("; "),
+            });
+        }
+    }
+    Ok(())
 }

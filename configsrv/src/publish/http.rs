@@ -1,5 +1,8 @@
 //! The HTTP sink: the latest text of every node's config, with an ETag, and
-//! a change signal that long-polling readers (`?wait=30s`) wait on.
+//! a change signal that long-polling readers (`?wait=30s`) wait on. A text
+//! is kept as the segments of the node file (`NodeParts::segments`): every
+//! node's entry points at the one copy of the shared services, and answers
+//! stream the segments as they are.
 
 use schemas::NodeName;
 use std::collections::BTreeMap;
@@ -9,8 +12,8 @@ use tokio::sync::watch;
 /// One node's published config.
 #[derive(Debug, Clone)]
 pub struct Published {
-    /// The YAML text.
-    pub text: bytes::Bytes,
+    /// The YAML text, in segments that joined make the file.
+    pub text: Vec<bytes::Bytes>,
     /// `"<generation>-<revision>"`, quoted, as the ETag.
     pub etag: String,
     /// Its generation.
@@ -35,7 +38,7 @@ impl Default for NodeStore {
 
 impl NodeStore {
     /// Stores a node's config; wakes long-polls when it differs.
-    pub fn put(&self, node: NodeName, text: String, generation: u64, revision: &str) {
+    pub fn put(&self, node: NodeName, text: Vec<bytes::Bytes>, generation: u64, revision: &str) {
         let etag = format!(
             "\"{generation}-{}\"",
             revision.trim_start_matches("sha256:")
@@ -47,7 +50,7 @@ impl NodeStore {
         nodes.insert(
             node,
             Published {
-                text: text.into(),
+                text,
                 etag,
                 generation,
             },
@@ -78,5 +81,37 @@ impl NodeStore {
     /// A receiver that sees every change.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+}
+
+/// A response body made of a node file's segments, sent as they are (no
+/// joined copy per answer), with its exact length for `Content-Length`.
+#[derive(Debug)]
+pub struct Segments(std::collections::VecDeque<bytes::Bytes>);
+
+impl Segments {
+    /// The body of `text`.
+    pub fn new(text: Vec<bytes::Bytes>) -> Segments {
+        Segments(text.into_iter().filter(|b| !b.is_empty()).collect())
+    }
+}
+
+impl http_body::Body for Segments {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
     }
 }

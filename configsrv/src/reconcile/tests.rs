@@ -122,7 +122,7 @@ fn nothing_renders_before_the_first_good_read_and_the_first_good_read_renders() 
         active: true,
     }];
     let actions = r.on_event(Event::Source(SourceEvent::MesosAgents(Ok(agents))), t0);
-    assert_eq!(scheduled(&actions), Some(t0 + COALESCE));
+    assert_eq!(scheduled(&actions), Some(t0));
     assert!(
         published(&r.on_timer(t0 + COALESCE)).is_empty(),
         "no good Marathon read yet"
@@ -133,13 +133,13 @@ fn nothing_renders_before_the_first_good_read_and_the_first_good_read_renders() 
     let t1 = t0 + Duration::from_secs(1);
     let actions = r.on_event(read(vec![app("/web", 10000, 2)]), t1);
     assert_eq!(stale(&actions, Source::Marathon), Some(false));
-    assert_eq!(scheduled(&actions), Some(t1 + COALESCE));
-    assert!(
-        published(&r.on_timer(t1)).is_empty(),
-        "not before the coalesce delay"
+    assert_eq!(
+        scheduled(&actions),
+        Some(t1),
+        "nothing rendered yet: at once"
     );
-    let rendered = render_now(&mut r, t1 + COALESCE);
-    let node = rendered.nodes.values().next().unwrap();
+    let rendered = render_now(&mut r, t1);
+    let node = rendered.configs().into_values().next().unwrap();
     assert_eq!(node.services.len(), 1);
     assert_eq!(node.services[0].backends.len(), 2);
     assert_eq!(r.view().status.renders, 1);
@@ -150,7 +150,7 @@ fn a_first_read_of_an_empty_cluster_still_renders_the_nodes() {
     let t0 = Instant::now();
     let mut r = reconciler();
     let actions = r.on_event(read(vec![]), t0);
-    assert_eq!(scheduled(&actions), Some(t0 + COALESCE));
+    assert_eq!(scheduled(&actions), Some(t0));
 }
 
 #[test]
@@ -206,28 +206,77 @@ fn a_failed_read_keeps_the_state_and_marks_marathon_stale() {
 }
 
 #[test]
-fn a_burst_of_changes_coalesces_into_one_render() {
+fn a_change_after_a_quiet_spell_renders_at_once_and_a_burst_after_it_once_more() {
     let t0 = Instant::now();
     let mut r = reconciler();
     r.on_event(read(vec![app("/web", 10000, 1)]), t0);
     render_now(&mut r, t0);
     let t1 = t0 + Duration::from_secs(1);
+    r.on_event(read(vec![app("/web", 10000, 2)]), t1);
+    assert_eq!(
+        r.render_due(),
+        Some(t1),
+        "the leading edge waits for nothing"
+    );
+    assert_eq!(published(&r.on_timer(t1)).len(), 1);
     for i in 0..10u32 {
         let now = t1 + Duration::from_millis(u64::from(i) * 5);
-        r.on_event(read(vec![app("/web", 10000, 2 + i as usize)]), now);
+        r.on_event(read(vec![app("/web", 10000, 3 + i as usize)]), now);
         assert_eq!(
             r.render_due(),
             Some(t1 + COALESCE),
-            "the first change sets the time"
+            "the rest of the burst waits for the window to close"
         );
+        assert!(published(&r.on_timer(now)).is_empty());
     }
     let actions = r.on_timer(t1 + COALESCE);
     let renders = published(&actions);
     assert_eq!(renders.len(), 1);
-    let node = renders[0].nodes.values().next().unwrap();
-    assert_eq!(node.services[0].backends.len(), 11, "the last read wins");
+    let node = renders[0].configs().into_values().next().unwrap();
+    assert_eq!(node.services[0].backends.len(), 12, "the last read wins");
     assert_eq!(r.render_due(), None);
     assert!(published(&r.on_timer(t1 + COALESCE * 2)).is_empty());
+}
+
+#[test]
+fn a_deployment_of_100_apps_in_a_burst_renders_a_handful_of_times() {
+    // 100 apps, one change every 2 ms (200 ms in all), the timer served
+    // whenever a render is due, as `serve`'s loop does.
+    let t0 = Instant::now();
+    let mut r = reconciler();
+    r.on_event(read(vec![app("/web", 10000, 1)]), t0);
+    render_now(&mut r, t0);
+    let t1 = t0 + Duration::from_secs(1);
+    let mut apps = vec![app("/web", 10000, 1)];
+    let mut renders = 0;
+    let mut last = None;
+    for i in 0..100u16 {
+        let now = t1 + Duration::from_millis(u64::from(i) * 2);
+        if let Some(at) = r.render_due().filter(|at| *at <= now) {
+            renders += published(&r.on_timer(at)).len();
+        }
+        apps.push(app(&format!("/deploy/app{i}"), 20000 + i, 1));
+        r.on_event(read(apps.clone()), now);
+        last = Some(now);
+    }
+    let at = r.render_due().expect("the end of the burst renders");
+    assert!(at <= last.unwrap() + COALESCE);
+    let actions = r.on_timer(at);
+    let rendered = published(&actions);
+    renders += rendered.len();
+    assert_eq!(
+        rendered[0]
+            .configs()
+            .into_values()
+            .next()
+            .unwrap()
+            .services
+            .len(),
+        101
+    );
+    // One at the first change, one per window after it.
+    assert!((2..=4).contains(&renders), "{renders} renders for 100 apps");
+    assert_eq!(r.view().status.renders, 1 + renders as u64);
 }
 
 #[test]

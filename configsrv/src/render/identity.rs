@@ -128,19 +128,22 @@ impl Claims {
             .collect()
     }
 
-    /// The identity table of the node that `hosts` stand for, sorted by address.
-    pub fn for_node(&self, hosts: &BTreeSet<String>) -> Vec<Identity> {
-        let local = self.per_node.iter().filter_map(|(address, list)| {
-            let visible = list.iter().filter(|c| c.visible_on(hosts));
-            Some((address, resolve(*address, visible)?))
-        });
-        let mut out: BTreeMap<&IpAddr, Identity> = self
-            .everywhere
+    /// The identities every node file carries (addresses unique in the
+    /// cluster), sorted by address.
+    pub fn everywhere(&self) -> Vec<Identity> {
+        self.everywhere.values().flatten().cloned().collect()
+    }
+
+    /// The identities only the node that `hosts` stand for carries, sorted
+    /// by address; never an address of `everywhere` (the two are disjoint).
+    pub fn local(&self, hosts: &BTreeSet<String>) -> Vec<Identity> {
+        self.per_node
             .iter()
-            .filter_map(|(a, id)| Some((a, id.clone()?)))
-            .collect();
-        out.extend(local);
-        out.into_values().collect()
+            .filter_map(|(address, list)| {
+                let visible = list.iter().filter(|c| c.visible_on(hosts));
+                resolve(*address, visible)
+            })
+            .collect()
     }
 }
 

@@ -273,10 +273,13 @@ fn shuffled<T: Clone>(items: &[T], rng: &mut fastrand::Rng) -> Vec<T> {
 
 /// Every node file's text, by node.
 fn texts(r: &Rendered) -> BTreeMap<NodeName, String> {
-    r.nodes
-        .iter()
-        .map(|(n, c)| (n.clone(), c.to_yaml_with(&r.services_yaml)))
-        .collect()
+    r.nodes.iter().map(|(n, c)| (n.clone(), text(c))).collect()
+}
+
+/// A node file's text, joined from its segments as they are written.
+fn text(node: &schemas::node_config::NodeParts) -> String {
+    let bytes: Vec<u8> = node.segments().iter().flatten().copied().collect();
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 proptest! {
@@ -304,8 +307,7 @@ proptest! {
         let entries = shuffled(&in_order, &mut rng);
         let second = render(&state, &repo.set(&files, &entries));
         prop_assert_eq!(texts(&first), texts(&second));
-        prop_assert_eq!(&first.nodes, &second.nodes);
-        prop_assert_eq!(&first.services_yaml, &second.services_yaml);
+        prop_assert_eq!(first.configs(), second.configs());
     }
 
     #[test]
@@ -318,7 +320,7 @@ proptest! {
         let rendered = render(&state, &policies);
         for (name, node) in &rendered.nodes {
             // As meshd reads it: the file's text, parsed and checked, compiled.
-            let text = node.to_yaml_with(&rendered.services_yaml);
+            let text = text(node);
             let parsed = schemas::parse_node_config("n.yaml", &text)
                 .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
             let snapshot = Snapshot::compile(parsed, None, None);
@@ -353,12 +355,17 @@ proptest! {
         let policies = repo.set(&[0, 1, 2], &(0..repo.entries.len()).collect::<Vec<_>>());
         let rendered = render(&ClusterState::new(apps, agents), &policies);
         for (name, node) in &rendered.nodes {
-            let text = node.to_yaml_with(&rendered.services_yaml);
+            let text = text(node);
             // What `meshd check FILE` runs on the file's text.
             let file = name.file_name();
             let parsed = schemas::parse_node_config(&file, &text);
             match parsed {
-                Ok(parsed) => prop_assert_eq!(&parsed, node),
+                Ok(parsed) => {
+                    // The parts join into the whole config's own text and revision.
+                    prop_assert_eq!(&parsed, &node.to_config());
+                    prop_assert_eq!(&text, &node.to_config().to_yaml());
+                    prop_assert_eq!(&node.head.revision, &node.to_config().content_revision());
+                }
                 Err(e) => prop_assert!(false, "{}: {:?}\n{}", file, e, text),
             }
         }

@@ -89,8 +89,8 @@ fn render_ignores_input_order() {
     }
     let reversed = ClusterState::new(reversed.apps, reversed.agents);
     let p = PolicySet::default();
-    let a = render(&state, &p).nodes;
-    let b = render(&reversed, &p).nodes;
+    let a = render(&state, &p).configs();
+    let b = render(&reversed, &p).configs();
     assert_eq!(a, b);
     let texts = |n: &BTreeMap<NodeName, NodeConfig>| {
         n.values().map(NodeConfig::to_yaml).collect::<Vec<_>>()
@@ -103,12 +103,12 @@ fn every_task_host_and_active_agent_gets_a_node_with_every_service() {
     let r = render(&cluster(), &PolicySet::default());
     let names: Vec<&str> = r.nodes.keys().map(NodeName::as_str).collect();
     assert_eq!(names, ["127.0.0.2", "127.0.0.3", "idle-agent"]);
-    for config in r.nodes.values() {
+    for config in r.configs().values() {
         let ports: Vec<u16> = config.services.iter().map(|s| s.port.0).collect();
         assert_eq!(ports, [10000, 10001, 10002]);
     }
     assert_eq!(
-        r.nodes[&"idle-agent".parse().unwrap()].address,
+        r.nodes[&"idle-agent".parse().unwrap()].head.address,
         "127.0.0.9".parse::<IpAddr>().unwrap()
     );
     assert!(r.errors.is_empty(), "{:?}", r.errors);
@@ -123,20 +123,20 @@ fn a_node_that_follows_gets_a_config_without_tasks_or_agent() {
     let r = render(&followed, &PolicySet::default());
     let names: Vec<&str> = r.nodes.keys().map(NodeName::as_str).collect();
     assert_eq!(names, ["127.0.0.2", "127.0.0.3", "127.0.0.7", "idle-agent"]);
-    let lone = &r.nodes[&"127.0.0.7".parse().unwrap()];
+    let lone = r.configs()[&"127.0.0.7".parse().unwrap()].clone();
     assert_eq!(lone.address, "127.0.0.7".parse::<IpAddr>().unwrap());
     let ports: Vec<u16> = lone.services.iter().map(|s| s.port.0).collect();
     assert_eq!(ports, [10000, 10001, 10002]);
     // A follower that is also a task host changes nothing for it.
     let plain = render(&cluster(), &PolicySet::default());
     let key: NodeName = "127.0.0.2".parse().unwrap();
-    assert_eq!(r.nodes[&key].revision, plain.nodes[&key].revision);
+    assert_eq!(r.nodes[&key].head.revision, plain.nodes[&key].head.revision);
 }
 
 #[test]
 fn backends_carry_health_and_draining_and_skip_tasks_not_running() {
     let r = render(&cluster(), &PolicySet::default());
-    let web = &r.nodes.values().next().unwrap().services[0];
+    let web = r.configs().into_values().next().unwrap().services[0].clone();
     let got: Vec<(String, Health)> = web
         .backends
         .iter()
@@ -153,7 +153,7 @@ fn backends_carry_health_and_draining_and_skip_tasks_not_running() {
 }
 
 fn ids(r: &Rendered, node: &str) -> Vec<(String, String)> {
-    r.nodes[&node.parse().unwrap()]
+    r.configs()[&node.parse().unwrap()]
         .identities
         .iter()
         .map(|i| (i.address.to_string(), i.app.to_string()))
@@ -182,7 +182,7 @@ fn unique_addresses_identify_their_app_on_every_node() {
     for node in ["127.0.0.2", "127.0.0.3", "idle-agent"] {
         assert_eq!(ids(&r, node), everywhere, "{node}");
     }
-    let node = &r.nodes[&"idle-agent".parse().unwrap()];
+    let node = r.configs()[&"idle-agent".parse().unwrap()].clone();
     let web = node
         .identities
         .iter()
@@ -261,7 +261,7 @@ fn an_address_shared_by_two_apps_identifies_neither() {
     ));
     let state = ClusterState::new(state.apps, state.agents);
     let r = render(&state, &PolicySet::default());
-    for node in r.nodes.values() {
+    for node in r.configs().values() {
         assert!(
             node.identities
                 .iter()
@@ -281,7 +281,7 @@ fn a_port_claimed_twice_stays_with_the_first_app() {
         .push(app("/z/late", 10000, Networking::Container, vec![]));
     let state = ClusterState::new(state.apps, state.agents);
     let r = render(&state, &PolicySet::default());
-    let node = r.nodes.values().next().unwrap();
+    let node = r.configs().into_values().next().unwrap();
     assert_eq!(
         node.services.iter().filter(|s| s.port.0 == 10000).count(),
         1
@@ -298,7 +298,7 @@ fn access_comes_from_the_most_specific_entry() {
         "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: deny\napps:\n  /prod/*:\n    allow:\n      - from: /prod/*\n  /prod/web:\n    protocol: http\n    allow:\n      - from: /prod/edge\n    deny:\n      - from_cidr: 127.0.9.0/24\n",
     );
     let r = render(&cluster(), &p);
-    let node = r.nodes.values().next().unwrap();
+    let node = r.configs().into_values().next().unwrap();
     let web = &node.services[0];
     assert_eq!(web.access.policy.as_ref().unwrap().as_str(), "/prod/web");
     assert_eq!(web.protocol, schemas::Protocol::Http);
@@ -316,7 +316,7 @@ fn revision_changes_with_content_only() {
     let p = PolicySet::default();
     let a = render(&cluster(), &p);
     let b = render(&cluster(), &p);
-    let first = |r: &Rendered| r.nodes.values().next().unwrap().revision.clone();
+    let first = |r: &Rendered| r.nodes.values().next().unwrap().head.revision.clone();
     assert_eq!(first(&a), first(&b));
     let mut changed = cluster();
     changed.apps[0].tasks.pop();
@@ -324,7 +324,7 @@ fn revision_changes_with_content_only() {
 }
 
 fn vhost_of(r: &Rendered, app: &str) -> Vec<String> {
-    let node = r.nodes.values().next().unwrap();
+    let node = r.configs().into_values().next().unwrap();
     let svc = node.services.iter().find(|s| s.app.as_str() == app);
     svc.map(|s| s.vhost.clone()).unwrap_or_default()
 }
@@ -419,7 +419,7 @@ fn an_app_a_deny_names_cannot_get_in_through_a_cidr_allow_on_a_shared_address() 
         "apiVersion: palisade/v1\nkind: Policy\ndefaults: {action: deny}\napps:\n  /prod/api/*:\n    allow: [{from_cidr: 10.0.0.0/8}]\n    deny: [{from: /dev/*}]\n",
     );
     let r = render(&state, &p);
-    let config = r.nodes.values().next().unwrap();
+    let config = r.configs().into_values().next().unwrap();
     assert!(config
         .identities
         .iter()

@@ -20,7 +20,8 @@ fn policies(text: &str) -> PolicySet {
 }
 
 fn sides(r: &Rendered, app: &str) -> Vec<(u16, Protocol)> {
-    let node = r.nodes.values().next().unwrap();
+    let configs = r.configs();
+    let node = configs.values().next().unwrap();
     node.services
         .iter()
         .filter(|s| s.app.as_str() == app)
@@ -59,7 +60,8 @@ fn port_protocols_render_a_tcp_and_a_udp_service_each_where_declared() {
         sides(&r, "/infra/statsd"),
         [(10225, Protocol::Tcp), (10225, Protocol::Udp)]
     );
-    let node = &r.nodes[&"10.0.2.148".parse().unwrap()];
+    let configs = r.configs();
+    let node = &configs[&"10.0.2.148".parse().unwrap()];
     let serf_udp = node
         .services
         .iter()
@@ -72,7 +74,7 @@ fn port_protocols_render_a_tcp_and_a_udp_service_each_where_declared() {
         .collect();
     assert_eq!(backends, ["10.0.2.148:31246", "10.0.2.149:31346"]);
     // Every node file passes meshd's own checks (a port shared by TCP and UDP included).
-    for c in r.nodes.values() {
+    for c in configs.values() {
         assert!(schemas::node_config::problems(c).is_empty(), "{c:?}");
     }
 }
@@ -87,7 +89,8 @@ fn protocol_udp_in_policy_makes_every_port_udp_and_keeps_edge_settings_off() {
         sides(&r, "/kong/kong"),
         [(10201, Protocol::Udp), (10246, Protocol::Udp)]
     );
-    let node = r.nodes.values().next().unwrap();
+    let configs = r.configs();
+    let node = configs.values().next().unwrap();
     for s in node
         .services
         .iter()

@@ -1,14 +1,19 @@
 //! Reload step 1: watch the config directory. Watching the directory, not the
 //! file, sees a file replaced by rename; a slow poll backs the watch up in
-//! case an event is lost. Bursts are debounced into one read.
+//! case an event is lost. A burst of events (one write) is settled into one
+//! read after a short quiet time.
 
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Quiet time after the last event before the file is read.
-pub const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Quiet time after the last event before the file is read. configsrv
+/// replaces the file by rename, whose events arrive together; a writer that
+/// edits in place finishes within a few milliseconds, and a read that still
+/// catches it half-written is followed by the read its next events cause.
+/// Every millisecond here is a millisecond of convergence (it was 100 ms).
+pub const DEBOUNCE: Duration = Duration::from_millis(10);
 /// How often the file is checked even without an event.
 pub const POLL: Duration = Duration::from_secs(2);
 /// A poll reads the whole file only when its stamp changed, or after this

@@ -281,6 +281,24 @@ pub fn poll_fill<R: AsyncRead + Unpin>(
     io: &mut R,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
+    let r = poll_fill_held(buf, io, cx);
+    if r.is_pending() && buf.is_empty() {
+        super::buffers::give_read(std::mem::take(buf));
+    }
+    r
+}
+
+/// `poll_fill` for a read in the middle of an exchange (a response head
+/// or a body awaited): the wait is short and bytes follow, so the buffer
+/// is kept rather than given back and taken again for every read. Where
+/// the connection goes quiet its owner lets the buffer go (`poll_fill`
+/// between requests, `upstream::Conn::release_buffer` into the pool).
+#[inline]
+pub fn poll_fill_held<R: AsyncRead + Unpin>(
+    buf: &mut BytesMut,
+    io: &mut R,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
     if buf.capacity() - buf.len() < READ_CHUNK / 2 {
         if buf.is_empty() && !buf.try_reclaim(READ_CHUNK) {
             *buf = super::buffers::take_read();
@@ -288,11 +306,7 @@ pub fn poll_fill<R: AsyncRead + Unpin>(
             buf.reserve(READ_CHUNK);
         }
     }
-    let r = tokio_util::io::poll_read_buf(Pin::new(io), cx, buf);
-    if r.is_pending() && buf.is_empty() {
-        super::buffers::give_read(std::mem::take(buf));
-    }
-    r
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
 }
 
 /// Finds the data of a framed HTTP/1.1 body (RFC 9112 sections 6 and 7.1)
@@ -399,7 +413,7 @@ impl Decoder {
                 _ => {}
             }
             // Need more bytes.
-            match std::task::ready!(poll_fill(buf, io, cx)) {
+            match std::task::ready!(poll_fill_held(buf, io, cx)) {
                 Err(e) => return Poll::Ready(Some(Err(e))),
                 Ok(0) if self.state == State::Close => {
                     self.state = State::Done;

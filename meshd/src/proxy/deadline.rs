@@ -32,12 +32,22 @@ impl Deadline {
 
     /// Runs `fut` until it finishes (`Some`) or `at` passes (`None`).
     pub async fn within<F: Future>(&mut self, at: Instant, fut: F) -> Option<F::Output> {
+        self.within_pinned(at, pin!(fut)).await
+    }
+
+    /// `within` for a future pinned where it was built: a large one (a
+    /// whole backend exchange) is then never moved, where passing it by
+    /// value copies it (a `memcpy` of its state per request).
+    pub async fn within_pinned<F: Future>(
+        &mut self,
+        at: Instant,
+        mut fut: Pin<&mut F>,
+    ) -> Option<F::Output> {
         self.at = at;
         if self.at < self.sleep.deadline() {
             // A shorter wait than `step` (a reload lowered a timeout).
             self.sleep.as_mut().reset(self.at);
         }
-        let mut fut = pin!(fut);
         std::future::poll_fn(|cx| {
             if let Poll::Ready(v) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Some(v));

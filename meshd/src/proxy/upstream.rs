@@ -6,7 +6,7 @@
 
 use super::body::UpBody;
 use super::codec::{
-    listed_in_connection, poll_fill, tokens, BodyFraming, Decoder, Framing, FramingFields,
+    listed_in_connection, poll_fill_held, tokens, BodyFraming, Decoder, Framing, FramingFields,
 };
 use super::stream::UpstreamIo;
 use bytes::{Bytes, BytesMut};
@@ -190,7 +190,7 @@ impl Conn {
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
-        std::future::poll_fn(|cx| poll_fill(&mut self.buf, &mut self.io, cx)).await
+        std::future::poll_fn(|cx| poll_fill_held(&mut self.buf, &mut self.io, cx)).await
     }
 
     async fn read_head(

@@ -1,7 +1,7 @@
 //! Node config text -> a checked `NodeConfig`: strict parse, then the
 //! cross-field rules meshd relies on (one service per port, one app per address).
 
-use super::NodeConfig;
+use super::{Identity, NodeConfig, Service};
 use crate::span::{from_yaml_error, locate, ConfigError, Seg};
 use std::collections::HashMap;
 
@@ -33,8 +33,19 @@ pub fn problems(config: &NodeConfig) -> Vec<String> {
 
 /// Every cross-field rule, reported with the path of the offending value.
 fn check(config: &NodeConfig, mut report: impl FnMut(&[Seg<'_>], String)) {
+    check_services(&config.node, &config.services, &mut report);
+    check_identities(config.identities.iter(), &mut report);
+}
+
+/// One service per port, rules with one source, good timeouts and weights;
+/// `node` names the node (or nodes) in messages.
+pub(super) fn check_services(
+    node: &dyn std::fmt::Display,
+    services: &[Service],
+    report: &mut dyn FnMut(&[Seg<'_>], String),
+) {
     let mut ports = HashMap::new();
-    for (i, svc) in config.services.iter().enumerate() {
+    for (i, svc) in services.iter().enumerate() {
         fn at<'a>(i: usize, rest: &[Seg<'a>]) -> Vec<Seg<'a>> {
             let mut path = vec![Seg::Key("services"), Seg::Index(i)];
             path.extend_from_slice(rest);
@@ -46,7 +57,7 @@ fn check(config: &NodeConfig, mut report: impl FnMut(&[Seg<'_>], String)) {
                 &at(i, &[Seg::Key("port")]),
                 format!(
                     "services[{i}]: service port {} of {} is already used by {first} on node {}",
-                    svc.port.0, svc.app, config.node
+                    svc.port.0, svc.app, node
                 ),
             );
         }
@@ -95,15 +106,24 @@ fn check(config: &NodeConfig, mut report: impl FnMut(&[Seg<'_>], String)) {
             }
         }
     }
+}
+
+/// meshd looks up `::ffff:a.b.c.d` as `a.b.c.d`: one address, two spellings.
+pub(super) fn canonical(address: std::net::IpAddr) -> std::net::IpAddr {
+    match address {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// One app per source address.
+pub(super) fn check_identities<'a>(
+    identities: impl Iterator<Item = &'a Identity>,
+    report: &mut dyn FnMut(&[Seg<'_>], String),
+) {
     let mut addresses = HashMap::new();
-    for (i, id) in config.identities.iter().enumerate() {
-        // meshd looks up `::ffff:a.b.c.d` as `a.b.c.d`: one address, two spellings.
-        let address = match id.address {
-            std::net::IpAddr::V6(v6) => {
-                v6.to_ipv4_mapped().map_or(id.address, std::net::IpAddr::V4)
-            }
-            v4 => v4,
-        };
+    for (i, id) in identities.enumerate() {
+        let address = canonical(id.address);
         if let Some(first) = addresses.insert(address, &id.app) {
             report(
                 &[Seg::Key("identities"), Seg::Index(i)],

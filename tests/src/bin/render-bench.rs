@@ -73,12 +73,8 @@ fn main() -> anyhow::Result<()> {
         anyhow::ensure!(rendered.errors.is_empty(), "{:?}", &rendered.errors[..1]);
         let n = rendered.nodes.len();
         let t = Instant::now();
-        let outcome = configsrv::publish::files::publish_dir(
-            &dir,
-            rendered.nodes,
-            &rendered.services_yaml,
-            schemas::Generation(1),
-        )?;
+        let outcome =
+            configsrv::publish::files::publish_dir(&dir, rendered.nodes, schemas::Generation(1))?;
         anyhow::ensure!(outcome.failed.is_empty(), "{}", outcome.failed[0].1);
         publishes.push(t.elapsed());
         let _ = std::fs::remove_dir_all(&dir);

@@ -13,7 +13,7 @@ fn an_invalid_policy_keeps_the_last_good_one_and_marks_policy_stale() {
     assert!(scheduled(&actions).is_some());
     let good = render_now(&mut r, t0);
     let access = |rendered: &Rendered| {
-        let node = rendered.nodes.values().next().unwrap();
+        let node = rendered.configs().into_values().next().unwrap();
         format!("{:?}", node.services[0].access)
     };
 
@@ -88,7 +88,8 @@ fn the_view_lists_apps_with_instances_and_service_ports() {
     assert_eq!(view.apps[1].healthy, 3);
     assert_eq!(view.apps[1].service_ports, [10000]);
     assert_eq!(view.status.apps, 2);
-    // Nothing a reader sees changed: no new view.
+    // Once rendered, nothing a reader sees changed: no new view.
+    render_now(&mut r, t0);
     assert!(last_view(&r.on_timer(t0)).is_none());
 }
 

@@ -20,7 +20,9 @@ pub struct FollowOptions {
     pub resync: Duration,
     /// A stream with no bytes (not even heartbeats) this long counts as dead.
     pub silence: Duration,
-    /// Quiet time that gathers a burst of definition changes into one read.
+    /// Shortest time between two full reads that definition changes cause:
+    /// the first change after a quiet spell is read at once, the rest of
+    /// its burst in one read when the window closes.
     pub coalesce: Duration,
 }
 
@@ -51,6 +53,14 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.next = self.min;
     }
+}
+
+/// When a definition change seen at `now` is read: at once after a quiet
+/// spell (a lone deploy waits for nothing), else when the coalesce window
+/// opened by the last read closes, so a deploy's burst of events costs
+/// one read per window, not one per event.
+fn read_time(now: Instant, last_read: Instant, coalesce: Duration) -> Instant {
+    (last_read + coalesce).max(now)
 }
 
 async fn full_read(client: &MarathonClient, tx: &mpsc::Sender<SourceEvent>) -> bool {
@@ -88,6 +98,8 @@ pub async fn follow(client: MarathonClient, opts: FollowOptions, tx: mpsc::Sende
         let mut stream = resp.bytes_stream();
         let mut sse = SseParser::new(client.max_event);
         let mut resync_at = Instant::now() + opts.resync;
+        // When the last full read ended: the coalesce window runs from there.
+        let mut last_read = Instant::now();
         let broke = |message: String| SourceError::Http {
             origin: origin.clone(),
             message,
@@ -111,8 +123,7 @@ pub async fn follow(client: MarathonClient, opts: FollowOptions, tx: mpsc::Sende
                         for frame in frames {
                             match parse_event(&frame.data) {
                                 Ok(Event::AppsChanged { .. }) => {
-                                    // Gather a deploy's burst of events into one read.
-                                    resync_at = resync_at.min(Instant::now() + opts.coalesce);
+                                    resync_at = resync_at.min(read_time(Instant::now(), last_read, opts.coalesce));
                                 }
                                 Ok(event) => {
                                     let _ = tx.send(SourceEvent::MarathonEvent(event)).await;
@@ -124,7 +135,8 @@ pub async fn follow(client: MarathonClient, opts: FollowOptions, tx: mpsc::Sende
                 },
                 () = sleep_until(resync_at) => {
                     full_read(&client, &tx).await;
-                    resync_at = Instant::now() + opts.resync;
+                    last_read = Instant::now();
+                    resync_at = last_read + opts.resync;
                 }
             }
         };
@@ -137,6 +149,16 @@ pub async fn follow(client: MarathonClient, opts: FollowOptions, tx: mpsc::Sende
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_after_a_quiet_spell_is_read_at_once_and_a_burst_once_per_window() {
+        let t0 = Instant::now();
+        let window = Duration::from_millis(50);
+        let quiet = t0 + Duration::from_secs(1);
+        assert_eq!(read_time(quiet, t0, window), quiet);
+        let soon = t0 + Duration::from_millis(10);
+        assert_eq!(read_time(soon, t0, window), t0 + window);
+    }
 
     #[test]
     fn backoff_doubles_is_capped_jittered_and_resets() {
