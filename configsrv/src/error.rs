@@ -68,6 +68,18 @@ pub struct AppError {
     pub message: String,
 }
 
+impl SourceError {
+    /// A body from `origin` that serde could not read as the JSON we expect.
+    pub fn json(origin: &str, e: &serde_json::Error) -> SourceError {
+        SourceError::Json {
+            origin: origin.into(),
+            line: e.line(),
+            col: e.column(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl AppError {
     /// An error for the app written `app`.
     pub fn new(app: &str, message: impl Into<String>) -> AppError {

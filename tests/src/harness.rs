@@ -367,3 +367,19 @@ pub fn meshd(node: &str, dir: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
         admin,
     )
 }
+
+/// A meshd for `node` serving `dir`, its admin on the node's own address at
+/// `admin_port` (where configsrv's scraper looks for it); logs in `log_dir`.
+pub fn meshd_scraped(node: &str, dir: &Path, admin_port: u16, log_dir: &Path) -> Proc {
+    let admin = format!("{node}:{admin_port}");
+    let args = [
+        "run",
+        "--node",
+        node,
+        "--config-dir",
+        dir.to_str().unwrap(),
+        "--admin",
+        &admin,
+    ];
+    Proc::spawn("meshd", &args, log_dir)
+}

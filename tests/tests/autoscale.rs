@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_tests::backends;
-use palisade_tests::harness::{eventually, free_port, Proc, Scratch};
+use palisade_tests::harness::{eventually, free_port, meshd_scraped, Proc, Scratch};
 use palisade_tests::marathon_sim::MarathonSim;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -158,19 +158,7 @@ async fn load_scales_up_idle_scales_down_to_min_dry_run_sends_nothing_and_no_roo
     );
     let _meshd: Vec<Proc> = NODES
         .iter()
-        .map(|node| {
-            let admin = format!("{node}:{admin_port}");
-            let args = [
-                "run",
-                "--node",
-                node,
-                "--config-dir",
-                nodes_dir.to_str().unwrap(),
-                "--admin",
-                &admin,
-            ];
-            Proc::spawn("meshd", &args, &dir.0)
-        })
+        .map(|node| meshd_scraped(node, &nodes_dir, admin_port, &dir.0))
         .collect();
 
     // Idle at first: /as/big is refused for room, /as/dry only recorded.

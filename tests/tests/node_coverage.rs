@@ -15,7 +15,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_tests::browser::{screenshot_dir, Browser};
-use palisade_tests::harness::{eventually, free_port, Proc, Scratch};
+use palisade_tests::harness::{eventually, free_port, meshd_scraped, Proc, Scratch};
 use palisade_tests::marathon_sim::MarathonSim;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -115,19 +115,7 @@ async fn an_agent_without_meshd_is_flagged_and_meshd_there_clears_it() {
     let admin_port = free_port();
     let _configsrv = configsrv(&dir, &sim, api, admin_port, &[]);
     let nodes_dir = dir.path("nodes");
-    let start_meshd = |node: &str| {
-        let admin = format!("{node}:{admin_port}");
-        let args = [
-            "run",
-            "--node",
-            node,
-            "--config-dir",
-            nodes_dir.to_str().unwrap(),
-            "--admin",
-            &admin,
-        ];
-        Proc::spawn("meshd", &args, &dir.0)
-    };
+    let start_meshd = |node: &str| meshd_scraped(node, &nodes_dir, admin_port, &dir.0);
     let _meshd_a = start_meshd(a);
 
     // a is covered; b, an active agent running a task, is not.

@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_tests::backends;
-use palisade_tests::harness::{bin, eventually, free_port, Proc, Scratch};
+use palisade_tests::harness::{bin, eventually, free_port, meshd_scraped, Proc, Scratch};
 use palisade_tests::marathon_sim::MarathonSim;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -152,19 +152,7 @@ async fn the_api_shows_traffic_flows_nodes_and_learns_allow_lists() {
         &dir.0,
     );
     let nodes_dir = dir.path("nodes");
-    let start_meshd = |node: &str| {
-        let admin = format!("{node}:{admin_port}");
-        let args = [
-            "run",
-            "--node",
-            node,
-            "--config-dir",
-            nodes_dir.to_str().unwrap(),
-            "--admin",
-            &admin,
-        ];
-        Proc::spawn("meshd", &args, &dir.0)
-    };
+    let start_meshd = |node: &str| meshd_scraped(node, &nodes_dir, admin_port, &dir.0);
     let mut meshd: Vec<Proc> = NODES.iter().map(|n| start_meshd(n)).collect();
 
     // Both nodes converge: their meshd answer the scrape and run what was rendered.

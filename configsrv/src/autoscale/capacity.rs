@@ -54,12 +54,8 @@ pub struct Free {
 
 /// Every active agent's free unreserved resources in a `/master/state` body.
 pub fn free_resources(origin: &str, body: &[u8]) -> Result<Vec<Free>, SourceError> {
-    let state: MasterState = serde_json::from_slice(body).map_err(|e| SourceError::Json {
-        origin: origin.into(),
-        line: e.line(),
-        col: e.column(),
-        message: e.to_string(),
-    })?;
+    let state: MasterState =
+        serde_json::from_slice(body).map_err(|e| SourceError::json(origin, &e))?;
     Ok(state
         .slaves
         .iter()

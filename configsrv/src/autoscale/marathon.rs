@@ -122,12 +122,7 @@ fn check(a: &Answer) -> Result<(), MarathonError> {
 
 /// Reads a `GET /v2/apps/<id>` body.
 pub fn parse_app(origin: &str, body: &[u8]) -> Result<AppState, SourceError> {
-    let one: One = serde_json::from_slice(body).map_err(|e| SourceError::Json {
-        origin: origin.into(),
-        line: e.line(),
-        col: e.column(),
-        message: e.to_string(),
-    })?;
+    let one: One = serde_json::from_slice(body).map_err(|e| SourceError::json(origin, &e))?;
     let a = one.app;
     Ok(AppState {
         instances: a.instances,

@@ -17,14 +17,7 @@ pub fn parse_apps(origin: &str, body: &[u8]) -> Result<(Vec<App>, Vec<AppError>)
         Ok(r) => r.apps,
         Err(list_err) => match serde_json::from_slice::<model::AppResponse>(body) {
             Ok(r) => vec![r.app],
-            Err(_) => {
-                return Err(SourceError::Json {
-                    origin: origin.into(),
-                    line: list_err.line(),
-                    col: list_err.column(),
-                    message: list_err.to_string(),
-                })
-            }
+            Err(_) => return Err(SourceError::json(origin, &list_err)),
         },
     };
     let mut good = Vec::new();

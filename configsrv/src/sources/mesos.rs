@@ -28,12 +28,8 @@ fn yes() -> bool {
 
 /// Reads the agents of a `/master/state` or `/master/slaves` body.
 pub fn parse_agents(origin: &str, body: &[u8]) -> Result<Vec<Agent>, SourceError> {
-    let state: MasterState = serde_json::from_slice(body).map_err(|e| SourceError::Json {
-        origin: origin.into(),
-        line: e.line(),
-        col: e.column(),
-        message: e.to_string(),
-    })?;
+    let state: MasterState =
+        serde_json::from_slice(body).map_err(|e| SourceError::json(origin, &e))?;
     Ok(state
         .slaves
         .into_iter()
