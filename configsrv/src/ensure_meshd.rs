@@ -239,24 +239,14 @@ impl Keeper {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Answer {
-        let mut last = String::from("no Marathon URL");
-        for (origin, mut req) in self.client.requests(&method, path) {
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    // Marathon's answers are small; an unreadable one is just empty.
-                    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-                    return Answer::Status(status, body);
-                }
-                Err(e) => {
-                    last = format!("{origin}: {}", schemas::redact::redact(&e.to_string()));
-                }
-            }
+        match self.client.call(method, path, body).await {
+            // Marathon's answers are small; an unreadable one is just empty.
+            Ok(a) => Answer::Status(
+                a.status,
+                serde_json::from_slice(&a.body).unwrap_or(serde_json::Value::Null),
+            ),
+            Err(e) => Answer::Failed(e.to_string()),
         }
-        Answer::Failed(last)
     }
 
     fn report(&self, outcome: &Outcome, agents: Option<usize>) {

@@ -115,22 +115,6 @@ impl MarathonClient {
         self.request_as(reqwest::Method::GET, base, path)
     }
 
-    /// A request to `path` on each Marathon, in failover order, with the
-    /// credentials and the REST timeout (writers: `crate::ensure_meshd`).
-    pub fn requests(
-        &self,
-        method: &reqwest::Method,
-        path: &str,
-    ) -> Vec<(RedactedUrl, reqwest::RequestBuilder)> {
-        self.urls
-            .iter()
-            .map(|base| {
-                let req = self.request_as(method.clone(), base, path);
-                (Self::origin(base, path), req.timeout(self.timeout))
-            })
-            .collect()
-    }
-
     fn request_as(
         &self,
         method: reqwest::Method,
