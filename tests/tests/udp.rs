@@ -539,3 +539,47 @@ async fn icmp_port_unreachable_ends_the_session_and_counts_as_a_failure() {
     let r = exchange(&c, 42209, b"now?", SOON).await.expect("an answer");
     assert_eq!(r, b"gone.1|now?");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_replies_reaches_the_client_whole_and_in_order() {
+    // A backend that answers one datagram with eight, sent back to back, so
+    // meshd takes several in one receive and hands them on in one send.
+    let backend = UdpSocket::bind("127.0.201.50:42250").await.unwrap();
+    let replies: Vec<Vec<u8>> = (0..8u8)
+        .map(|i| vec![i; if i == 3 { 30_000 } else { 100 + usize::from(i) }])
+        .collect();
+    let burst = replies.clone();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((_, from)) = backend.recv_from(&mut buf).await {
+            for r in &burst {
+                let _ = backend.send_to(r, from).await;
+            }
+        }
+    });
+    let mesh = Mesh::start(
+        "udp-burst",
+        vec![udp_service(
+            "/udp/burst",
+            42230,
+            &[("127.0.201.50:42250", "burst.1")],
+        )],
+        &[],
+    )
+    .await;
+    let c = client("127.0.201.28").await;
+    let first = exchange(&c, 42230, b"go", SOON).await.expect("an answer");
+    let mut got = vec![first];
+    let mut buf = vec![0u8; 65_536];
+    while got.len() < replies.len() {
+        let (n, _) = tokio::time::timeout(SOON, c.recv_from(&mut buf))
+            .await
+            .expect("every reply of the burst")
+            .unwrap();
+        got.push(buf[..n].to_vec());
+    }
+    assert_eq!(got, replies, "the burst came back changed or reordered");
+    let down = "palisade_meshd_udp_downstream_datagrams_total{dst_app=\"/udp/burst\"}";
+    wait_metric(mesh.admin, down, SOON, |v| v == 8.0).await;
+    task.abort();
+}

@@ -4,9 +4,11 @@
 //! receive and the (non-blocking) forwarding of the batch, never across an
 //! `await`, so one set per thread is enough.
 
-use nix::sys::socket::{recvmmsg, send, sendto, MsgFlags, MultiHeaders, SockaddrStorage};
+use nix::sys::socket::{
+    recvmmsg, send, sendmmsg, sendto, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
+};
 use std::cell::RefCell;
-use std::io::{ErrorKind, IoSliceMut};
+use std::io::{ErrorKind, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use tokio::io::Interest;
@@ -23,6 +25,19 @@ pub struct Batch {
     headers: MultiHeaders<SockaddrStorage>,
     got: [(usize, Option<SocketAddr>); BATCH],
     len: usize,
+    send_headers: MultiHeaders<SockaddrStorage>,
+    send_to: Vec<Option<SockaddrStorage>>,
+}
+
+/// What [`Batch::send_all_to`] handed to the kernel.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Datagrams the kernel took.
+    pub datagrams: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Usable datagrams it did not take (socket buffer full): dropped, as UDP may.
+    pub unsent: u64,
 }
 
 impl std::fmt::Debug for Batch {
@@ -38,6 +53,8 @@ impl Default for Batch {
             headers: MultiHeaders::preallocate(BATCH, None),
             got: [(0, None); BATCH],
             len: 0,
+            send_headers: MultiHeaders::preallocate(BATCH, None),
+            send_to: Vec::with_capacity(BATCH),
         }
     }
 }
@@ -51,6 +68,7 @@ impl Batch {
             headers,
             got,
             len,
+            ..
         } = self;
         *len = 0;
         let mut chunks = bufs.chunks_mut(MAX_DATAGRAM);
@@ -94,6 +112,54 @@ impl Batch {
         }
     }
 
+    /// Sends every usable datagram of the last `recv` to `to` from `fd`: a
+    /// session's replies, all for its one client, in one `sendmmsg(2)` (one
+    /// `sendto` when there is only one), without blocking.
+    pub fn send_all_to(&mut self, fd: RawFd, to: &SockaddrStorage) -> Sent {
+        let Batch {
+            bufs,
+            got,
+            len,
+            send_headers,
+            send_to,
+            ..
+        } = self;
+        let mut slices: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|_| [IoSlice::new(&[])]);
+        let mut sizes = [0u64; BATCH];
+        let mut n = 0;
+        for ((size, from), buf) in got[..*len].iter().zip(bufs.chunks(MAX_DATAGRAM)) {
+            let (Some(_), Some(payload)) = (from, buf.get(..*size)) else {
+                continue;
+            };
+            slices[n] = [IoSlice::new(payload)];
+            sizes[n] = *size as u64;
+            n += 1;
+        }
+        let took = match n {
+            0 => 0,
+            1 => usize::from(sendto(fd, &slices[0][0], to, MsgFlags::MSG_DONTWAIT).is_ok()),
+            _ => {
+                send_to.clear();
+                send_to.resize(n, Some(*to));
+                let none: [ControlMessage<'_>; 0] = [];
+                sendmmsg(
+                    fd,
+                    send_headers,
+                    &slices[..n],
+                    &send_to[..],
+                    none,
+                    MsgFlags::MSG_DONTWAIT,
+                )
+                .map_or(0, |sent| sent.count())
+            }
+        };
+        Sent {
+            datagrams: took as u64,
+            bytes: sizes[..took].iter().sum(),
+            unsent: (n - took) as u64,
+        }
+    }
+
     /// The datagrams of the last `recv`: (payload, sender); unusable ones left out.
     pub fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
         self.got[..self.len]
@@ -108,12 +174,6 @@ impl Batch {
 /// writable once, which would drop the first datagram of every session.
 pub fn send_now(fd: RawFd, payload: &[u8]) -> std::io::Result<usize> {
     Ok(send(fd, payload, MsgFlags::MSG_DONTWAIT)?)
-}
-
-/// Sends one datagram to `to` (converted once per session by the caller)
-/// without blocking (see [`send_now`]).
-pub fn send_to_now(fd: RawFd, payload: &[u8], to: &SockaddrStorage) -> std::io::Result<usize> {
-    Ok(sendto(fd, payload, to, MsgFlags::MSG_DONTWAIT)?)
 }
 
 fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
@@ -158,6 +218,41 @@ mod tests {
         assert!(got.iter().all(|(_, a)| *a == tx.local_addr().unwrap()));
         let e = b.recv(rx.as_raw_fd()).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn one_call_sends_a_whole_batch_to_one_client_intact() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let big = vec![9u8; 60_000];
+        tx.send_to(b"first", rx.local_addr().unwrap()).unwrap();
+        tx.send_to(&big, rx.local_addr().unwrap()).unwrap();
+        tx.send_to(b"third", rx.local_addr().unwrap()).unwrap();
+        let mut b = Batch::default();
+        assert_eq!(b.recv(rx.as_raw_fd()).unwrap(), 3);
+        let to = SockaddrStorage::from(client.local_addr().unwrap());
+        let sent = b.send_all_to(rx.as_raw_fd(), &to);
+        assert_eq!(
+            sent,
+            Sent {
+                datagrams: 3,
+                bytes: 60_010,
+                unsent: 0
+            }
+        );
+        let mut buf = vec![0u8; 65_536];
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let (n, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(
+                from,
+                rx.local_addr().unwrap(),
+                "replies come from the socket sent on"
+            );
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(got, [b"first".to_vec(), big, b"third".to_vec()]);
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! port. Sending never waits: a datagram that finds a full socket buffer
 //! is dropped and counted, as the network would.
 
-use super::batch::{send_now, send_to_now, with_batch};
+use super::batch::{send_now, with_batch};
 use super::session::{expires_at, is_idle, rejudge, LogLimit, Rejudged};
 use crate::authz::Verdict;
 use crate::metrics::{self, UdpMetrics};
@@ -448,15 +448,13 @@ impl SessionTask {
                 }
             }
             self.shared.last_ms.store(now_ms(), Ordering::Relaxed);
-            let service = self.service.as_raw_fd();
-            for (reply, _) in batch.datagrams() {
-                match send_to_now(service, reply, &self.client_addr) {
-                    Ok(_) => {
-                        udp.datagrams_down.increment(1);
-                        udp.bytes_down.increment(reply.len() as u64);
-                    }
-                    Err(_) => udp.dropped.increment(1),
-                }
+            let sent = batch.send_all_to(self.service.as_raw_fd(), &self.client_addr);
+            udp.datagrams_down.increment(sent.datagrams);
+            udp.bytes_down.increment(sent.bytes);
+            if sent.unsent > 0 {
+                udp.dropped.increment(sent.unsent);
+            }
+            for _ in 0..sent.datagrams + sent.unsent {
                 self.route.success(self.backend);
             }
             true
