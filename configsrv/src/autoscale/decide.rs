@@ -113,13 +113,7 @@ pub struct Verdict {
 pub fn decide(i: &Inputs<'_>) -> Verdict {
     let p = i.policy;
     let from = i.instances;
-    let value = i.measured.as_ref().ok().copied();
-    let hold = |outcome, reason: String| Verdict {
-        value,
-        to: from,
-        outcome,
-        reason,
-    };
+    let hold = |outcome, reason| hold(i, outcome, reason);
     if i.deploying {
         return hold(
             Outcome::Deployment,
@@ -185,16 +179,21 @@ fn wanted_more(i: &Inputs<'_>) -> bool {
     i.measured.as_ref().is_ok_and(|v| *v > i.policy.target)
 }
 
+/// Nothing changes: the count stays, with the figure and why.
+fn hold(i: &Inputs<'_>, outcome: Outcome, reason: String) -> Verdict {
+    Verdict {
+        value: i.measured.as_ref().ok().copied(),
+        to: i.instances,
+        outcome,
+        reason,
+    }
+}
+
 fn up(i: &Inputs<'_>, wanted: u32, why: String) -> Verdict {
     let p = i.policy;
     let from = i.instances;
     let value = i.measured.as_ref().ok().copied();
-    let hold = |outcome, reason: String| Verdict {
-        value,
-        to: from,
-        outcome,
-        reason,
-    };
+    let hold = |outcome, reason| hold(i, outcome, reason);
     let cooldown = p.scale_up_cooldown.map_or(DEFAULT_UP_COOLDOWN, |d| d.0);
     if let Some(left) = left_of(cooldown, i.last_up, i.now) {
         return hold(
