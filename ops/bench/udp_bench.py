@@ -21,10 +21,12 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proxy_bench import CLK_TCK, children, cpu_ticks, log  # noqa: E402
+
 ORIGIN = "127.0.0.1:18254"
 MESHD_UDP, NGINX_UDP = "127.0.0.2:18253", "127.0.0.3:18253"
 MESHD_ADMIN = "127.0.0.1:19903"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 NGINX_CONF = """
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
@@ -62,24 +64,6 @@ services:
       - {{address: {origin}, task: bench_udp.1}}
 identities: []
 """
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def cpu_ticks(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total
-
-
-def children(pid):
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 def wait_udp(addr, deadline=10.0):
