@@ -250,13 +250,7 @@ async fn accept_loop(
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                connections.spawn(serve::connection(
-                    stream,
-                    peer,
-                    local,
-                    Arc::clone(&runtime),
-                    signals.clone(),
-                ));
+                serve::spawn_connection(&connections, stream, peer, local, &runtime, &signals);
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.

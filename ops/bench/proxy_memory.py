@@ -9,10 +9,20 @@ RSS is read from /proc before, with every connection held, and after they
 all close: RSS is polled for up to SETTLE seconds (default 10) until it comes
 back within a tenth of what the held connections added, so an allocator that
 returns memory late still shows, and one that never does shows too.
+
+While the connections are held, the open descriptors of each contender are
+counted (client sockets plus the backend sockets it keeps: a pool shared by
+idle clients shows as few), and HELD_HOOK, if set, is run through the shell
+before the connections open and while they are held, with {pid} replaced by
+the contender's main PID, {who} by its name and {phase} by `before` or
+`held`: for
+a breakdown, e.g. gdb calling jemalloc's malloc_stats_print in meshd
+(docs/benchmarks.md, issue 17, where an idle connection's memory goes).
 """
 
 import os
 import socket
+import subprocess
 import time
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
@@ -29,6 +39,17 @@ def rss_kb(pids):
                 for line in f:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def open_fds(pids):
+    """Descriptors open in `pids` now."""
+    total = 0
+    for pid in pids:
+        try:
+            total += len(os.listdir(f"/proc/{pid}/fd"))
         except FileNotFoundError:
             pass
     return total
@@ -70,12 +91,24 @@ def open_used(addr, n):
     return held
 
 
-def measure(pids, addr, conns, settle):
+def held_hook(who, pids, phase):
+    """Runs HELD_HOOK, if set, for this contender and phase."""
+    hook = os.environ.get("HELD_HOOK")
+    if hook:
+        cmd = hook.replace("{pid}", str(pids[0])).replace("{who}", who).replace("{phase}", phase)
+        subprocess.run(cmd, shell=True, check=False)
+
+
+def measure(who, pids, addr, conns, settle):
     """One contender, one kind: RSS before, held and after, in KB."""
     before = settled_rss(pids, seconds=1.0)
+    fds_before = open_fds(pids)
+    held_hook(who, pids, "before")
     held = open_used(addr, conns)
     try:
         with_held = settled_rss(pids, seconds=1.0)
+        fds = open_fds(pids) - fds_before
+        held_hook(who, pids, "held")
     finally:
         for s in held:
             s.close()
@@ -89,7 +122,7 @@ def measure(pids, addr, conns, settle):
             break
         time.sleep(0.25)
     return {"before": before, "held": with_held, "per_conn": (with_held - before) / conns,
-            "after": after, "took": took}
+            "after": after, "took": took, "fds": fds}
 
 
 def run(new_bench, kinds, log):
@@ -106,20 +139,21 @@ def run(new_bench, kinds, log):
             for who, addr in addrs.items():
                 if who == "meshd_b" and not bench.meshd_b:
                     continue
-                r = measure(bench.pids(who), addr, conns, settle)
+                r = measure(who, bench.pids(who), addr, conns, settle)
                 results[(kind, who)] = r
                 took = f"{r['took']:.1f}s" if r["took"] is not None else f"not within {settle:.0f}s"
                 log(f"memory {kind:5} {who:8} before {r['before']} KB  held {r['held']} KB  "
-                    f"{r['per_conn']:.2f} KB/conn  after close {r['after']} KB (given back: {took})")
+                    f"{r['per_conn']:.2f} KB/conn  +{r['fds']} fds  after close {r['after']} KB (given back: {took})")
         finally:
             bench.stop()
     print(f"### memory ({conns} idle connections held, each after one request; RSS from /proc)\n")
-    print("| kind | contender | RSS before | RSS with all held | per connection | RSS after close | given back within 10% |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| kind | contender | RSS before | RSS with all held | per connection | descriptors added | "
+          "RSS after close | given back within 10% |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for (kind, who), r in results.items():
         took = f"{r['took']:.1f} s" if r["took"] is not None else f"no ({settle:.0f} s)"
         print(f"| {kind} | {who} | {r['before'] / 1024:.1f} MB | {r['held'] / 1024:.1f} MB | "
-              f"{r['per_conn']:.2f} KB | {r['after'] / 1024:.1f} MB | {took} |")
+              f"{r['per_conn']:.2f} KB | {r['fds']} | {r['after'] / 1024:.1f} MB | {took} |")
     print()
     for kind in kinds:
         hp = results.get((kind, "haproxy"))

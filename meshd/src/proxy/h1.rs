@@ -37,7 +37,11 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const READ_CHUNK: usize = buffers::READ;
 
 /// Serves one client connection of a service port or an edge listener
-/// until it closes, or until `draining` fires between requests.
+/// until it closes, or until `draining` fires between requests. This
+/// future is the connection's task, so what it holds while the client is
+/// quiet is what an idle connection costs: the stream, `Conn`, the
+/// session's few fields and one waiter on `draining`. The first bytes' wait
+/// and each request's state are boxed, allocated while they run.
 pub async fn serve<I>(mut io: I, conn: Conn, draining: CancellationToken)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -56,38 +60,25 @@ where
     };
     let mut deadline = Deadline::new(t.request_header.min(t.idle).min(t.response));
     let opened = Instant::now();
-    let mut buf = super::buffers::take_read();
-    let stop = conn.stop.clone();
-    // HTTP/2 with prior knowledge, or HTTP/1.x: the first bytes tell.
-    loop {
-        let n = buf.len().min(PREFACE.len());
-        if buf[..n] != PREFACE[..n] {
-            break;
-        }
-        if n == PREFACE.len() {
+    let first = Box::pin(first_bytes(
+        &mut io,
+        &conn.stop,
+        &mut deadline,
+        opened + t.request_header,
+    ))
+    .await;
+    let buf = match first {
+        First::Http1(buf) => buf,
+        First::H2(prefix) => {
             let io = Prefixed {
-                prefix: buf.freeze(),
+                prefix: prefix.freeze(),
                 inner: io,
             };
             // Boxed: hyper's connection state would size every HTTP/1.1 task.
             return Box::pin(super::http::serve(io, conn, draining)).await;
         }
-        let read = std::future::poll_fn(|cx| poll_fill(&mut buf, &mut io, cx));
-        let read = async {
-            tokio::select! {
-                biased;
-                r = read => Some(r),
-                () = stop.cancelled() => None,
-            }
-        };
-        match deadline
-            .within(Instant::now() + t.request_header, read)
-            .await
-        {
-            Some(Some(Ok(n))) if n > 0 => {}
-            _ => return,
-        }
-    }
+        First::Ended => return,
+    };
     let mut session = Session {
         io: &mut io,
         buf,
@@ -97,15 +88,56 @@ where
         deadline,
         conn: &conn,
         port,
-        timeouts: t,
+        idle: t.idle,
+        request_header: t.request_header,
         draining: &draining,
         first_head: Some(opened),
         rtt: RttCache::default(),
     };
-    tokio::select! {
-        biased;
-        () = session.run() => {}
-        () = stop.cancelled() => {}
+    session.run().await;
+}
+
+/// What a connection's first bytes say.
+enum First {
+    /// HTTP/1.x, with the bytes read so far.
+    Http1(BytesMut),
+    /// HTTP/2 with prior knowledge: the preface, read whole.
+    H2(BytesMut),
+    /// Closed, silent until `until`, or stopped before telling.
+    Ended,
+}
+
+/// Reads until the first bytes tell HTTP/2's preface from HTTP/1.x.
+async fn first_bytes<I>(
+    io: &mut I,
+    stop: &CancellationToken,
+    deadline: &mut Deadline,
+    until: Instant,
+) -> First
+where
+    I: AsyncRead + Unpin,
+{
+    let mut buf = super::buffers::take_read();
+    loop {
+        let n = buf.len().min(PREFACE.len());
+        if buf[..n] != PREFACE[..n] {
+            return First::Http1(buf);
+        }
+        if n == PREFACE.len() {
+            return First::H2(buf);
+        }
+        let read = std::future::poll_fn(|cx| poll_fill(&mut buf, io, cx));
+        let read = async {
+            tokio::select! {
+                biased;
+                r = read => Some(r),
+                () = stop.cancelled() => None,
+            }
+        };
+        match deadline.within(until, read).await {
+            Some(Some(Ok(n))) if n > 0 => {}
+            _ => return First::Ended,
+        }
     }
 }
 
@@ -124,8 +156,12 @@ struct Session<'a, I> {
     /// after each reload; `None` on a shared edge listener, where the app
     /// and the verdict are chosen per request.
     port: Option<Judged>,
-    /// The connection's own waits: the service's, or the defaults on the edge.
-    timeouts: Resolved,
+    /// The service's (or the edge's default) keep-alive idle timeout, as
+    /// the connection opened.
+    idle: std::time::Duration,
+    /// Its request-header timeout.
+    request_header: std::time::Duration,
+    /// Fires at a drain, and with `conn.stop` (its parent).
     draining: &'a CancellationToken,
     /// When the first request's head began: the connection's opening.
     first_head: Option<Instant>,
@@ -138,6 +174,8 @@ struct Session<'a, I> {
 enum Next {
     Request,
     Close,
+    /// `conn.stop` fired mid-request: the connection is dropped as it is.
+    Stopped,
 }
 
 impl<I> Session<'_, I>
@@ -145,28 +183,77 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send,
 {
     async fn run(&mut self) {
+        // One waiter for the whole connection: `draining` fires on a drain
+        // and on `stop` (its parent).
         let mut drained = pin!(self.draining.cancelled());
         loop {
-            let Some(parsed) = self.read_head(drained.as_mut()).await else {
+            if self.buf.is_empty() && !self.wait_quiet(drained.as_mut()).await {
                 return;
-            };
-            // Boxed, once per request: a request's state (forwarding,
-            // body pumps) is kilobytes, which an idle connection's task
-            // would otherwise carry between requests.
-            if Box::pin(self.request(parsed)).await == Next::Close {
-                let _ = self.io.shutdown().await;
-                return;
+            }
+            // Boxed, once per request: a request's state (its head's
+            // reading, forwarding, body pumps) is kilobytes, which an idle
+            // connection's task would otherwise carry between requests.
+            let stop = &self.conn.stop;
+            let next = Box::pin(async {
+                let request = async {
+                    match self.read_head().await {
+                        Some(parsed) => self.request(parsed).await,
+                        None => Next::Stopped,
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    next = request => next,
+                    // Drained first, then stopped: the drain's waiter
+                    // serves until it fires, so a request registers none.
+                    () = async {
+                        drained.as_mut().await;
+                        stop.cancelled().await;
+                    } => Next::Stopped,
+                }
+            })
+            .await;
+            match next {
+                Next::Request => {}
+                Next::Close => {
+                    let _ = self.io.shutdown().await;
+                    return;
+                }
+                Next::Stopped => return,
             }
         }
     }
 
-    /// Reads until a complete request head; `None` when the connection ends
-    /// (closed, timed out, refused, or draining between requests).
-    async fn read_head(
+    /// Waits, holding no buffer, for the client's next bytes between
+    /// requests; false when the connection ends instead (closed, idle for
+    /// `idle`, or draining).
+    async fn wait_quiet(
         &mut self,
         mut drained: Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
-    ) -> Option<Parsed> {
-        let t = self.timeouts;
+    ) -> bool {
+        let at = Instant::now() + self.idle;
+        let (buf, io) = (&mut self.buf, &mut *self.io);
+        let (out, up_head) = (&mut self.out, &mut self.up_head);
+        let read = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = poll_fill(buf, io, cx) {
+                return Poll::Ready(Some(r));
+            }
+            // Quiet between requests: the connection holds no buffer
+            // while it waits (`poll_fill` let the read buffer go too),
+            // however large the last response was.
+            release(out);
+            release(up_head);
+            if drained.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        });
+        matches!(self.deadline.within(at, read).await, Some(Some(Ok(n))) if n > 0)
+    }
+
+    /// Reads until a complete request head, the buffer holding its first
+    /// bytes; `None` when the connection ends (closed, timed out, refused).
+    async fn read_head(&mut self) -> Option<Parsed> {
         // The first head's time runs from the connection's opening, so the
         // bytes read to tell HTTP/1 from HTTP/2 do not restart it.
         let mut head_started: Option<Instant> = self.first_head.take();
@@ -174,7 +261,7 @@ where
             if !self.buf.is_empty() {
                 self.up_head.clear();
                 if self.up_head.capacity() == 0 {
-                    // Given back while the connection was quiet (below).
+                    // Given back while the connection was quiet (`wait_quiet`).
                     self.up_head = buffers::take_vec(buffers::HEAD);
                 }
                 let client = Client {
@@ -199,33 +286,12 @@ where
                     }
                 }
             }
-            let between = self.buf.is_empty();
-            let at = if between {
-                Instant::now() + t.idle
-            } else {
-                // Counted from the head's first byte: trickling bytes does not extend it.
-                *head_started.get_or_insert_with(Instant::now) + t.request_header
-            };
+            // Counted from the head's first byte: trickling bytes does not extend it.
+            let at = *head_started.get_or_insert_with(Instant::now) + self.request_header;
             let (buf, io) = (&mut self.buf, &mut *self.io);
-            let (out, up_head) = (&mut self.out, &mut self.up_head);
-            let read = std::future::poll_fn(|cx| {
-                if let Poll::Ready(r) = poll_fill(buf, io, cx) {
-                    return Poll::Ready(Some(r));
-                }
-                if between {
-                    // Quiet between requests: the connection holds no
-                    // buffer while it waits (`poll_fill` let the read
-                    // buffer go too), however large the last response was.
-                    release(out);
-                    release(up_head);
-                }
-                if between && drained.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(None);
-                }
-                Poll::Pending
-            });
+            let read = std::future::poll_fn(|cx| poll_fill(buf, io, cx));
             match self.deadline.within(at, read).await {
-                Some(Some(Ok(n))) if n > 0 => {}
+                Some(Ok(n)) if n > 0 => {}
                 _ => return None,
             }
         }

@@ -71,6 +71,10 @@ pub struct Conn {
     pub trusted: bool,
     /// The client's TCP socket, to read its RTT from.
     pub client: super::rtt::ClientSocket,
+    /// A service port's slot and gauge count, given back when the
+    /// connection's state goes (`None` on an edge listener, whose accept
+    /// loop holds its slot).
+    pub held: Option<crate::serve::Held>,
 }
 
 type Reply = Response<DownBody<Exchange>>;
