@@ -33,6 +33,18 @@ pub struct Resolved {
     pub udp_idle: Duration,
 }
 
+impl Resolved {
+    /// meshd's defaults, for a service that sets none.
+    pub const DEFAULT: Resolved = Resolved {
+        connect: CONNECT,
+        request_header: REQUEST_HEADER,
+        idle: IDLE,
+        response: RESPONSE,
+        tunnel_idle: TUNNEL_IDLE,
+        udp_idle: UDP_IDLE,
+    };
+}
+
 impl From<&Timeouts> for Resolved {
     fn from(t: &Timeouts) -> Resolved {
         let or = |v: Option<schemas::duration::Duration>, d| v.map_or(d, |v| v.0);

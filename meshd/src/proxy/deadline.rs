@@ -43,26 +43,43 @@ impl Deadline {
         at: Instant,
         mut fut: Pin<&mut F>,
     ) -> Option<F::Output> {
+        self.set(at);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            self.poll_passed(cx).map(|()| None)
+        })
+        .await
+    }
+
+    /// The current wait's deadline.
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+
+    /// Makes `at` the current wait's deadline, for `poll_passed`.
+    pub fn set(&mut self, at: Instant) {
         self.at = at;
         if self.at < self.sleep.deadline() {
             // A shorter wait than `step` (a reload lowered a timeout).
             self.sleep.as_mut().reset(self.at);
         }
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Some(v));
+    }
+
+    /// Ready once the deadline `set` last has passed. For a wait written
+    /// as one `poll_fn` (an idle connection's), which then holds no
+    /// future of `within`'s.
+    pub fn poll_passed(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        loop {
+            ready!(self.sleep.as_mut().poll(cx));
+            let now = Instant::now();
+            if now >= self.at {
+                return Poll::Ready(());
             }
-            loop {
-                ready!(self.sleep.as_mut().poll(cx));
-                let now = Instant::now();
-                if now >= self.at {
-                    return Poll::Ready(None);
-                }
-                let next = self.at.min(now + self.step);
-                self.sleep.as_mut().reset(next);
-            }
-        })
-        .await
+            let next = self.at.min(now + self.step);
+            self.sleep.as_mut().reset(next);
+        }
     }
 }
 

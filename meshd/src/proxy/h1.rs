@@ -33,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 /// What an HTTP/2 client with prior knowledge sends first (RFC 9113 section 3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// An edge listener's connection timeouts (its apps' own apply per request).
+const EDGE_TIMEOUTS: Resolved = Resolved::DEFAULT;
 /// Size of the buffer a response is gathered in.
 const READ_CHUNK: usize = buffers::READ;
 
@@ -41,60 +43,77 @@ const READ_CHUNK: usize = buffers::READ;
 /// future is the connection's task, so what it holds while the client is
 /// quiet is what an idle connection costs: the stream, `Conn`, the
 /// session's few fields and one waiter on `draining`. The first bytes' wait
-/// and each request's state are boxed, allocated while they run.
-pub async fn serve<I>(mut io: I, conn: Conn, draining: CancellationToken)
+/// and each request's state are boxed, allocated while they run. An
+/// `async` block, not an `async fn`: it uses its captured stream and
+/// `Conn` in place, where an `async fn` keeps its arguments twice.
+pub fn serve<I>(
+    mut io: I,
+    conn: Conn,
+    draining: CancellationToken,
+) -> impl Future<Output = ()> + Send
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (port, t) = match &conn.target {
-        Target::Service(judged) => {
-            conn.judge(judged);
-            let judged = judged
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            let t = judged.route.timeouts;
-            (Some(judged), t)
-        }
-        Target::Edge => (None, Resolved::from(&schemas::Timeouts::default())),
-    };
-    let mut deadline = Deadline::new(t.request_header.min(t.idle).min(t.response));
-    let opened = Instant::now();
-    let first = Box::pin(first_bytes(
-        &mut io,
-        &conn.stop,
-        &mut deadline,
-        opened + t.request_header,
-    ))
-    .await;
-    let buf = match first {
-        First::Http1(buf) => buf,
-        First::H2(prefix) => {
-            let io = Prefixed {
-                prefix: prefix.freeze(),
-                inner: io,
+    async move {
+        let (port, t) = match &conn.target {
+            Target::Service(judged) => {
+                conn.judge(judged);
+                let judged = judged
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                let t = judged.route.timeouts;
+                (Some(judged), t)
+            }
+            Target::Edge => (None, EDGE_TIMEOUTS),
+        };
+        let opened = Instant::now();
+        // Built before the first wait, so that its parts are held once.
+        let mut session = Session {
+            io: &mut io,
+            // Taken by `first_bytes`.
+            buf: BytesMut::new(),
+            // Taken when a request arrives (`read_head`, `request`).
+            out: Vec::new(),
+            up_head: Vec::new(),
+            deadline: Deadline::new(t.request_header.min(t.idle).min(t.response)),
+            conn: &conn,
+            port,
+            draining: &draining,
+            first_head: true,
+            rtt: RttCache::default(),
+        };
+        let until = opened + t.request_header;
+        // In a block of its own: what it matched would otherwise keep a
+        // place in the task through the session.
+        {
+            let h2 = match Box::pin(first_bytes(
+                &mut *session.io,
+                &conn.stop,
+                &mut session.deadline,
+                until,
+            ))
+            .await
+            {
+                First::Http1(buf) => {
+                    session.buf = buf;
+                    None
+                }
+                First::H2(prefix) => Some(prefix),
+                First::Ended => return,
             };
-            // Boxed: hyper's connection state would size every HTTP/1.1 task.
-            return Box::pin(super::http::serve(io, conn, draining)).await;
+            if let Some(prefix) = h2 {
+                drop(session);
+                let io = Prefixed {
+                    prefix: prefix.freeze(),
+                    inner: io,
+                };
+                // Boxed: hyper's connection state would size every HTTP/1.1 task.
+                return Box::pin(super::http::serve(io, conn, draining)).await;
+            }
         }
-        First::Ended => return,
-    };
-    let mut session = Session {
-        io: &mut io,
-        buf,
-        // Taken when a request arrives (`read_head`, `request`).
-        out: Vec::new(),
-        up_head: Vec::new(),
-        deadline,
-        conn: &conn,
-        port,
-        idle: t.idle,
-        request_header: t.request_header,
-        draining: &draining,
-        first_head: Some(opened),
-        rtt: RttCache::default(),
-    };
-    session.run().await;
+        session.run().await;
+    }
 }
 
 /// What a connection's first bytes say.
@@ -156,15 +175,11 @@ struct Session<'a, I> {
     /// after each reload; `None` on a shared edge listener, where the app
     /// and the verdict are chosen per request.
     port: Option<Judged>,
-    /// The service's (or the edge's default) keep-alive idle timeout, as
-    /// the connection opened.
-    idle: std::time::Duration,
-    /// Its request-header timeout.
-    request_header: std::time::Duration,
     /// Fires at a drain, and with `conn.stop` (its parent).
     draining: &'a CancellationToken,
-    /// When the first request's head began: the connection's opening.
-    first_head: Option<Instant>,
+    /// Whether the first request's head is still to come: its time runs
+    /// from the connection's opening, the deadline `first_bytes` set.
+    first_head: bool,
     /// The client's RTT, as its requests record it.
     rtt: RttCache,
 }
@@ -178,85 +193,87 @@ enum Next {
     Stopped,
 }
 
-impl<I> Session<'_, I>
+impl<'a, I> Session<'a, I>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    async fn run(&mut self) {
-        // One waiter for the whole connection: `draining` fires on a drain
-        // and on `stop` (its parent).
-        let mut drained = pin!(self.draining.cancelled());
-        loop {
-            if self.buf.is_empty() && !self.wait_quiet(drained.as_mut()).await {
-                return;
-            }
-            // Boxed, once per request: a request's state (its head's
-            // reading, forwarding, body pumps) is kilobytes, which an idle
-            // connection's task would otherwise carry between requests.
-            let stop = &self.conn.stop;
-            let next = Box::pin(async {
-                let request = async {
-                    match self.read_head().await {
-                        Some(parsed) => self.request(parsed).await,
-                        None => Next::Stopped,
+    /// Carries requests until the connection ends. An `async` block, not
+    /// an `async fn`, which would hold `self` twice in every idle task.
+    fn run<'s>(&'s mut self) -> impl Future<Output = ()> + use<'s, 'a, I> {
+        async move {
+            // One waiter for the whole connection: `draining` fires on a drain
+            // and on `stop` (its parent).
+            let mut drained = pin!(self.draining.cancelled());
+            loop {
+                if self.buf.is_empty() {
+                    // Quiet between requests: wait, holding no buffer, for the
+                    // client's next bytes, until `idle` or a drain. One
+                    // `poll_fn`, no nested futures: this is the state an idle
+                    // connection is held in.
+                    self.deadline.set(Instant::now() + self.timeouts().idle);
+                    let (this, mut drained) = (&mut *self, drained.as_mut());
+                    // `move`: the closure holds the two references, not one per field.
+                    let more = std::future::poll_fn(move |cx| {
+                        if let Poll::Ready(r) = poll_fill(&mut this.buf, &mut *this.io, cx) {
+                            return Poll::Ready(matches!(r, Ok(n) if n > 0));
+                        }
+                        // `poll_fill` let the read buffer go; the response's
+                        // and the head's go too, however large they grew.
+                        release(&mut this.out);
+                        release(&mut this.up_head);
+                        let drain = drained.as_mut().poll(cx).is_ready();
+                        if drain || this.deadline.poll_passed(cx).is_ready() {
+                            return Poll::Ready(false);
+                        }
+                        Poll::Pending
+                    })
+                    .await;
+                    if !more {
+                        return;
                     }
-                };
-                tokio::select! {
-                    biased;
-                    next = request => next,
-                    // Drained first, then stopped: the drain's waiter
-                    // serves until it fires, so a request registers none.
-                    () = async {
-                        drained.as_mut().await;
-                        stop.cancelled().await;
-                    } => Next::Stopped,
                 }
-            })
-            .await;
-            match next {
-                Next::Request => {}
-                Next::Close => {
-                    let _ = self.io.shutdown().await;
-                    return;
+                // Boxed, once per request: a request's state (its head's
+                // reading, forwarding, body pumps) is kilobytes, which an idle
+                // connection's task would otherwise carry between requests.
+                let stop = &self.conn.stop;
+                let next = Box::pin(async {
+                    let request = async {
+                        match self.read_head().await {
+                            Some(parsed) => self.request(parsed).await,
+                            None => Next::Stopped,
+                        }
+                    };
+                    tokio::select! {
+                        biased;
+                        next = request => next,
+                        // Drained first, then stopped: the drain's waiter
+                        // serves until it fires, so a request registers none.
+                        () = async {
+                            drained.as_mut().await;
+                            stop.cancelled().await;
+                        } => Next::Stopped,
+                    }
+                })
+                .await;
+                match next {
+                    Next::Request => {}
+                    Next::Close => {
+                        let _ = self.io.shutdown().await;
+                        return;
+                    }
+                    Next::Stopped => return,
                 }
-                Next::Stopped => return,
             }
         }
-    }
-
-    /// Waits, holding no buffer, for the client's next bytes between
-    /// requests; false when the connection ends instead (closed, idle for
-    /// `idle`, or draining).
-    async fn wait_quiet(
-        &mut self,
-        mut drained: Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
-    ) -> bool {
-        let at = Instant::now() + self.idle;
-        let (buf, io) = (&mut self.buf, &mut *self.io);
-        let (out, up_head) = (&mut self.out, &mut self.up_head);
-        let read = std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = poll_fill(buf, io, cx) {
-                return Poll::Ready(Some(r));
-            }
-            // Quiet between requests: the connection holds no buffer
-            // while it waits (`poll_fill` let the read buffer go too),
-            // however large the last response was.
-            release(out);
-            release(up_head);
-            if drained.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            Poll::Pending
-        });
-        matches!(self.deadline.within(at, read).await, Some(Some(Ok(n))) if n > 0)
     }
 
     /// Reads until a complete request head, the buffer holding its first
     /// bytes; `None` when the connection ends (closed, timed out, refused).
     async fn read_head(&mut self) -> Option<Parsed> {
-        // The first head's time runs from the connection's opening, so the
-        // bytes read to tell HTTP/1 from HTTP/2 do not restart it.
-        let mut head_started: Option<Instant> = self.first_head.take();
+        // The first head's time runs from the connection's opening (the
+        // deadline `first_bytes` waited on), so the bytes read to tell
+        // HTTP/1 from HTTP/2 do not restart it.
+        let mut at = std::mem::take(&mut self.first_head).then(|| self.deadline.at());
         loop {
             if !self.buf.is_empty() {
                 self.up_head.clear();
@@ -287,14 +304,23 @@ where
                 }
             }
             // Counted from the head's first byte: trickling bytes does not extend it.
-            let at = *head_started.get_or_insert_with(Instant::now) + self.request_header;
+            let until = *at.get_or_insert_with(|| Instant::now() + self.timeouts().request_header);
             let (buf, io) = (&mut self.buf, &mut *self.io);
             let read = std::future::poll_fn(|cx| poll_fill(buf, io, cx));
-            match self.deadline.within(at, read).await {
+            match self.deadline.within(until, read).await {
                 Some(Ok(n)) if n > 0 => {}
                 _ => return None,
             }
         }
+    }
+
+    /// The connection's timeouts: its service's, as the last reload left
+    /// them (`port` is judged again per request), or the defaults on an
+    /// edge listener.
+    fn timeouts(&self) -> Resolved {
+        self.port
+            .as_ref()
+            .map_or(EDGE_TIMEOUTS, |j| j.route.timeouts)
     }
 
     /// Answers with meshd's own response (`respond`).
