@@ -46,6 +46,7 @@ const READ_CHUNK: usize = buffers::READ;
 /// and each request's state are boxed, allocated while they run. An
 /// `async` block, not an `async fn`: it uses its captured stream and
 /// `Conn` in place, where an `async fn` keeps its arguments twice.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
 pub fn serve<I>(
     mut io: I,
     conn: Conn,
@@ -199,6 +200,7 @@ where
 {
     /// Carries requests until the connection ends. An `async` block, not
     /// an `async fn`, which would hold `self` twice in every idle task.
+    #[allow(clippy::manual_async_fn)] // on purpose: see above
     fn run<'s>(&'s mut self) -> impl Future<Output = ()> + use<'s, 'a, I> {
         async move {
             // One waiter for the whole connection: `draining` fires on a drain
