@@ -14,6 +14,7 @@ pub mod headers;
 pub mod http;
 pub mod respond;
 pub mod rtt;
+pub mod splice;
 pub mod stream;
 pub mod tcp;
 pub mod tunnel;
