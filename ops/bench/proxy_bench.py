@@ -9,7 +9,10 @@ request is read from /proc rather than inferred from throughput. Contenders
 alternate round by round and medians are reported, because this machine's
 noise is 10-15% between runs.
 
-Environment: MODES (http1,h2,tcp,latency; also h2rate: h2 at a fixed rate of
+Environment: MODES (http1,h2,tcp,latency; also http1_1m and tcp_1m, or
+bulk for both: a 1 MiB response per request over HTTP/1.1 keep-alive and
+through the TCP-mode port, wrk -c BULK_CONNS (default 8), reported as MiB/s
+and CPU per MiB; also h2rate: h2 at a fixed rate of
 H2_RPS, default 2000, requests/s per client; memory: RSS per idle connection
 and after close, see proxy_memory.py, run once before the other modes, with
 CONNS and SETTLE; every kind on freshly started proxies), DURATION (seconds, default 10),
@@ -66,7 +69,12 @@ http {{
   fastcgi_temp_path {dir}/fastcgi;
   uwsgi_temp_path {dir}/uwsgi;
   scgi_temp_path {dir}/scgi;
-  server {{ listen {origin}; location / {{ return 200 "ok\\n"; }} }}
+  server {{
+    listen {origin};
+    location / {{ return 200 "ok\\n"; }}
+    # The bulk modes' 1 MiB response, written by Bench.start.
+    location = /1m {{ sendfile on; default_type application/octet-stream; alias {dir}/1m.bin; }}
+  }}
 }}
 """
 
@@ -258,6 +266,8 @@ class Bench:
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
             f.write(NGINX_CONF.format(dir=self.dir, origin=ORIGIN))
+        with open(os.path.join(self.dir, "1m.bin"), "wb") as f:
+            f.write(os.urandom(MIB))
         with open(os.path.join(self.dir, "nodes", "bench.yaml"), "w") as f:
             f.write(NODE_CONFIG.format(origin=ORIGIN))
         with open(os.path.join(self.dir, "haproxy.cfg"), "w") as f:
@@ -323,17 +333,28 @@ MODES = {
     "h2rate": [("meshd", f"http://{MESHD_HTTP}/", "h2rate"), ("haproxy", f"http://{HAPROXY_H2}/", "h2rate")],
     "tcp": [("direct", f"http://{ORIGIN}/", "wrk32"), ("meshd", f"http://{MESHD_TCP}/", "wrk32"),
             ("haproxy", f"http://{HAPROXY_TCP}/", "wrk32")],
+    # Bulk: every request answered with 1 MiB (nginx sendfile), so req/s
+    # is MiB/s and CPU per request is CPU per MiB.
+    "http1_1m": [("direct", f"http://{ORIGIN}/1m", "wrkbulk"), ("meshd", f"http://{MESHD_HTTP}/1m", "wrkbulk"),
+                 ("haproxy", f"http://{HAPROXY_HTTP}/1m", "wrkbulk")],
+    "tcp_1m": [("direct", f"http://{ORIGIN}/1m", "wrkbulk"), ("meshd", f"http://{MESHD_TCP}/1m", "wrkbulk"),
+               ("haproxy", f"http://{HAPROXY_TCP}/1m", "wrkbulk")],
     "latency": [("direct", f"http://{ORIGIN}/", "wrk1"), ("meshd", f"http://{MESHD_HTTP}/", "wrk1"),
                 ("haproxy", f"http://{HAPROXY_HTTP}/", "wrk1")],
 }
 
 
+BULK = ("http1_1m", "tcp_1m")
+BULK_CONNS = int(os.environ.get("BULK_CONNS", "8"))
+MIB = 1 << 20
+
 if os.environ.get("MESHD_B"):
     B_URLS = {"http1": MESHD_B_HTTP, "h2": MESHD_B_HTTP, "h2rate": MESHD_B_HTTP, "tcp": MESHD_B_TCP,
-              "latency": MESHD_B_HTTP}
+              "latency": MESHD_B_HTTP, "http1_1m": MESHD_B_HTTP + "/1m", "tcp_1m": MESHD_B_TCP + "/1m"}
     for mode, contenders in MODES.items():
         kind = next(k for who, _, k in contenders if who == "meshd")
-        contenders.insert(1 if mode in ("h2", "h2rate") else 2, ("meshd_b", f"http://{B_URLS[mode]}/", kind))
+        url = f"http://{B_URLS[mode]}" + ("" if mode in BULK else "/")
+        contenders.insert(1 if mode in ("h2", "h2rate") else 2, ("meshd_b", url, kind))
 
 
 def measure(bench, who, url, kind, duration):
@@ -349,7 +370,8 @@ def measure(bench, who, url, kind, duration):
     elif kind == "h2rate":
         r = run_h2load(url, duration, rps=H2_RPS)
     else:
-        r = run_wrk(url, 32 if kind == "wrk32" else 1, duration, histogram=(kind == "wrk1"))
+        conns = {"wrk32": 32, "wrkbulk": BULK_CONNS}.get(kind, 1)
+        r = run_wrk(url, conns, duration, histogram=(kind == "wrk1"))
     used_us = (cpu_ticks(pids) - before) * 1e6 / CLK_TCK
     r["cpu_us"] = used_us / max(r["reqs"], 1)
     # The origin shares the proxy's core: its CPU per request shows what a
@@ -420,8 +442,29 @@ def measure_sliced(bench, order, duration, slices):
     return combined
 
 
+def print_bulk(mode, med):
+    """A bulk mode's table: req/s is MiB/s, CPU per request CPU per MiB."""
+    print(f"### {mode} (wrk -c{BULK_CONNS}, 1 MiB per response)\n")
+    print("| contender | MiB/s | p50 | p99 | CPU per MiB | origin CPU per MiB | failed |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for who, _, _ in MODES[mode]:
+        m = med[(mode, who)]
+        cpu_label = "origin " if who == "direct" else ""
+        print(f"| {who} | {m['rps']:.0f} | {m['p50']:.0f} us | {m['p99']:.0f} us | {cpu_label}{m['cpu_us']:.0f} us | "
+              f"{m['origin_us']:.0f} us | {m['failed']:.0f} |")
+    ms, hp, d = med[(mode, "meshd")], med[(mode, "haproxy")], med[(mode, "direct")]
+    print(f"\n- meshd/HAProxy MiB/s: **{ms['rps'] / hp['rps']:.3f}**; CPU per MiB meshd/HAProxy: "
+          f"**{ms['cpu_us'] / hp['cpu_us']:.3f}**; meshd/direct MiB/s: {ms['rps'] / d['rps']:.3f}")
+    if (mode, "meshd_b") in med:
+        mb = med[(mode, "meshd_b")]
+        print(f"- meshd_b/meshd MiB/s: {mb['rps'] / ms['rps']:.3f}; CPU per MiB meshd_b/meshd: "
+              f"**{mb['cpu_us'] / ms['cpu_us']:.3f}**; meshd_b/HAProxy CPU per MiB: {mb['cpu_us'] / hp['cpu_us']:.3f}")
+    print()
+
+
 def main():
     modes = [m for m in os.environ.get("MODES", "http1,h2,h2rate,tcp,latency").split(",") if m]
+    modes = [b for m in modes for b in (BULK if m == "bulk" else (m,))]
     duration = int(os.environ.get("DURATION", "10"))
     rounds = int(os.environ.get("ROUNDS", "3"))
     slices = max(1, int(os.environ.get("SLICES", "5")))
@@ -475,6 +518,9 @@ def main():
     print(f"\nMedians of {rounds} alternated rounds, {duration}s each; proxies pinned with the origin "
           f"on core 1, clients on core 0; one worker thread per proxy.\n")
     for mode in modes:
+        if mode in BULK:
+            print_bulk(mode, med)
+            continue
         client = {"h2": "h2load -c32 -m10", "h2rate": f"h2load -c32 -m10 --rps={H2_RPS}: {32 * H2_RPS} requests/s",
                   "latency": "wrk -c1"}.get(mode, "wrk -c32")
         print(f"### {mode} ({client})\n")
