@@ -126,10 +126,7 @@ async fn five_mib_each_way_arrive_byte_exact_and_are_counted() {
         "palisade_meshd_upstream_bytes_total",
         "palisade_meshd_downstream_bytes_total",
     ] {
-        wait_metric(admin, &series(name, "/bulk/echo"), TRANSFER, |v| {
-            v == bytes
-        })
-        .await;
+        wait_metric(admin, &series(name, "/bulk/echo"), TRANSFER, |v| v == bytes).await;
     }
     // And most of it went through the kernel's pipes, not user space.
     let spliced = wait_metric(
@@ -231,7 +228,10 @@ async fn a_slow_reader_gets_every_byte() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     assert_eq!(got.len(), 5 * MIB, "bytes the slow reader got");
-    assert!(got == pattern(5 * MIB, 4), "the slow reader's bytes changed");
+    assert!(
+        got == pattern(5 * MIB, 4),
+        "the slow reader's bytes changed"
+    );
     // The tunnel (and its count) ends with the client's side.
     drop(s);
     wait_metric(
