@@ -268,6 +268,8 @@ class Bench:
             f.write(NGINX_CONF.format(dir=self.dir, origin=ORIGIN))
         with open(os.path.join(self.dir, "1m.bin"), "wb") as f:
             f.write(os.urandom(MIB))
+        # nginx's worker drops root: it must be able to read the file.
+        os.chmod(self.dir, 0o755)
         with open(os.path.join(self.dir, "nodes", "bench.yaml"), "w") as f:
             f.write(NODE_CONFIG.format(origin=ORIGIN))
         with open(os.path.join(self.dir, "haproxy.cfg"), "w") as f:
@@ -298,6 +300,9 @@ class Bench:
                 time.sleep(0.1)
         else:
             raise RuntimeError(f"contenders did not start; logs in {self.dir}")
+        with urllib.request.urlopen(f"http://{ORIGIN}/1m", timeout=5) as r:
+            if len(r.read()) != MIB:
+                raise RuntimeError(f"the origin's /1m is not 1 MiB; logs in {self.dir}")
 
     def pids(self, who):
         if who == "meshd":
