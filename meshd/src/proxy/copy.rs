@@ -85,7 +85,10 @@ pub(super) struct Direction {
 impl Direction {
     /// Copies until the reader ends (`Done`) or, with `bulk`, until a read
     /// filled the buffer and was all written (`Bulk`: the caller takes over
-    /// until the burst is over, then calls again).
+    /// until the burst is over, then calls again). Inlined into each
+    /// tunnel's poll: out of line, its call and stack probe cost TCP mode's
+    /// small exchanges ~70 instructions per direction and wake-up.
+    #[inline(always)]
     pub(super) fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
@@ -165,6 +168,8 @@ impl Direction {
     /// One read onto the stack, written on at once. `Ready(Ok)` when it was
     /// all taken or the reader ended; `Pending` when the reader has nothing
     /// (no buffer held) or the writer pushed back (the rest kept in `buf`).
+    /// Inlined: its 8 KiB frame's probe and saves cost ~24 instructions a call.
+    #[inline(always)]
     fn poll_through_stack<R, W>(
         &mut self,
         cx: &mut Context<'_>,
