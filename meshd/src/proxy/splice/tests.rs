@@ -128,3 +128,57 @@ async fn small_messages_are_copied_and_a_quiet_direction_holds_no_pipe() {
     // 10 requests of 10 bytes and 40 of 11, echoed; 1 MiB; 10 replies of 8.
     assert_eq!(copy.moved(), (540, 540 + (1 << 20) + 80));
 }
+
+#[tokio::test]
+async fn a_tunnel_stopped_mid_burst_closes_both_sides() {
+    let (mut client, mut a, mut b, mut server) = tunnel().await;
+    let big = pattern(16 << 20);
+    let sent = big.clone();
+    // The server reads nothing yet: its side fills, then a pipe holds bytes.
+    let writer = tokio::spawn(async move { client.write_all(&sent).await });
+    let cached;
+    {
+        let mut copy = both_ways(&mut a, &mut b);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while copy.a_to_b.burst.as_ref().is_none_or(|b| b.held == 0) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no bytes waited in a pipe"
+            );
+            tokio::select! {
+                r = &mut copy => panic!("tunnel ended: {r:?}"),
+                () = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+            }
+        }
+        // Dropped as a drain deadline or a revocation drops it: the pipe
+        // with its bytes is closed, not cached.
+        cached = PIPES.with(|c| c.borrow().len());
+    }
+    drop((a, b));
+    let mut got = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        server.read_to_end(&mut got),
+    )
+    .await
+    .expect("the backend side closed")
+    .ok();
+    assert!(
+        got.len() < big.len(),
+        "everything arrived: nothing was held"
+    );
+    assert!(got[..] == big[..got.len()], "what arrived changed");
+    let w = tokio::time::timeout(std::time::Duration::from_secs(10), writer)
+        .await
+        .expect("the client side closed")
+        .unwrap();
+    assert!(
+        w.is_err(),
+        "the client could write 16 MiB into a closed tunnel"
+    );
+    assert_eq!(
+        PIPES.with(|c| c.borrow().len()),
+        cached,
+        "a pipe with bytes went back to the cache"
+    );
+}
