@@ -95,6 +95,11 @@ impl Port {
         let sweep = tokio::time::sleep_until(self.next_sweep);
         tokio::pin!(sweep);
         loop {
+            // A pass can find more to do at once (a full batch, a session put
+            // back on the queue, a wake-up tokio's budget turned into a
+            // retry): once the budget is spent, give the thread back before
+            // the next pass rather than spin.
+            tokio::task::consume_budget().await;
             tokio::select! {
                 () = stop.cancelled() => break,
                 r = self.socket.readable() => match r {

@@ -94,6 +94,12 @@ impl Readiness {
         &self.socket
     }
 
+    /// Puts the session back on the port's queue, to be read again next
+    /// pass (it still had data when the pass moved on).
+    pub fn requeue(&self) {
+        self.waker.wake_by_ref();
+    }
+
     /// `Some(ready)` when the socket is ready now (the watch is then
     /// re-armed, reusing its allocation); `None` after registering the
     /// session's waker.

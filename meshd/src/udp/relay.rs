@@ -9,6 +9,10 @@ use super::table::udp_metrics;
 use crate::select::now_ms;
 use std::os::fd::AsRawFd;
 
+/// Full receives of one session per pass before the others get their turn:
+/// a backend flooding its session cannot hold the port's task.
+const FULL_READS_PER_PASS: usize = 4;
+
 impl Port {
     /// Relays the replies of the sessions woken since the last pass.
     pub(super) fn relay_replies(&mut self) {
@@ -31,6 +35,7 @@ impl Port {
     /// (sending the batch whenever it fills), then leaves its waker
     /// registered for the next datagram.
     fn read_replies(&mut self, id: u64, now: u64, batch: &mut Batch) {
+        let mut full = 0;
         loop {
             let Some(up) = self.table.get_mut(id).and_then(|s| s.upstream.as_mut()) else {
                 return;
@@ -60,6 +65,11 @@ impl Port {
                         if got < room {
                             // Drained: readiness is cleared, the next poll registers the waker.
                             break;
+                        }
+                        full += 1;
+                        if full == FULL_READS_PER_PASS {
+                            up.requeue();
+                            return;
                         }
                     }
                     Err(e) => {
