@@ -3,8 +3,9 @@
 //! source, balances, expires idle sessions, keeps sessions across reloads
 //! (and ends them when their backend goes or the policy turns), carries a
 //! 60,000-byte datagram both ways, ends a session on ICMP unreachable, and
-//! hands bursts of replies of several sessions to the right clients.
-//! Addresses 127.0.201.x and 127.0.202.60-69, UDP ports 42200-42299.
+//! hands bursts of replies of several sessions to the right clients while
+//! one session's backend floods it.
+//! Addresses 127.0.201.x and 127.0.202.60-79, UDP ports 42200-42299.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -657,5 +658,55 @@ async fn bursts_of_replies_of_several_sessions_reach_each_client_whole_and_in_or
     wait_metric(mesh.admin, down, SOON, |v| v == 144.0).await;
     let gauge = "palisade_meshd_udp_sessions{dst_app=\"/udp/bursts\"}";
     assert_eq!(metric(mesh.admin, gauge).await, 6.0);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_flooding_one_session_does_not_hold_up_the_others() {
+    // "flood" is answered with 20,000 datagrams as fast as the backend can
+    // send them; anything else is echoed. The flooded session shares the
+    // port's task with the other client's session, which must keep its answers.
+    let backend = Arc::new(UdpSocket::bind("127.0.202.70:42273").await.unwrap());
+    let b = Arc::clone(&backend);
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = b.recv_from(&mut buf).await {
+            if &buf[..n] == b"flood" {
+                let b = Arc::clone(&b);
+                tokio::spawn(async move {
+                    let junk = vec![0u8; 1_000];
+                    for _ in 0..20_000 {
+                        let _ = b.send_to(&junk, from).await;
+                    }
+                });
+            } else {
+                let _ = b.send_to(&buf[..n], from).await;
+            }
+        }
+    });
+    let mesh = Mesh::start(
+        "udp-flood",
+        vec![udp_service(
+            "/udp/flood",
+            42272,
+            &[("127.0.202.70:42273", "flood.1")],
+        )],
+        &[],
+    )
+    .await;
+    let flooded = client("127.0.202.71").await;
+    let other = client("127.0.202.72").await;
+    let to: SocketAddr = format!("{MESH}:42272").parse().unwrap();
+    flooded.send_to(b"flood", to).await.unwrap();
+    let up = "palisade_meshd_udp_downstream_datagrams_total{dst_app=\"/udp/flood\"}";
+    wait_metric(mesh.admin, up, SOON, |v| v >= 100.0).await;
+    for i in 0..20u8 {
+        let r = exchange(&other, 42272, &[b'q', i], Duration::from_millis(500)).await;
+        assert_eq!(
+            r.as_deref(),
+            Some(&[b'q', i][..]),
+            "exchange {i} during the flood"
+        );
+    }
     task.abort();
 }
