@@ -10,7 +10,9 @@ dumped total is divided by that number. Loopback only.
 
 Environment: MESHD (a release meshd; default target/release/meshd), MESHD_B
 (optional second build), MODES (http1,h2; also tcp: HTTP/1.1 requests
-through the TCP-mode port, each a round trip through the tunnel), REQUESTS
+through the TCP-mode port, each a round trip through the tunnel; latency:
+HTTP/1.1 requests one at a time on one connection, so that every request
+pays its own wake-ups, as in proxy.sh's latency mode), REQUESTS
 (default 20000).
 Usage: ops/bench/instructions.py   (needs valgrind, h2load and nginx)
 """
@@ -43,7 +45,7 @@ def wait_ready(url, seconds=60):
 
 
 def h2load(mode, n):
-    args = ["h2load", "-n", str(n), "-c", "4"]
+    args = ["h2load", "-n", str(n), "-c", "1" if mode == "latency" else "4"]
     args += ["-m", "10"] if mode == "h2" else ["--h1", "-m", "1"]
     # tcp: the same HTTP/1.1 requests through the TCP-mode port, one round trip each.
     url = f"http://{TCP}/" if mode == "tcp" else f"http://{HTTP}/"
