@@ -134,13 +134,13 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def cpu_ticks(pids):
+def cpu_ticks(pids, kernel_only=False):
     total = 0
     for pid in pids:
         with open(f"/proc/{pid}/stat") as f:
             # The command name may hold spaces: split after its closing paren.
             fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
+        total += int(fields[12]) if kernel_only else int(fields[11]) + int(fields[12])  # utime, stime
     return total
 
 
@@ -343,6 +343,7 @@ def measure(bench, who, url, kind, duration):
     pids = bench.pids(cpu_of)
     origin_pids = bench.pids("origin")
     before, origin_before = cpu_ticks(pids), cpu_ticks(origin_pids)
+    kernel_before = cpu_ticks(pids, kernel_only=True)
     origin_sleeps = wakeups(origin_pids)
     if kind == "h2load":
         r = run_h2load(url, duration)
@@ -352,6 +353,9 @@ def measure(bench, who, url, kind, duration):
         r = run_wrk(url, 32 if kind == "wrk32" else 1, duration, histogram=(kind == "wrk1"))
     used_us = (cpu_ticks(pids) - before) * 1e6 / CLK_TCK
     r["cpu_us"] = used_us / max(r["reqs"], 1)
+    # The kernel's share: the system calls' and loopback's work, which no
+    # user-space lever reaches.
+    r["sys_us"] = (cpu_ticks(pids, kernel_only=True) - kernel_before) * 1e6 / CLK_TCK / max(r["reqs"], 1)
     # The origin shares the proxy's core: its CPU per request shows what a
     # proxy's way of writing costs the origin.
     r["origin_us"] = (cpu_ticks(origin_pids) - origin_before) * 1e6 / CLK_TCK / max(r["reqs"], 1)
@@ -413,6 +417,7 @@ def measure_sliced(bench, order, duration, slices):
             "p99": percentile(hist, 0.99),
             "failed": sum(r["failed"] for r in runs),
             "cpu_us": sum(r["cpu_us"] * r["reqs"] for r in runs) / max(reqs, 1),
+            "sys_us": sum(r["sys_us"] * r["reqs"] for r in runs) / max(reqs, 1),
             "origin_us": sum(r["origin_us"] * r["reqs"] for r in runs) / max(reqs, 1),
             "origin_batch": reqs / max(sum(r["reqs"] / r["origin_batch"] for r in runs), 1e-9),
             "hist": hist,
@@ -451,13 +456,13 @@ def main():
                     round_results = [(who, measure(bench, who, url, kind, duration)) for who, url, kind in order]
                 for who, r in round_results:
                     log(f"round {rnd + 1} {mode:8} {who:8} {r['rps']:>10.0f} req/s  p50 {r['p50']:>7.0f}us  "
-                        f"p99 {r['p99']:>7.0f}us  cpu {r['cpu_us']:.2f}us/req  origin {r['origin_us']:.2f}us/req "
+                        f"p99 {r['p99']:>7.0f}us  cpu {r['cpu_us']:.2f}us/req (kernel {r['sys_us']:.2f})  origin {r['origin_us']:.2f}us/req "
                         f"{r['origin_batch']:.1f} req/wake  failed {r['failed']}")
                     results.setdefault((mode, who), []).append(r)
     finally:
         bench.stop()
 
-    med = {k: {f: statistics.median(x[f] for x in v) for f in ["rps", "p50", "p99", "cpu_us", "origin_us", "origin_batch", "failed"]}
+    med = {k: {f: statistics.median(x[f] for x in v) for f in ["rps", "p50", "p99", "cpu_us", "sys_us", "origin_us", "origin_batch", "failed"]}
            for k, v in results.items()}
     # Where every sample was kept, percentiles come from all rounds' samples
     # pooled; the median of the per-round p99s stays beside them for reference.
@@ -478,13 +483,13 @@ def main():
         client = {"h2": "h2load -c32 -m10", "h2rate": f"h2load -c32 -m10 --rps={H2_RPS}: {32 * H2_RPS} requests/s",
                   "latency": "wrk -c1"}.get(mode, "wrk -c32")
         print(f"### {mode} ({client})\n")
-        print("| contender | req/s | p50 | p99 | CPU per request | origin CPU per request | origin requests per wake-up | failed |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("| contender | req/s | p50 | p99 | CPU per request | of it kernel | origin CPU per request | origin requests per wake-up | failed |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for who, _, _ in MODES[mode]:
             m = med[(mode, who)]
             cpu_label = "origin " if who == "direct" else ""
             print(f"| {who} | {m['rps']:.0f} | {m['p50']:.0f} us | {m['p99']:.0f} us | "
-                  f"{cpu_label}{m['cpu_us']:.2f} us | {m['origin_us']:.2f} us | {m['origin_batch']:.1f} | {m['failed']:.0f} |")
+                  f"{cpu_label}{m['cpu_us']:.2f} us | {m['sys_us']:.2f} us | {m['origin_us']:.2f} us | {m['origin_batch']:.1f} | {m['failed']:.0f} |")
         ms, hp = med[(mode, "meshd")], med[(mode, "haproxy")]
         if (mode, "meshd_b") in med:
             mb = med[(mode, "meshd_b")]
@@ -492,6 +497,10 @@ def main():
                   f"{mb['rps'] / ms['rps']:.3f}; CPU per request meshd_b/meshd: {mb['cpu_us'] / ms['cpu_us']:.3f}")
         print(f"\n- meshd/HAProxy req/s: **{ms['rps'] / hp['rps']:.3f}**; p99 meshd/HAProxy: "
               f"{ms['p99'] / hp['p99']:.3f}; CPU per request meshd/HAProxy: {ms['cpu_us'] / hp['cpu_us']:.3f}")
+        if hp["cpu_us"] > 0:
+            print(f"- kernel CPU per request: meshd {ms['sys_us']:.2f} us, HAProxy {hp['sys_us']:.2f} us "
+                  f"({hp['sys_us'] / hp['cpu_us']:.2f} of HAProxy's CPU); user space: meshd "
+                  f"{ms['cpu_us'] - ms['sys_us']:.2f} us, HAProxy {hp['cpu_us'] - hp['sys_us']:.2f} us")
         if mode == "h2rate":
             short = [who for who, _, _ in MODES[mode] if med[(mode, who)]["rps"] < 0.99 * 32 * H2_RPS]
             print(f"- offered {32 * H2_RPS} requests/s; "
