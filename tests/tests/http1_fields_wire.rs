@@ -37,7 +37,9 @@ async fn recording_backend(addr: &str, heads: mpsc::UnboundedSender<Vec<u8>>) {
                 }
                 let _ = heads.send(buf);
                 let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
                     .await;
             });
         }
@@ -73,7 +75,10 @@ async fn kept_fields_reach_the_backend_in_canonical_form() {
         b"GET /f HTTP/1.1\r\nHost: h\r\nA: 1\r\nB:2\r\nC:  3\r\nConnection: close, X-Gone\r\nD: 4\nX-Gone: 1\r\nE: 5\r\nF: \r\nTE: trailers\r\nG: 7\r\n\r\n",
     )
     .await;
-    assert!(r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("ok"), "{r}");
+    assert!(
+        r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("ok"),
+        "{r}"
+    );
     let head = tokio::time::timeout(STEP, heads.recv())
         .await
         .expect("the backend got the request")
@@ -86,7 +91,11 @@ async fn kept_fields_reach_the_backend_in_canonical_form() {
         "{head}"
     );
     // Every line ends in CRLF, and no hop-by-hop field got through.
-    assert_eq!(head.matches('\n').count(), head.matches("\r\n").count(), "{head}");
+    assert_eq!(
+        head.matches('\n').count(),
+        head.matches("\r\n").count(),
+        "{head}"
+    );
     let lower = head.to_ascii_lowercase();
     for gone in ["\r\nconnection:", "\r\nte:", "\r\nx-gone:"] {
         assert!(!lower.contains(gone), "{gone} in {head}");
