@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod buffers;
+pub mod cancel;
 pub mod codec;
 pub mod connect;
 pub mod copy;

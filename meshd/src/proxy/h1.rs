@@ -13,6 +13,7 @@ mod exchange;
 pub mod request;
 
 use super::buffers;
+use super::cancel::Watch;
 use super::codec::poll_fill;
 use super::deadline::Deadline;
 use super::http::{Conn, Target, MAX_HEADER_BYTES};
@@ -100,13 +101,19 @@ where
         timeouts: t,
         draining: &draining,
         first_head: Some(opened),
+        idle_from: None,
         rtt: RttCache::default(),
     };
-    tokio::select! {
-        biased;
-        () = session.run() => {}
-        () = stop.cancelled() => {}
-    }
+    let mut run = pin!(session.run());
+    let mut stopped = pin!(stop.cancelled());
+    let mut watch = Watch::default();
+    std::future::poll_fn(|cx| {
+        if run.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        watch.poll(&stop, stopped.as_mut(), cx)
+    })
+    .await;
 }
 
 /// One HTTP/1.1 client connection's state.
@@ -129,6 +136,10 @@ struct Session<'a, I> {
     draining: &'a CancellationToken,
     /// When the first request's head began: the connection's opening.
     first_head: Option<Instant>,
+    /// When the last response ended (its settling read the clock): the
+    /// idle wait for the next request runs from there, with no clock read
+    /// of its own.
+    idle_from: Option<Instant>,
     /// The client's RTT, as its requests record it.
     rtt: RttCache,
 }
@@ -146,8 +157,9 @@ where
 {
     async fn run(&mut self) {
         let mut drained = pin!(self.draining.cancelled());
+        let mut watch = Watch::default();
         loop {
-            let Some(parsed) = self.read_head(drained.as_mut()).await else {
+            let Some(parsed) = self.read_head(drained.as_mut(), &mut watch).await else {
                 return;
             };
             // Boxed, once per request: a request's state (forwarding,
@@ -165,11 +177,14 @@ where
     async fn read_head(
         &mut self,
         mut drained: Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
+        watch: &mut Watch,
     ) -> Option<Parsed> {
         let t = self.timeouts;
         // The first head's time runs from the connection's opening, so the
         // bytes read to tell HTTP/1 from HTTP/2 do not restart it.
         let mut head_started: Option<Instant> = self.first_head.take();
+        // Only for this wait: a pipelined head after it needs none.
+        let mut idle_from = self.idle_from.take();
         loop {
             if !self.buf.is_empty() {
                 self.up_head.clear();
@@ -201,13 +216,14 @@ where
             }
             let between = self.buf.is_empty();
             let at = if between {
-                Instant::now() + t.idle
+                idle_from.take().unwrap_or_else(Instant::now) + t.idle
             } else {
                 // Counted from the head's first byte: trickling bytes does not extend it.
                 *head_started.get_or_insert_with(Instant::now) + t.request_header
             };
             let (buf, io) = (&mut self.buf, &mut *self.io);
             let (out, up_head) = (&mut self.out, &mut self.up_head);
+            let draining = self.draining;
             let read = std::future::poll_fn(|cx| {
                 if let Poll::Ready(r) = poll_fill(buf, io, cx) {
                     return Poll::Ready(Some(r));
@@ -219,7 +235,7 @@ where
                     release(out);
                     release(up_head);
                 }
-                if between && drained.as_mut().poll(cx).is_ready() {
+                if between && watch.poll(draining, drained.as_mut(), cx).is_ready() {
                     return Poll::Ready(None);
                 }
                 Poll::Pending
