@@ -50,6 +50,8 @@ pub const TRANSFER: &str = "palisade_meshd_transfer_seconds";
 pub const BYTES_UPSTREAM: &str = "palisade_meshd_upstream_bytes_total";
 /// Bytes from backends to clients.
 pub const BYTES_DOWNSTREAM: &str = "palisade_meshd_downstream_bytes_total";
+/// Of the TCP-mode bytes both ways, those the kernel moved with `splice(2)`.
+pub const BYTES_SPLICED: &str = "palisade_meshd_spliced_bytes_total";
 /// Requests retried on another backend.
 pub const RETRIES: &str = "palisade_meshd_retries_total";
 /// Requests and connections sent to one backend.
@@ -111,6 +113,8 @@ pub struct ServiceMetrics {
     pub bytes_up: Counter,
     /// Backend -> client bytes.
     pub bytes_down: Counter,
+    /// TCP-mode bytes (both ways) moved by `splice(2)`.
+    pub bytes_spliced: Counter,
     /// Retries.
     pub retries: Counter,
 }
@@ -138,6 +142,7 @@ impl ServiceMetrics {
             transfer: timing(TRANSFER, dst_app),
             bytes_up: counter!(BYTES_UPSTREAM, "dst_app" => app.clone()),
             bytes_down: counter!(BYTES_DOWNSTREAM, "dst_app" => app.clone()),
+            bytes_spliced: counter!(BYTES_SPLICED, "dst_app" => app.clone()),
             retries: counter!(RETRIES, "dst_app" => app),
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod buffers;
+pub mod cancel;
 pub mod codec;
 pub mod connect;
 pub mod copy;
@@ -14,6 +15,7 @@ pub mod headers;
 pub mod http;
 pub mod respond;
 pub mod rtt;
+pub mod splice;
 pub mod stream;
 pub mod tcp;
 pub mod tunnel;

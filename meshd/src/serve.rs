@@ -216,7 +216,7 @@ async fn tunnel<I>(
     client: proxy::rtt::ClientSocket,
     held: Held,
 ) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
     let route = &held.route;
     // Its own stop: fired at the drain deadline, or by a reload that

@@ -9,7 +9,10 @@ request is read from /proc rather than inferred from throughput. Contenders
 alternate round by round and medians are reported, because this machine's
 noise is 10-15% between runs.
 
-Environment: MODES (http1,h2,tcp,latency; also h2rate: h2 at a fixed rate of
+Environment: MODES (http1,h2,tcp,latency; also http1_1m and tcp_1m, or
+bulk for both: a 1 MiB response per request over HTTP/1.1 keep-alive and
+through the TCP-mode port, wrk -c BULK_CONNS (default 8), reported as MiB/s
+and CPU per MiB; also h2rate: h2 at a fixed rate of
 H2_RPS, default 2000, requests/s per client; memory: RSS per idle connection
 and after close, see proxy_memory.py, run once before the other modes, with
 CONNS and SETTLE; every kind on freshly started proxies), DURATION (seconds, default 10),
@@ -66,7 +69,12 @@ http {{
   fastcgi_temp_path {dir}/fastcgi;
   uwsgi_temp_path {dir}/uwsgi;
   scgi_temp_path {dir}/scgi;
-  server {{ listen {origin}; location / {{ return 200 "ok\\n"; }} }}
+  server {{
+    listen {origin};
+    location / {{ return 200 "ok\\n"; }}
+    # The bulk modes' 1 MiB response, written by Bench.start.
+    location = /1m {{ sendfile on; default_type application/octet-stream; alias {dir}/1m.bin; }}
+  }}
 }}
 """
 
@@ -134,13 +142,13 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def cpu_ticks(pids):
+def cpu_ticks(pids, kernel_only=False):
     total = 0
     for pid in pids:
         with open(f"/proc/{pid}/stat") as f:
             # The command name may hold spaces: split after its closing paren.
             fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
+        total += int(fields[12]) if kernel_only else int(fields[11]) + int(fields[12])  # utime, stime
     return total
 
 
@@ -258,6 +266,10 @@ class Bench:
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
             f.write(NGINX_CONF.format(dir=self.dir, origin=ORIGIN))
+        with open(os.path.join(self.dir, "1m.bin"), "wb") as f:
+            f.write(os.urandom(MIB))
+        # nginx's worker drops root: it must be able to read the file.
+        os.chmod(self.dir, 0o755)
         with open(os.path.join(self.dir, "nodes", "bench.yaml"), "w") as f:
             f.write(NODE_CONFIG.format(origin=ORIGIN))
         with open(os.path.join(self.dir, "haproxy.cfg"), "w") as f:
@@ -288,6 +300,9 @@ class Bench:
                 time.sleep(0.1)
         else:
             raise RuntimeError(f"contenders did not start; logs in {self.dir}")
+        with urllib.request.urlopen(f"http://{ORIGIN}/1m", timeout=5) as r:
+            if len(r.read()) != MIB:
+                raise RuntimeError(f"the origin's /1m is not 1 MiB; logs in {self.dir}")
 
     def pids(self, who):
         if who == "meshd":
@@ -323,17 +338,28 @@ MODES = {
     "h2rate": [("meshd", f"http://{MESHD_HTTP}/", "h2rate"), ("haproxy", f"http://{HAPROXY_H2}/", "h2rate")],
     "tcp": [("direct", f"http://{ORIGIN}/", "wrk32"), ("meshd", f"http://{MESHD_TCP}/", "wrk32"),
             ("haproxy", f"http://{HAPROXY_TCP}/", "wrk32")],
+    # Bulk: every request answered with 1 MiB (nginx sendfile), so req/s
+    # is MiB/s and CPU per request is CPU per MiB.
+    "http1_1m": [("direct", f"http://{ORIGIN}/1m", "wrkbulk"), ("meshd", f"http://{MESHD_HTTP}/1m", "wrkbulk"),
+                 ("haproxy", f"http://{HAPROXY_HTTP}/1m", "wrkbulk")],
+    "tcp_1m": [("direct", f"http://{ORIGIN}/1m", "wrkbulk"), ("meshd", f"http://{MESHD_TCP}/1m", "wrkbulk"),
+               ("haproxy", f"http://{HAPROXY_TCP}/1m", "wrkbulk")],
     "latency": [("direct", f"http://{ORIGIN}/", "wrk1"), ("meshd", f"http://{MESHD_HTTP}/", "wrk1"),
                 ("haproxy", f"http://{HAPROXY_HTTP}/", "wrk1")],
 }
 
 
+BULK = ("http1_1m", "tcp_1m")
+BULK_CONNS = int(os.environ.get("BULK_CONNS", "8"))
+MIB = 1 << 20
+
 if os.environ.get("MESHD_B"):
     B_URLS = {"http1": MESHD_B_HTTP, "h2": MESHD_B_HTTP, "h2rate": MESHD_B_HTTP, "tcp": MESHD_B_TCP,
-              "latency": MESHD_B_HTTP}
+              "latency": MESHD_B_HTTP, "http1_1m": MESHD_B_HTTP + "/1m", "tcp_1m": MESHD_B_TCP + "/1m"}
     for mode, contenders in MODES.items():
         kind = next(k for who, _, k in contenders if who == "meshd")
-        contenders.insert(1 if mode in ("h2", "h2rate") else 2, ("meshd_b", f"http://{B_URLS[mode]}/", kind))
+        url = f"http://{B_URLS[mode]}" + ("" if mode in BULK else "/")
+        contenders.insert(1 if mode in ("h2", "h2rate") else 2, ("meshd_b", url, kind))
 
 
 def measure(bench, who, url, kind, duration):
@@ -343,15 +369,20 @@ def measure(bench, who, url, kind, duration):
     pids = bench.pids(cpu_of)
     origin_pids = bench.pids("origin")
     before, origin_before = cpu_ticks(pids), cpu_ticks(origin_pids)
+    kernel_before = cpu_ticks(pids, kernel_only=True)
     origin_sleeps = wakeups(origin_pids)
     if kind == "h2load":
         r = run_h2load(url, duration)
     elif kind == "h2rate":
         r = run_h2load(url, duration, rps=H2_RPS)
     else:
-        r = run_wrk(url, 32 if kind == "wrk32" else 1, duration, histogram=(kind == "wrk1"))
+        conns = {"wrk32": 32, "wrkbulk": BULK_CONNS}.get(kind, 1)
+        r = run_wrk(url, conns, duration, histogram=(kind == "wrk1"))
     used_us = (cpu_ticks(pids) - before) * 1e6 / CLK_TCK
     r["cpu_us"] = used_us / max(r["reqs"], 1)
+    # The kernel's share: the system calls' and loopback's work, which no
+    # user-space lever reaches.
+    r["sys_us"] = (cpu_ticks(pids, kernel_only=True) - kernel_before) * 1e6 / CLK_TCK / max(r["reqs"], 1)
     # The origin shares the proxy's core: its CPU per request shows what a
     # proxy's way of writing costs the origin.
     r["origin_us"] = (cpu_ticks(origin_pids) - origin_before) * 1e6 / CLK_TCK / max(r["reqs"], 1)
@@ -413,6 +444,7 @@ def measure_sliced(bench, order, duration, slices):
             "p99": percentile(hist, 0.99),
             "failed": sum(r["failed"] for r in runs),
             "cpu_us": sum(r["cpu_us"] * r["reqs"] for r in runs) / max(reqs, 1),
+            "sys_us": sum(r["sys_us"] * r["reqs"] for r in runs) / max(reqs, 1),
             "origin_us": sum(r["origin_us"] * r["reqs"] for r in runs) / max(reqs, 1),
             "origin_batch": reqs / max(sum(r["reqs"] / r["origin_batch"] for r in runs), 1e-9),
             "hist": hist,
@@ -420,8 +452,29 @@ def measure_sliced(bench, order, duration, slices):
     return combined
 
 
+def print_bulk(mode, med):
+    """A bulk mode's table: req/s is MiB/s, CPU per request CPU per MiB."""
+    print(f"### {mode} (wrk -c{BULK_CONNS}, 1 MiB per response)\n")
+    print("| contender | MiB/s | p50 | p99 | CPU per MiB | of it kernel | origin CPU per MiB | failed |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for who, _, _ in MODES[mode]:
+        m = med[(mode, who)]
+        cpu_label = "origin " if who == "direct" else ""
+        print(f"| {who} | {m['rps']:.0f} | {m['p50']:.0f} us | {m['p99']:.0f} us | {cpu_label}{m['cpu_us']:.0f} us | "
+              f"{m['sys_us']:.0f} us | {m['origin_us']:.0f} us | {m['failed']:.0f} |")
+    ms, hp, d = med[(mode, "meshd")], med[(mode, "haproxy")], med[(mode, "direct")]
+    print(f"\n- meshd/HAProxy MiB/s: **{ms['rps'] / hp['rps']:.3f}**; CPU per MiB meshd/HAProxy: "
+          f"**{ms['cpu_us'] / hp['cpu_us']:.3f}**; meshd/direct MiB/s: {ms['rps'] / d['rps']:.3f}")
+    if (mode, "meshd_b") in med:
+        mb = med[(mode, "meshd_b")]
+        print(f"- meshd_b/meshd MiB/s: {mb['rps'] / ms['rps']:.3f}; CPU per MiB meshd_b/meshd: "
+              f"**{mb['cpu_us'] / ms['cpu_us']:.3f}**; meshd_b/HAProxy CPU per MiB: {mb['cpu_us'] / hp['cpu_us']:.3f}")
+    print()
+
+
 def main():
     modes = [m for m in os.environ.get("MODES", "http1,h2,h2rate,tcp,latency").split(",") if m]
+    modes = [b for m in modes for b in (BULK if m == "bulk" else (m,))]
     duration = int(os.environ.get("DURATION", "10"))
     rounds = int(os.environ.get("ROUNDS", "3"))
     slices = max(1, int(os.environ.get("SLICES", "5")))
@@ -451,13 +504,13 @@ def main():
                     round_results = [(who, measure(bench, who, url, kind, duration)) for who, url, kind in order]
                 for who, r in round_results:
                     log(f"round {rnd + 1} {mode:8} {who:8} {r['rps']:>10.0f} req/s  p50 {r['p50']:>7.0f}us  "
-                        f"p99 {r['p99']:>7.0f}us  cpu {r['cpu_us']:.2f}us/req  origin {r['origin_us']:.2f}us/req "
+                        f"p99 {r['p99']:>7.0f}us  cpu {r['cpu_us']:.2f}us/req (kernel {r['sys_us']:.2f})  origin {r['origin_us']:.2f}us/req "
                         f"{r['origin_batch']:.1f} req/wake  failed {r['failed']}")
                     results.setdefault((mode, who), []).append(r)
     finally:
         bench.stop()
 
-    med = {k: {f: statistics.median(x[f] for x in v) for f in ["rps", "p50", "p99", "cpu_us", "origin_us", "origin_batch", "failed"]}
+    med = {k: {f: statistics.median(x[f] for x in v) for f in ["rps", "p50", "p99", "cpu_us", "sys_us", "origin_us", "origin_batch", "failed"]}
            for k, v in results.items()}
     # Where every sample was kept, percentiles come from all rounds' samples
     # pooled; the median of the per-round p99s stays beside them for reference.
@@ -475,16 +528,19 @@ def main():
     print(f"\nMedians of {rounds} alternated rounds, {duration}s each; proxies pinned with the origin "
           f"on core 1, clients on core 0; one worker thread per proxy.\n")
     for mode in modes:
+        if mode in BULK:
+            print_bulk(mode, med)
+            continue
         client = {"h2": "h2load -c32 -m10", "h2rate": f"h2load -c32 -m10 --rps={H2_RPS}: {32 * H2_RPS} requests/s",
                   "latency": "wrk -c1"}.get(mode, "wrk -c32")
         print(f"### {mode} ({client})\n")
-        print("| contender | req/s | p50 | p99 | CPU per request | origin CPU per request | origin requests per wake-up | failed |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("| contender | req/s | p50 | p99 | CPU per request | of it kernel | origin CPU per request | origin requests per wake-up | failed |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for who, _, _ in MODES[mode]:
             m = med[(mode, who)]
             cpu_label = "origin " if who == "direct" else ""
             print(f"| {who} | {m['rps']:.0f} | {m['p50']:.0f} us | {m['p99']:.0f} us | "
-                  f"{cpu_label}{m['cpu_us']:.2f} us | {m['origin_us']:.2f} us | {m['origin_batch']:.1f} | {m['failed']:.0f} |")
+                  f"{cpu_label}{m['cpu_us']:.2f} us | {m['sys_us']:.2f} us | {m['origin_us']:.2f} us | {m['origin_batch']:.1f} | {m['failed']:.0f} |")
         ms, hp = med[(mode, "meshd")], med[(mode, "haproxy")]
         if (mode, "meshd_b") in med:
             mb = med[(mode, "meshd_b")]
@@ -492,6 +548,10 @@ def main():
                   f"{mb['rps'] / ms['rps']:.3f}; CPU per request meshd_b/meshd: {mb['cpu_us'] / ms['cpu_us']:.3f}")
         print(f"\n- meshd/HAProxy req/s: **{ms['rps'] / hp['rps']:.3f}**; p99 meshd/HAProxy: "
               f"{ms['p99'] / hp['p99']:.3f}; CPU per request meshd/HAProxy: {ms['cpu_us'] / hp['cpu_us']:.3f}")
+        if hp["cpu_us"] > 0:
+            print(f"- kernel CPU per request: meshd {ms['sys_us']:.2f} us, HAProxy {hp['sys_us']:.2f} us "
+                  f"({hp['sys_us'] / hp['cpu_us']:.2f} of HAProxy's CPU); user space: meshd "
+                  f"{ms['cpu_us'] - ms['sys_us']:.2f} us, HAProxy {hp['cpu_us'] - hp['sys_us']:.2f} us")
         if mode == "h2rate":
             short = [who for who, _, _ in MODES[mode] if med[(mode, who)]["rps"] < 0.99 * 32 * H2_RPS]
             print(f"- offered {32 * H2_RPS} requests/s; "

@@ -10,7 +10,11 @@ allow-list on (a CIDR allow and a deny rule). The client is pinned to core
 from /proc. Contenders alternate round by round; medians are reported.
 
 Environment: DURATION (seconds per round, default 10), ROUNDS (default 3),
-SESSIONS (default 32), SIZE (payload bytes, default 64), MESHD, UDP_LOAD.
+SESSIONS (default 32), SIZE (payload bytes, default 64), MESHD, UDP_LOAD,
+and MESHD_B: a second meshd binary (e.g. the one before a change), run as
+the contender `meshd_b` on 127.0.0.4 with the same config, alternating with
+the others in the same rounds, for A/B on a machine too noisy for runs
+compared across time.
 """
 
 import os
@@ -27,6 +31,7 @@ from proxy_bench import CLK_TCK, children, cpu_ticks, log  # noqa: E402
 ORIGIN = "127.0.0.1:18254"
 MESHD_UDP, NGINX_UDP = "127.0.0.2:18253", "127.0.0.3:18253"
 MESHD_ADMIN = "127.0.0.1:19903"
+MESHD_B_UDP, MESHD_B_ADMIN = "127.0.0.4:18253", "127.0.0.1:19904"
 
 NGINX_CONF = """
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
@@ -47,7 +52,7 @@ stream {{
 NODE_CONFIG = """apiVersion: palisade/v1
 kind: NodeConfig
 node: bench
-address: 127.0.0.2
+address: {address}
 generation: 1
 revision: bench-udp-1
 services:
@@ -111,7 +116,7 @@ def main():
         start([os.environ["UDP_LOAD"], "echo", ORIGIN])
         os.makedirs(f"{work}/nodes")
         with open(f"{work}/nodes/bench.yaml", "w") as f:
-            f.write(NODE_CONFIG.format(origin=ORIGIN))
+            f.write(NODE_CONFIG.format(origin=ORIGIN, address="127.0.0.2"))
         with open(f"{work}/nginx.conf", "w") as f:
             f.write(NGINX_CONF.format(dir=work, listen=NGINX_UDP, origin=ORIGIN))
         meshd = start([os.environ["MESHD"], "run", "--node", "bench", "--config-dir", f"{work}/nodes",
@@ -119,6 +124,14 @@ def main():
                       stderr=open(f"{work}/meshd.log", "w"))
         nginx = start(["nginx", "-c", f"{work}/nginx.conf", "-p", work],
                       stderr=open(f"{work}/nginx.log", "w"))
+        meshd_b = None
+        if os.environ.get("MESHD_B"):
+            os.makedirs(f"{work}/nodes_b")
+            with open(f"{work}/nodes_b/bench.yaml", "w") as f:
+                f.write(NODE_CONFIG.format(origin=ORIGIN, address="127.0.0.4"))
+            meshd_b = start([os.environ["MESHD_B"], "run", "--node", "bench", "--config-dir", f"{work}/nodes_b",
+                             "--admin", MESHD_B_ADMIN, "--threads", "1"],
+                            stderr=open(f"{work}/meshd_b.log", "w"))
         wait_udp(ORIGIN)
         wait_udp(MESHD_UDP)
         wait_udp(NGINX_UDP)
@@ -127,6 +140,9 @@ def main():
             # The master only forks; the worker carries every datagram.
             "nginx": (NGINX_UDP, lambda: [nginx.pid] + children(nginx.pid)),
         }
+        if meshd_b:
+            wait_udp(MESHD_B_UDP)
+            contenders["meshd_b"] = (MESHD_B_UDP, lambda: [meshd_b.pid])
         results = {name: [] for name in contenders}
         for r in range(rounds):
             order = list(contenders) if r % 2 == 0 else list(reversed(contenders))

@@ -2,10 +2,12 @@
 # Load-independent cost of one UDP exchange through meshd, for A/B of the
 # relay: meshd (one worker thread) relays `udp-load client` (32 sessions,
 # request/response, 64-byte datagrams) to `udp-load echo`, and either
-# `strace -c -f` counts its syscalls (MODE=strace, default) or callgrind
-# counts its instructions (MODE=callgrind) over a window after a warm-up that
-# opens the sessions. Prints the count per answered exchange.
-# Usage: MESHD=path UDP_LOAD=path [MODE=strace|callgrind] [RUN_SECONDS=3] ops/bench/udp_counts.sh
+# `strace -c -f` counts its syscalls (MODE=strace, default), callgrind
+# counts its instructions (MODE=callgrind), or /proc counts its context
+# switches, voluntary (it slept) and not (it was preempted), and its CPU
+# (MODE=ctxsw) over a window after a warm-up that opens the sessions. Prints
+# the count per answered exchange.
+# Usage: MESHD=path UDP_LOAD=path [MODE=strace|callgrind|ctxsw] [RUN_SECONDS=3] ops/bench/udp_counts.sh
 # Loopback only: 127.0.0.1:18354 (origin), 127.0.0.2:18353 (meshd), 127.0.0.1:19913 (admin).
 set -euo pipefail
 : "${MESHD:?path to meshd}" "${UDP_LOAD:?path to udp-load}"
@@ -53,6 +55,18 @@ if [ "$mode" = callgrind ]; then
   callgrind_control -d "$meshd" >/dev/null
   total="$(cat "$work"/cg.out.* | awk '/^totals:/{t+=$2} /^summary:/{s+=$2} END{print (s ? s : t)}')"
   echo "instructions: $total"
+elif [ "$mode" = ctxsw ]; then
+  # Every thread of meshd: /proc/<pid>/status counts the main thread only.
+  switches() { cat /proc/"$meshd"/task/*/status | awk '/^voluntary_ctxt/{v+=$2} /^nonvoluntary_ctxt/{n+=$2} END{print v, n}'; }
+  ticks() { awk '{print $14 + $15}' /proc/"$meshd"/stat; }
+  read -r v0 n0 < <(switches); t0="$(ticks)"
+  out="$("$UDP_LOAD" client 127.0.0.2:18353 32 "$secs")"
+  read -r v1 n1 < <(switches); t1="$(ticks)"
+  n="$(echo "$out" | awk '{print $2}')"
+  awk -v v=$((v1 - v0)) -v nv=$((n1 - n0)) -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$n" \
+    'BEGIN{printf "voluntary %d (%.3f per exchange), nonvoluntary %d (%.3f per exchange), CPU %.2f us per exchange\n", v, v/n, nv, nv/n, t/hz/n*1e6}'
+  total=$((v1 - v0 + n1 - n0))
+  echo "context switches: $total"
 else
   strace -c -f -p "$meshd" -o "$work/strace" & st=$!
   sleep 0.5

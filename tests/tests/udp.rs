@@ -2,8 +2,10 @@
 //! protocols; a real meshd carries DNS queries, judges each session's
 //! source, balances, expires idle sessions, keeps sessions across reloads
 //! (and ends them when their backend goes or the policy turns), carries a
-//! 60,000-byte datagram both ways, and ends a session on ICMP unreachable.
-//! Addresses 127.0.201.x, UDP ports 42200-42299.
+//! 60,000-byte datagram both ways, ends a session on ICMP unreachable, and
+//! hands bursts of replies of several sessions to the right clients while
+//! one session's backend floods it.
+//! Addresses 127.0.201.x and 127.0.202.60-79, UDP ports 42200-42299.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -581,5 +583,130 @@ async fn a_burst_of_replies_reaches_the_client_whole_and_in_order() {
     assert_eq!(got, replies, "the burst came back changed or reordered");
     let down = "palisade_meshd_udp_downstream_datagrams_total{dst_app=\"/udp/burst\"}";
     wait_metric(mesh.admin, down, SOON, |v| v == 8.0).await;
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_of_replies_of_several_sessions_reach_each_client_whole_and_in_order() {
+    // Each request is answered with eight replies back to back (one of
+    // 30,000 bytes), naming the request: meshd takes the replies of several
+    // sessions in one pass and sends them in one batch from the service port.
+    let backend = UdpSocket::bind("127.0.202.60:42271").await.unwrap();
+    let replies = |req: &[u8]| -> Vec<Vec<u8>> {
+        (0..8u8)
+            .map(|i| {
+                let mut r = req.to_vec();
+                r.push(i);
+                r.resize(if i == 5 { 30_000 } else { 50 + usize::from(i) }, i);
+                r
+            })
+            .collect()
+    };
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = backend.recv_from(&mut buf).await {
+            for r in replies(&buf[..n]) {
+                let _ = backend.send_to(&r, from).await;
+            }
+        }
+    });
+    let mesh = Mesh::start(
+        "udp-bursts",
+        vec![udp_service(
+            "/udp/bursts",
+            42270,
+            &[("127.0.202.60:42271", "bursts.1")],
+        )],
+        &[],
+    )
+    .await;
+    let to: SocketAddr = format!("{MESH}:42270").parse().unwrap();
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        clients.push(client(&format!("127.0.202.{}", 61 + i)).await);
+    }
+    for round in 0..3u8 {
+        // Every client asks before any reads, so replies of several sessions are pending at once.
+        for (i, c) in clients.iter().enumerate() {
+            c.send_to(&[b'c', i as u8, round], to).await.unwrap();
+        }
+        for (i, c) in clients.iter().enumerate() {
+            let mut buf = vec![0u8; 65_536];
+            let mut got = Vec::new();
+            while got.len() < 8 {
+                let (n, from) = tokio::time::timeout(SOON, c.recv_from(&mut buf))
+                    .await
+                    .expect("every reply of the burst")
+                    .unwrap();
+                assert_eq!(from, to, "the answer comes from the service port");
+                got.push(buf[..n].to_vec());
+            }
+            let want: Vec<Vec<u8>> = (0..8u8)
+                .map(|k| {
+                    let mut r = vec![b'c', i as u8, round, k];
+                    r.resize(if k == 5 { 30_000 } else { 50 + usize::from(k) }, k);
+                    r
+                })
+                .collect();
+            assert_eq!(
+                got, want,
+                "client {i} round {round}: changed, reordered or someone else's"
+            );
+        }
+    }
+    let down = "palisade_meshd_udp_downstream_datagrams_total{dst_app=\"/udp/bursts\"}";
+    wait_metric(mesh.admin, down, SOON, |v| v == 144.0).await;
+    let gauge = "palisade_meshd_udp_sessions{dst_app=\"/udp/bursts\"}";
+    assert_eq!(metric(mesh.admin, gauge).await, 6.0);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_flooding_one_session_does_not_hold_up_the_others() {
+    // "flood" is answered with 20,000 datagrams as fast as the backend can
+    // send them; anything else is echoed. The flooded session shares the
+    // port's task with the other client's session, which must keep its answers.
+    let backend = Arc::new(UdpSocket::bind("127.0.202.70:42273").await.unwrap());
+    let b = Arc::clone(&backend);
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = b.recv_from(&mut buf).await {
+            if &buf[..n] == b"flood" {
+                let b = Arc::clone(&b);
+                tokio::spawn(async move {
+                    let junk = vec![0u8; 1_000];
+                    for _ in 0..20_000 {
+                        let _ = b.send_to(&junk, from).await;
+                    }
+                });
+            } else {
+                let _ = b.send_to(&buf[..n], from).await;
+            }
+        }
+    });
+    let mesh = Mesh::start(
+        "udp-flood",
+        vec![udp_service(
+            "/udp/flood",
+            42272,
+            &[("127.0.202.70:42273", "flood.1")],
+        )],
+        &[],
+    )
+    .await;
+    let flooded = client("127.0.202.71").await;
+    let other = client("127.0.202.72").await;
+    let to: SocketAddr = format!("{MESH}:42272").parse().unwrap();
+    flooded.send_to(b"flood", to).await.unwrap();
+    let up = "palisade_meshd_udp_downstream_datagrams_total{dst_app=\"/udp/flood\"}";
+    wait_metric(mesh.admin, up, SOON, |v| v >= 100.0).await;
+    for i in 0..20u8 {
+        let r = exchange(&other, 42272, &[b'q', i], Duration::from_millis(500)).await;
+        assert_eq!(
+            r.as_deref(),
+            Some(&[b'q', i][..]),
+            "exchange {i} during the flood"
+        );
+    }
     task.abort();
 }

@@ -63,28 +63,34 @@ pub trait Settle: Send + Unpin + 'static {
 
 /// A response body on its way to the client.
 pub enum DownBody<S: Settle> {
-    /// A backend's body; `settle` runs once at its end or drop.
-    Upstream {
-        /// Reads the body off the backend connection.
-        reader: BodyReader,
-        /// Runs once.
-        settle: Option<S>,
-        /// Data bytes so far.
-        bytes: u64,
-        /// The longest wait for the next bytes.
-        idle: Duration,
-        /// Armed at the first wait only: a body that arrives whole costs
-        /// no timer.
-        timer: Option<Pin<Box<Sleep>>>,
-    },
+    /// A backend's body; `settle` runs once at its end or drop. Boxed: hyper
+    /// moves the response, and the stream's task holding its body, a few
+    /// times per HTTP/2 request, and one allocation costs less than moving
+    /// the reader and the request's figures each time.
+    Upstream(Box<Upstream<S>>),
     /// A body meshd wrote itself.
     Local(Option<Bytes>),
+}
+
+/// A backend's body on its way, and what settles its request.
+pub struct Upstream<S: Settle> {
+    /// Reads the body off the backend connection.
+    reader: BodyReader,
+    /// Runs once.
+    settle: Option<S>,
+    /// Data bytes so far.
+    bytes: u64,
+    /// The longest wait for the next bytes.
+    idle: Duration,
+    /// Armed at the first wait only: a body that arrives whole costs
+    /// no timer.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S: Settle> std::fmt::Debug for DownBody<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DownBody::Upstream { bytes, .. } => write!(f, "DownBody::Upstream({bytes} bytes)"),
+            DownBody::Upstream(u) => write!(f, "DownBody::Upstream({} bytes)", u.bytes),
             DownBody::Local(b) => write!(f, "DownBody::Local({:?})", b.as_ref().map(Bytes::len)),
         }
     }
@@ -99,28 +105,22 @@ impl<S: Settle> DownBody<S> {
     /// A backend's body, with no wait longer than `idle` for its next
     /// bytes; settles at once when there is none.
     pub fn upstream(reader: BodyReader, settle: S, idle: Duration) -> Self {
-        let mut body = DownBody::Upstream {
+        let mut body = DownBody::Upstream(Box::new(Upstream {
             reader,
             settle: Some(settle),
             bytes: 0,
             idle,
             timer: None,
-        };
+        }));
         body.settle_if_done();
         body
     }
 
     fn settle_if_done(&mut self) {
-        if let DownBody::Upstream {
-            reader,
-            settle,
-            bytes,
-            ..
-        } = self
-        {
-            if reader.is_done() {
-                if let Some(s) = settle.take() {
-                    s.settle(reader.take_reusable(), true, *bytes);
+        if let DownBody::Upstream(u) = self {
+            if u.reader.is_done() {
+                if let Some(s) = u.settle.take() {
+                    s.settle(u.reader.take_reusable(), true, u.bytes);
                 }
             }
         }
@@ -139,13 +139,14 @@ impl<S: Settle> Body for DownBody<S> {
         let this = self.get_mut();
         match this {
             DownBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            DownBody::Upstream {
-                reader,
-                settle,
-                bytes,
-                idle,
-                timer,
-            } => {
+            DownBody::Upstream(u) => {
+                let Upstream {
+                    reader,
+                    settle,
+                    bytes,
+                    idle,
+                    timer,
+                } = &mut **u;
                 let polled = reader.poll_data(cx);
                 if polled.is_pending() {
                     let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*idle)));
@@ -185,30 +186,24 @@ impl<S: Settle> Body for DownBody<S> {
     fn is_end_stream(&self) -> bool {
         match self {
             DownBody::Local(b) => b.is_none(),
-            DownBody::Upstream { reader, .. } => reader.is_done(),
+            DownBody::Upstream(u) => u.reader.is_done(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             DownBody::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            DownBody::Upstream { reader, .. } => reader.size_hint(),
+            DownBody::Upstream(u) => u.reader.size_hint(),
         }
     }
 }
 
 impl<S: Settle> Drop for DownBody<S> {
     fn drop(&mut self) {
-        if let DownBody::Upstream {
-            reader,
-            settle,
-            bytes,
-            ..
-        } = self
-        {
-            if let Some(s) = settle.take() {
-                let clean = reader.is_done();
-                s.settle(reader.take_reusable(), clean, *bytes);
+        if let DownBody::Upstream(u) = self {
+            if let Some(s) = u.settle.take() {
+                let clean = u.reader.is_done();
+                s.settle(u.reader.take_reusable(), clean, u.bytes);
             }
         }
     }

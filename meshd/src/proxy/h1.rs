@@ -13,6 +13,7 @@ mod exchange;
 pub mod request;
 
 use super::buffers;
+use super::cancel::Watch;
 use super::codec::poll_fill;
 use super::deadline::Deadline;
 use super::http::{Conn, Target, MAX_HEADER_BYTES};
@@ -81,7 +82,7 @@ where
             conn: &conn,
             port,
             draining: &draining,
-            first_head: true,
+            idle_from: None,
             rtt: RttCache::default(),
         };
         let until = opened + t.request_header;
@@ -178,9 +179,10 @@ struct Session<'a, I> {
     port: Option<Judged>,
     /// Fires at a drain, and with `conn.stop` (its parent).
     draining: &'a CancellationToken,
-    /// Whether the first request's head is still to come: its time runs
-    /// from the connection's opening, the deadline `first_bytes` set.
-    first_head: bool,
+    /// When the last response ended (its settling read the clock): the
+    /// idle wait for the next request runs from there, with no clock read
+    /// of its own.
+    idle_from: Option<Instant>,
     /// The client's RTT, as its requests record it.
     rtt: RttCache,
 }
@@ -206,13 +208,21 @@ where
             // One waiter for the whole connection: `draining` fires on a drain
             // and on `stop` (its parent).
             let mut drained = pin!(self.draining.cancelled());
+            // Whether the first request's head is still to come: its time
+            // runs from the connection's opening, the deadline `first_bytes`
+            // set (a local here, not a session field, costs the idle task
+            // nothing).
+            let mut first = true;
             loop {
+                // Only for this wait: a pipelined head after it needs none.
+                let idle_from = self.idle_from.take();
                 if self.buf.is_empty() {
                     // Quiet between requests: wait, holding no buffer, for the
                     // client's next bytes, until `idle` or a drain. One
                     // `poll_fn`, no nested futures: this is the state an idle
                     // connection is held in.
-                    self.deadline.set(Instant::now() + self.timeouts().idle);
+                    let from = idle_from.unwrap_or_else(Instant::now);
+                    self.deadline.set(from + self.timeouts().idle);
                     let (this, mut drained) = (&mut *self, drained.as_mut());
                     // `move`: the closure holds the two references, not one per field.
                     let more = std::future::poll_fn(move |cx| {
@@ -237,26 +247,33 @@ where
                 // Boxed, once per request: a request's state (its head's
                 // reading, forwarding, body pumps) is kilobytes, which an idle
                 // connection's task would otherwise carry between requests.
-                let stop = &self.conn.stop;
+                let (stop, draining) = (&self.conn.stop, self.draining);
                 let next = Box::pin(async {
-                    let request = async {
-                        match self.read_head().await {
+                    let mut request = pin!(async {
+                        match self.read_head(first).await {
                             Some(parsed) => self.request(parsed).await,
                             None => Next::Stopped,
                         }
-                    };
-                    tokio::select! {
-                        biased;
-                        next = request => next,
-                        // Drained first, then stopped: the drain's waiter
-                        // serves until it fires, so a request registers none.
-                        () = async {
-                            drained.as_mut().await;
-                            stop.cancelled().await;
-                        } => Next::Stopped,
-                    }
+                    });
+                    // Drained first, then stopped: the drain's waiter
+                    // serves until it fires (and `Watch` polls only its
+                    // flag while it holds this task's waker), so a request
+                    // registers no waiter of its own.
+                    let mut watch = Watch::default();
+                    let mut stopped = pin!(stop.cancelled());
+                    std::future::poll_fn(|cx| {
+                        if let Poll::Ready(next) = request.as_mut().poll(cx) {
+                            return Poll::Ready(next);
+                        }
+                        if watch.poll(draining, drained.as_mut(), cx).is_ready() {
+                            return stopped.as_mut().poll(cx).map(|()| Next::Stopped);
+                        }
+                        Poll::Pending
+                    })
+                    .await
                 })
                 .await;
+                first = false;
                 match next {
                     Next::Request => {}
                     Next::Close => {
@@ -271,11 +288,12 @@ where
 
     /// Reads until a complete request head, the buffer holding its first
     /// bytes; `None` when the connection ends (closed, timed out, refused).
-    async fn read_head(&mut self) -> Option<Parsed> {
+    /// The `first` head's time runs from the connection's opening.
+    async fn read_head(&mut self, first: bool) -> Option<Parsed> {
         // The first head's time runs from the connection's opening (the
         // deadline `first_bytes` waited on), so the bytes read to tell
         // HTTP/1 from HTTP/2 do not restart it.
-        let mut at = std::mem::take(&mut self.first_head).then(|| self.deadline.at());
+        let mut at = first.then(|| self.deadline.at());
         loop {
             if !self.buf.is_empty() {
                 self.up_head.clear();

@@ -1,12 +1,16 @@
 //! TCP mode: connect to a backend (moving on to the next after a failed
 //! connect), then copy bytes both ways until either side closes, the tunnel
 //! stays quiet for `tunnel_idle`, or the connection's drain deadline passes.
+//! Between two plain sockets the kernel splices large bursts.
 
 use super::connect::connect_backend;
-use super::tunnel::copy_with_idle;
+use super::stream::UpstreamIo;
+use super::tunnel::{copy_with_idle, splice_with_idle, Carried};
 use crate::select::Tried;
 use crate::snapshot::Route;
+use std::any::Any;
 use std::net::SocketAddr;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 /// Carries one allowed downstream connection to a backend of `route`.
@@ -17,7 +21,7 @@ pub async fn serve<D>(
     certs: &crate::tls::CertStore,
     stop: CancellationToken,
 ) where
-    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
     let mut tried = Tried::default();
     while let Some(i) = route.choose(peer.ip(), &tried) {
@@ -32,7 +36,18 @@ pub async fn serve<D>(
             Ok(upstream) => {
                 route.success(i);
                 let _in_flight = b.state.begin();
-                copy_with_idle(downstream, upstream, route.timeouts.tunnel_idle, stop).await;
+                let idle = route.timeouts.tunnel_idle;
+                let mut other = Some(downstream);
+                let carried = match (take_plain(&mut other), upstream, other) {
+                    (Some(down), UpstreamIo::Plain(up), _) => {
+                        splice_with_idle(down, up, idle, stop).await
+                    }
+                    (Some(down), up, _) => copy_with_idle(down, up, idle, stop).await,
+                    (None, up, Some(down)) => copy_with_idle(down, up, idle, stop).await,
+                    // The stream is in one of the two.
+                    (None, _, None) => Carried::default(),
+                };
+                count(route, carried);
                 return;
             }
             Err(e) => {
@@ -44,4 +59,23 @@ pub async fn serve<D>(
     }
     route.metrics().no_backend.increment(1);
     tracing::warn!(%peer, dst_app = %route.app, "no healthy backend could be reached; connection closed");
+}
+
+/// Takes the downstream out of `slot` when it is a plain socket (not
+/// TLS-terminated); leaves it there otherwise.
+fn take_plain<D: 'static>(slot: &mut Option<D>) -> Option<TcpStream> {
+    (slot as &mut dyn Any)
+        .downcast_mut::<Option<TcpStream>>()
+        .and_then(Option::take)
+}
+
+/// Once per tunnel, as it closes: a counter add per request would cost
+/// TCP mode's small exchanges more than the copy does.
+fn count(route: &Route, carried: Carried) {
+    let m = route.metrics();
+    m.bytes_up.increment(carried.a_to_b);
+    m.bytes_down.increment(carried.b_to_a);
+    if carried.spliced > 0 {
+        m.bytes_spliced.increment(carried.spliced);
+    }
 }

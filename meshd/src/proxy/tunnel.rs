@@ -1,9 +1,11 @@
 //! Copying bytes both ways between two streams (TCP mode, upgraded HTTP
 //! connections), closing when either side ends, when no byte moves for the
 //! idle timeout, or when `stop` fires. `copy` moves the bytes, with no
-//! buffer held between bursts. The idle check costs one relaxed
-//! store per read, not a timer reset.
+//! buffer held between bursts; between two plain sockets, `splice` has the
+//! kernel move large bursts. The idle check costs one relaxed store per
+//! read, not a timer reset.
 
+use super::copy::Moved;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -11,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 /// A stream that notes when bytes arrive.
@@ -23,6 +26,16 @@ impl<S> Watched<S> {
     /// Wraps `inner`; `seen` becomes true whenever bytes are read.
     pub fn new(inner: S, seen: Arc<AtomicBool>) -> Watched<S> {
         Watched { inner, seen }
+    }
+
+    /// The stream inside.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Notes bytes read around `poll_read` (spliced).
+    pub fn saw_bytes(&self) {
+        self.seen.store(true, Ordering::Relaxed);
     }
 }
 
@@ -57,22 +70,62 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
+/// What a tunnel carried: bytes written each way, whether it ended well
+/// or not, and how many of them the kernel spliced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// `a` -> `b` (client to backend in TCP mode).
+    pub a_to_b: u64,
+    /// `b` -> `a`.
+    pub b_to_a: u64,
+    /// Of both, the bytes moved by `splice(2)`.
+    pub spliced: u64,
+}
+
 /// Copies until done, quiet for at least `idle`, or stopped.
-pub async fn copy_with_idle<A, B>(a: A, b: B, idle: Duration, stop: CancellationToken)
+pub async fn copy_with_idle<A, B>(a: A, b: B, idle: Duration, stop: CancellationToken) -> Carried
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
     let seen = Arc::new(AtomicBool::new(false));
-    let mut a = Watched {
-        inner: a,
-        seen: Arc::clone(&seen),
-    };
-    let mut b = Watched {
-        inner: b,
-        seen: Arc::clone(&seen),
-    };
-    let copy = super::copy::both_ways(&mut a, &mut b);
+    let mut a = Watched::new(a, Arc::clone(&seen));
+    let mut b = Watched::new(b, Arc::clone(&seen));
+    let mut copy = super::copy::both_ways(&mut a, &mut b);
+    run(&mut copy, idle, stop, seen).await;
+    let (a_to_b, b_to_a) = copy.moved();
+    Carried {
+        a_to_b,
+        b_to_a,
+        spliced: 0,
+    }
+}
+
+/// [`copy_with_idle`] between two plain sockets, large bursts spliced.
+pub async fn splice_with_idle(
+    a: TcpStream,
+    b: TcpStream,
+    idle: Duration,
+    stop: CancellationToken,
+) -> Carried {
+    let seen = Arc::new(AtomicBool::new(false));
+    let mut a = Watched::new(a, Arc::clone(&seen));
+    let mut b = Watched::new(b, Arc::clone(&seen));
+    let mut copy = super::splice::both_ways(&mut a, &mut b);
+    run(&mut copy, idle, stop, seen).await;
+    let (a_to_b, b_to_a) = copy.moved();
+    Carried {
+        a_to_b,
+        b_to_a,
+        spliced: copy.spliced(),
+    }
+}
+
+/// Runs `copy` against the idle check and `stop`, and logs how it ended.
+async fn run<F>(copy: &mut F, idle: Duration, stop: CancellationToken, seen: Arc<AtomicBool>)
+where
+    F: Future<Output = std::io::Result<(u64, u64)>> + Unpin,
+{
     match (Tunnel {
         copy,
         idle,

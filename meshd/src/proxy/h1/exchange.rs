@@ -216,7 +216,8 @@ where
         .await;
         let clean = pumped.is_ok();
         let reusable = clean && head.reusable && decoder.is_done();
-        crate::proxy::body::Settle::settle(exchange, reusable.then_some(upstream), clean, bytes);
+        let ended = exchange.finish(reusable.then_some(upstream), clean, bytes);
+        self.idle_from = Some(Instant::from_std(ended));
         match pumped {
             Ok(()) if keep => Next::Request,
             Ok(()) => Next::Close,
