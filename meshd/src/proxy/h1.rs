@@ -10,6 +10,7 @@
 //! meshd's own out through `respond`); `exchange` carries one request.
 
 mod exchange;
+mod prefixed;
 pub mod request;
 
 use super::buffers;
@@ -21,14 +22,14 @@ use super::respond::ProxyError;
 use super::rtt::RttCache;
 use crate::judge::Judged;
 use crate::timeouts::Resolved;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use exchange::write_out;
+use prefixed::Prefixed;
 use request::{Client, Parsed};
 use std::future::Future;
-use std::io;
-use std::pin::{pin, Pin};
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use std::pin::pin;
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -368,53 +369,5 @@ where
 fn release(v: &mut Vec<u8>) {
     if v.capacity() != 0 {
         buffers::give_vec(std::mem::take(v));
-    }
-}
-
-/// A stream whose first bytes were already read (the HTTP/2 preface).
-struct Prefixed<I> {
-    prefix: Bytes,
-    inner: I,
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(out.remaining());
-            out.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, out)
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }
