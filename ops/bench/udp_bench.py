@@ -148,20 +148,27 @@ def main():
             order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
             for name in order:
                 target, pids = contenders[name]
-                before = cpu_ticks(pids())
+                before, kernel_before = cpu_ticks(pids()), cpu_ticks(pids(), kernel_only=True)
                 rate, n, lost = run_client(target, sessions, duration, size)
                 cpu_s = (cpu_ticks(pids()) - before) / CLK_TCK
                 us = cpu_s / n * 1e6 if n else float("nan")
-                results[name].append((rate, us, lost))
-                log(f"round {r + 1} {name}: {rate:,.0f} exchanges/s, {us:.2f} us CPU each, {lost} lost")
+                # The kernel's share: the loopback path of every datagram,
+                # which no batching in user space takes away.
+                kernel_us = (cpu_ticks(pids(), kernel_only=True) - kernel_before) / CLK_TCK / n * 1e6 if n else float("nan")
+                results[name].append((rate, us, lost, kernel_us))
+                log(f"round {r + 1} {name}: {rate:,.0f} exchanges/s, {us:.2f} us CPU each "
+                    f"(kernel {kernel_us:.2f}), {lost} lost")
         med = {name: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v),
                       sum(x[2] for x in v)) for name, v in results.items()}
+        kernel = {name: statistics.median(x[3] for x in v) for name, v in results.items()}
         base_rate, base_us, _ = med["nginx"]
         print(f"UDP request/response, {sessions} sessions, {size}-byte datagrams, "
               f"medians of {rounds} alternated rounds of {duration}s")
         print(f"{'proxy':<8} {'exchanges/s':>12} {'us CPU/exchange':>16} {'x nginx rate':>13} {'x nginx CPU':>12} {'lost':>6}")
         for name, (rate, us, lost) in med.items():
             print(f"{name:<8} {rate:>12,.0f} {us:>16.2f} {rate / base_rate:>13.2f} {us / base_us:>12.2f} {lost:>6}")
+        print("kernel us CPU/exchange: " + ", ".join(f"{name} {kernel[name]:.2f} ({kernel[name] / med[name][1]:.2f} of its CPU)"
+                                                    for name in med))
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
