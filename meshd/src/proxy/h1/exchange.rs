@@ -217,8 +217,14 @@ where
         let clean = pumped.is_ok();
         let reusable = clean && head.reusable && decoder.is_done();
         let ended = exchange.finish(reusable.then_some(upstream), clean, bytes);
-        // The client's idle wait for its next request runs from here.
-        let idle = self.timeouts().idle;
+        // The client's idle wait for its next request runs from here: the
+        // service's idle timeout (`route` was judged for this request, so
+        // it is what `Conn::target` holds, read here without its lock), or
+        // an edge listener's.
+        let idle = match self.conn.target {
+            Target::Service(_) => route.timeouts.idle,
+            Target::Edge => super::EDGE_TIMEOUTS.idle,
+        };
         self.deadline.preset(Instant::from_std(ended) + idle);
         match pumped {
             Ok(()) if keep => Next::Request,
