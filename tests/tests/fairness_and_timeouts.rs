@@ -3,7 +3,8 @@
 //! HTTP/2); a client's slow upload neither counts against the backend's
 //! `response` timeout nor marks the backend failed; an HTTP/2 client that
 //! resets its upload never ejects a backend; edge listeners and the admin
-//! endpoint hold a bounded number of connections, each head within a timeout.
+//! endpoint hold a bounded number of connections, each head within a timeout;
+//! a reload's timeouts reach a kept-alive connection at its next request.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -208,5 +209,65 @@ async fn the_admin_endpoint_closes_an_unfinished_request_head() {
     assert!(
         matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
         "an unfinished admin request head held its connection"
+    );
+}
+
+/// One request and its whole response on a kept-alive connection.
+async fn exchange(s: &mut tokio::net::TcpStream) {
+    s.write_all(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    // The recorder answers `200 ok` with `Content-Length: 2`.
+    while !out.ends_with(b"\r\n\r\nok") {
+        let n = tokio::time::timeout(STEP, s.read(&mut buf))
+            .await
+            .expect("no response")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(&out)
+        );
+        out.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+/// A reload's timeouts reach a connection kept alive across it at its next
+/// request (judged again then), instead of the ones it was opened with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_idle_timeout_reaches_an_open_connection_at_its_next_request() {
+    let (_rec, _meshd, admin, dest, dir) = start(6, "60s", "5s", &[]).await;
+    let mut s = tcp_from(CLIENT, dest).await.unwrap();
+    exchange(&mut s).await;
+
+    let task = "127.0.127.6:8080";
+    let mut svc = service("/fair/app", 22970, Protocol::Http, &[(task, "app.1")]);
+    svc.timeouts.idle = Some("500ms".parse::<Wait>().unwrap());
+    svc.timeouts.response = Some("5s".parse::<Wait>().unwrap());
+    dir.write(
+        "nodes/fair-6.yaml",
+        &node_config("fair-6", "127.0.128.6", 2, vec![svc]),
+    );
+    wait_generation(admin, 2).await;
+
+    exchange(&mut s).await;
+    let quiet = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(STEP * 2, s.read(&mut buf))
+        .await
+        .expect("the connection kept the 60 s idle timeout it was opened with")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "meshd answered nothing, it should close");
+    assert!(
+        quiet.elapsed() >= Duration::from_millis(400),
+        "closed before the new idle timeout: {:?}",
+        quiet.elapsed()
     );
 }
