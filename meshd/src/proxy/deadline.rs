@@ -16,8 +16,14 @@ use tokio::time::{Instant, Sleep};
 pub struct Deadline {
     sleep: Pin<Box<Sleep>>,
     at: Instant,
-    /// In nanoseconds: 8 bytes, not a `Duration`'s 16, in every connection.
-    step_ns: u64,
+    /// In microseconds: 4 bytes, not a `Duration`'s 16, in every
+    /// connection (a step past 71 minutes is cut to that: the timer then
+    /// only fires once more per 71 minutes of a longer wait).
+    step_us: u32,
+    /// Whether `at` was set ahead for the next wait (`preset`); in the
+    /// padding after `step_us`, so a connection holds no `Option<Instant>`
+    /// for it.
+    preset: bool,
 }
 
 impl Deadline {
@@ -27,7 +33,8 @@ impl Deadline {
         Deadline {
             sleep: Box::pin(tokio::time::sleep_until(at)),
             at,
-            step_ns: u64::try_from(step.as_nanos()).unwrap_or(u64::MAX),
+            step_us: u32::try_from(step.as_micros()).unwrap_or(u32::MAX),
+            preset: false,
         }
     }
 
@@ -68,6 +75,18 @@ impl Deadline {
         }
     }
 
+    /// `set`, for a wait that has not begun yet: the one that takes it
+    /// (`take_preset`) runs to `at` without reading the clock.
+    pub fn preset(&mut self, at: Instant) {
+        self.set(at);
+        self.preset = true;
+    }
+
+    /// Whether `preset` set the current deadline since the last call.
+    pub fn take_preset(&mut self) -> bool {
+        std::mem::take(&mut self.preset)
+    }
+
     /// Ready once the deadline `set` last has passed. For a wait written
     /// as one `poll_fn` (an idle connection's), which then holds no
     /// future of `within`'s.
@@ -78,7 +97,9 @@ impl Deadline {
             if now >= self.at {
                 return Poll::Ready(());
             }
-            let next = self.at.min(now + Duration::from_nanos(self.step_ns));
+            let next = self
+                .at
+                .min(now + Duration::from_micros(u64::from(self.step_us)));
             self.sleep.as_mut().reset(next);
         }
     }
@@ -125,5 +146,33 @@ mod tests {
             waited >= Duration::from_millis(10) && waited < Duration::from_millis(50),
             "{waited:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_preset_deadline_is_taken_once_and_honoured() {
+        let mut d = Deadline::new(Duration::from_millis(100));
+        assert!(!d.take_preset());
+        let start = Instant::now();
+        d.preset(start + Duration::from_millis(250));
+        assert!(d.take_preset());
+        assert!(!d.take_preset(), "taken once");
+        // The wait that took it runs to the preset deadline, across steps.
+        std::future::poll_fn(|cx| d.poll_passed(cx)).await;
+        let waited = Instant::now() - start;
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_millis(300),
+            "{waited:?}"
+        );
+    }
+
+    #[test]
+    fn a_step_past_u32_microseconds_is_cut() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let _guard = rt.enter();
+        let d = Deadline::new(Duration::from_secs(10_000));
+        assert_eq!(d.step_us, u32::MAX);
     }
 }

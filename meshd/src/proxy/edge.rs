@@ -75,7 +75,7 @@ pub fn choose_by(
             "https://{host}{path_and_query}"
         )));
     }
-    let (decision, counter) = route.authorize(&snapshot, conn.peer.ip());
+    let (decision, counter) = route.authorize(&snapshot, conn.ip);
     counter.increment(1);
     Ok((route, decision))
 }

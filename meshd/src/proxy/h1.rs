@@ -20,7 +20,6 @@ use super::deadline::Deadline;
 use super::http::{Conn, Target, MAX_HEADER_BYTES};
 use super::respond::ProxyError;
 use super::rtt::RttCache;
-use crate::judge::Judged;
 use crate::timeouts::Resolved;
 use bytes::BytesMut;
 use exchange::write_out;
@@ -28,6 +27,7 @@ use prefixed::Prefixed;
 use request::{Client, Parsed};
 use std::future::Future;
 use std::pin::pin;
+use std::sync::PoisonError;
 use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -49,26 +49,14 @@ const READ_CHUNK: usize = buffers::READ;
 /// `async` block, not an `async fn`: it uses its captured stream and
 /// `Conn` in place, where an `async fn` keeps its arguments twice.
 #[allow(clippy::manual_async_fn)] // on purpose: see above
-pub fn serve<I>(
-    mut io: I,
-    conn: Conn,
-    draining: CancellationToken,
-) -> impl Future<Output = ()> + Send
+pub fn serve<I>(mut io: I, conn: Conn) -> impl Future<Output = ()> + Send
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     async move {
-        let (port, t) = match &conn.target {
-            Target::Service(judged) => {
-                conn.judge(judged);
-                let judged = judged
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
-                let t = judged.route.timeouts;
-                (Some(judged), t)
-            }
-            Target::Edge => (None, EDGE_TIMEOUTS),
+        let t = match &conn.target {
+            Target::Service(judged) => conn.judge(judged).0.timeouts,
+            Target::Edge => EDGE_TIMEOUTS,
         };
         let opened = Instant::now();
         // Built before the first wait, so that its parts are held once.
@@ -81,9 +69,6 @@ where
             up_head: Vec::new(),
             deadline: Deadline::new(t.request_header.min(t.idle).min(t.response)),
             conn: &conn,
-            port,
-            draining: &draining,
-            idle_from: None,
             rtt: RttCache::default(),
         };
         let until = opened + t.request_header;
@@ -112,7 +97,7 @@ where
                     inner: io,
                 };
                 // Boxed: hyper's connection state would size every HTTP/1.1 task.
-                return Box::pin(super::http::serve(io, conn, draining)).await;
+                return Box::pin(super::http::serve(io, conn)).await;
             }
         }
         session.run().await;
@@ -174,16 +159,6 @@ struct Session<'a, I> {
     up_head: Vec<u8>,
     deadline: Deadline,
     conn: &'a Conn,
-    /// The service port's route and this client's verdict, taken again
-    /// after each reload; `None` on a shared edge listener, where the app
-    /// and the verdict are chosen per request.
-    port: Option<Judged>,
-    /// Fires at a drain, and with `conn.stop` (its parent).
-    draining: &'a CancellationToken,
-    /// When the last response ended (its settling read the clock): the
-    /// idle wait for the next request runs from there, with no clock read
-    /// of its own.
-    idle_from: Option<Instant>,
     /// The client's RTT, as its requests record it.
     rtt: RttCache,
 }
@@ -208,22 +183,26 @@ where
         async move {
             // One waiter for the whole connection: `draining` fires on a drain
             // and on `stop` (its parent).
-            let mut drained = pin!(self.draining.cancelled());
+            let mut drained = pin!(self.conn.draining.cancelled());
             // Whether the first request's head is still to come: its time
             // runs from the connection's opening, the deadline `first_bytes`
             // set (a local here, not a session field, costs the idle task
             // nothing).
             let mut first = true;
             loop {
-                // Only for this wait: a pipelined head after it needs none.
-                let idle_from = self.idle_from.take();
+                // The idle deadline the last response's end set (its
+                // settling read the clock), so that this wait reads none;
+                // taken here, as only this wait is for it: a pipelined head
+                // after it needs none.
+                let preset = self.deadline.take_preset();
                 if self.buf.is_empty() {
                     // Quiet between requests: wait, holding no buffer, for the
                     // client's next bytes, until `idle` or a drain. One
                     // `poll_fn`, no nested futures: this is the state an idle
                     // connection is held in.
-                    let from = idle_from.unwrap_or_else(Instant::now);
-                    self.deadline.set(from + self.timeouts().idle);
+                    if !preset {
+                        self.deadline.set(Instant::now() + self.timeouts().idle);
+                    }
                     let (this, mut drained) = (&mut *self, drained.as_mut());
                     // `move`: the closure holds the two references, not one per field.
                     let more = std::future::poll_fn(move |cx| {
@@ -248,7 +227,7 @@ where
                 // Boxed, once per request: a request's state (its head's
                 // reading, forwarding, body pumps) is kilobytes, which an idle
                 // connection's task would otherwise carry between requests.
-                let (stop, draining) = (&self.conn.stop, self.draining);
+                let (stop, draining) = (&self.conn.stop, &self.conn.draining);
                 let next = Box::pin(async {
                     let mut request = pin!(async {
                         match self.read_head(first).await {
@@ -303,7 +282,7 @@ where
                     self.up_head = buffers::take_vec(buffers::HEAD);
                 }
                 let client = Client {
-                    peer: self.conn.peer_header.as_bytes(),
+                    peer: &self.conn.peer_header,
                     https: self.conn.https,
                     trusted: self.conn.trusted,
                 };
@@ -335,13 +314,17 @@ where
         }
     }
 
-    /// The connection's timeouts: its service's, as the last reload left
-    /// them (`port` is judged again per request), or the defaults on an
-    /// edge listener.
+    /// The connection's timeouts: its service's, as the last request's
+    /// judging left them (`Conn::target` is judged again per request), or
+    /// the defaults on an edge listener.
     fn timeouts(&self) -> Resolved {
-        self.port
-            .as_ref()
-            .map_or(EDGE_TIMEOUTS, |j| j.route.timeouts)
+        match &self.conn.target {
+            Target::Service(judged) => {
+                let judged = judged.lock().unwrap_or_else(PoisonError::into_inner);
+                judged.route.timeouts
+            }
+            Target::Edge => EDGE_TIMEOUTS,
+        }
     }
 
     /// Answers with meshd's own response (`respond`).
@@ -359,7 +342,7 @@ where
 
     /// Refuses a request head the connection cannot go on from.
     async fn refuse(&mut self, e: ProxyError) {
-        tracing::debug!(peer = %self.conn.peer, error = %e, "request refused");
+        tracing::debug!(peer = %self.conn.peer(), error = %e, "request refused");
         self.answer(&e, false).await;
         let _ = self.io.shutdown().await;
     }

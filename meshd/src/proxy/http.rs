@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -54,16 +54,21 @@ pub struct Conn {
     pub target: Target,
     /// The running config.
     pub runtime: Arc<crate::swap::Runtime>,
-    /// The client.
-    pub peer: SocketAddr,
+    /// The client's address (its port in `port`: an `IpAddr` and a port
+    /// pack with the flags below, where a `SocketAddr` takes 32 bytes).
+    pub ip: IpAddr,
+    /// The client's port.
+    pub port: u16,
     /// The source app's name, or `unknown`.
     pub src_app: Arc<str>,
-    /// `X-Forwarded-For` value for this client.
-    pub peer_header: HeaderValue,
-    /// Where finished requests are logged, if anywhere.
-    pub access_log: Option<AccessLog>,
+    /// `X-Forwarded-For` value for this client: its address as text
+    /// (boxed: 16 bytes in every connection, not a `HeaderValue`'s 40).
+    pub peer_header: Box<[u8]>,
     /// Fires at the drain deadline; closes upgraded tunnels.
     pub stop: CancellationToken,
+    /// Fires at a drain (and with `stop`, its parent): no new requests.
+    /// Here, not beside `Conn`, so that an idle HTTP/1.1 task holds it once.
+    pub draining: CancellationToken,
     /// Whether the client came over TLS (`X-Forwarded-Proto: https`).
     pub https: bool,
     /// Whether the client is a trusted forwarder (`--trust-forwarded`),
@@ -80,19 +85,25 @@ pub struct Conn {
 type Reply = Response<DownBody<Exchange>>;
 
 impl Conn {
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+
     /// The route and this client's verdict under the snapshot in force.
     pub fn judge(&self, judged: &Mutex<Judged>) -> (Arc<Route>, Decision) {
         let mut j = judged.lock().unwrap_or_else(PoisonError::into_inner);
-        self.runtime.with_current(|s| j.refresh(s, self.peer.ip()));
+        self.runtime.with_current(|s| j.refresh(s, self.ip));
         (Arc::clone(&j.route), j.decision)
     }
 }
 
-/// Serves one client connection until it closes, or drains when `draining` fires.
-pub async fn serve<I>(stream: I, conn: Conn, draining: CancellationToken)
+/// Serves one client connection until it closes, or drains when `conn.draining` fires.
+pub async fn serve<I>(stream: I, conn: Conn)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let draining = conn.draining.clone();
     let timeouts = match &conn.target {
         Target::Service(judged) => conn.judge(judged).0.timeouts,
         Target::Edge => crate::timeouts::Resolved::from(&schemas::Timeouts::default()),
@@ -152,11 +163,11 @@ pub(crate) fn log_denied(
     version: Version,
     start: Instant,
 ) {
-    if let Some(log) = &conn.access_log {
+    if let Some(log) = &conn.runtime.access_log {
         log.write(Entry {
             src_app: &conn.src_app,
             dst_app: route.app.as_str(),
-            peer: conn.peer,
+            peer: conn.peer(),
             backend: "",
             version,
             status: 403,
@@ -296,7 +307,7 @@ async fn proxy_request(
     let client_version = out.version;
     let sent = forward(
         route,
-        conn.peer.ip(),
+        conn.ip,
         &conn.runtime.certs,
         &mut out,
         None,
@@ -342,9 +353,10 @@ async fn proxy_request(
         status: status.as_u16(),
         verdict: decision.verdict.as_str(),
         log: conn
+            .runtime
             .access_log
             .as_ref()
-            .map(|l| (l.clone(), conn.src_app.clone(), conn.peer, client_version)),
+            .map(|l| (l.clone(), conn.src_app.clone(), conn.peer(), client_version)),
     };
     let mut resp = Response::new(DownBody::upstream(reader, exchange, route.timeouts.idle));
     *resp.status_mut() = status;

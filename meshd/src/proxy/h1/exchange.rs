@@ -11,7 +11,7 @@ use crate::proxy::codec::{Decoder, Framing};
 use crate::proxy::deadline::Deadline;
 use crate::proxy::edge;
 use crate::proxy::forward::{forward, Failure, Outgoing, Sent, Wait};
-use crate::proxy::http::Exchange;
+use crate::proxy::http::{Exchange, Target};
 use crate::proxy::respond::ProxyError;
 use crate::proxy::tunnel::copy_with_idle;
 use crate::proxy::upstream::{self, ExchangeError};
@@ -43,17 +43,17 @@ where
             Version::HTTP_11
         };
         let body_left = parsed.framing() != Framing::Empty;
-        let may_continue = parsed.keep_alive && !self.draining.is_cancelled();
-        let (route, decision, hsts) = match &mut self.port {
+        let may_continue = parsed.keep_alive && !self.conn.draining.is_cancelled();
+        let (route, decision, hsts) = match &self.conn.target {
             // Route and verdict follow the snapshot in force (invariant 8):
             // a reload that removes the client's allow rule, or moves the
-            // port to another app, applies to its next request.
-            Some(judged) => {
-                let peer = self.conn.peer.ip();
-                self.conn.runtime.with_current(|s| judged.refresh(s, peer));
-                (Arc::clone(&judged.route), judged.decision, None)
+            // port to another app, applies to its next request. Held once,
+            // in `Conn`, not again in the session.
+            Target::Service(judged) => {
+                let (route, decision) = self.conn.judge(judged);
+                (route, decision, None)
             }
-            None => {
+            Target::Edge => {
                 let host = parsed
                     .host
                     .clone()
@@ -102,7 +102,7 @@ where
         };
         let sent = forward(
             &route,
-            self.conn.peer.ip(),
+            self.conn.ip,
             &self.conn.runtime.certs,
             &mut req,
             Some(&mut self.out),
@@ -149,11 +149,11 @@ where
             }
             // Its own stop: the drain deadline, or a reload that denies this source.
             let stop = self.conn.stop.child_token();
-            let _open =
-                self.conn
-                    .runtime
-                    .tunnels
-                    .open(route.listen, self.conn.peer.ip(), stop.clone());
+            let _open = self
+                .conn
+                .runtime
+                .tunnels
+                .open(route.listen, self.conn.ip, stop.clone());
             copy_with_idle(&mut *self.io, backend_io, route.timeouts.tunnel_idle, stop).await;
             drop(in_flight);
             return Next::Close;
@@ -191,11 +191,11 @@ where
             client_rtt_us: self.rtt.sample(self.conn.client, start),
             status: head.status.as_u16(),
             verdict: decision.verdict.as_str(),
-            log: self.conn.access_log.as_ref().map(|l| {
+            log: self.conn.runtime.access_log.as_ref().map(|l| {
                 (
                     l.clone(),
                     Arc::clone(&self.conn.src_app),
-                    self.conn.peer,
+                    self.conn.peer(),
                     version,
                 )
             }),
@@ -217,7 +217,15 @@ where
         let clean = pumped.is_ok();
         let reusable = clean && head.reusable && decoder.is_done();
         let ended = exchange.finish(reusable.then_some(upstream), clean, bytes);
-        self.idle_from = Some(Instant::from_std(ended));
+        // The client's idle wait for its next request runs from here: the
+        // service's idle timeout (`route` was judged for this request, so
+        // it is what `Conn::target` holds, read here without its lock), or
+        // an edge listener's.
+        let idle = match self.conn.target {
+            Target::Service(_) => route.timeouts.idle,
+            Target::Edge => super::EDGE_TIMEOUTS.idle,
+        };
+        self.deadline.preset(Instant::from_std(ended) + idle);
         match pumped {
             Ok(()) if keep => Next::Request,
             Ok(()) => Next::Close,
