@@ -8,6 +8,12 @@ use configsrv::{publish, render};
 use std::path::Path;
 use std::process::ExitCode;
 
+// jemalloc, as meshd: a render of every node file and a round of long-polls
+// allocate in bursts, which jemalloc gives back after its decay
+// (`.cargo/config.toml`); glibc's arenas kept their peak (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);

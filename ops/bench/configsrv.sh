@@ -26,6 +26,7 @@ echo "|---|---:|---:|"
 echo
 echo "| cluster | first sync | RSS after first sync | RSS after changes | peak RSS (VmHWM) |"
 echo "|---|---:|---:|---:|---:|"
-# glibc's defaults, then as ops/ ships configsrv (one malloc arena).
+# jemalloc's defaults (as built: .cargo/config.toml), then as ops/ ships
+# configsrv (one arena, dirty pages purged at once).
 "$bin/configsrv-rss-bench" "${RSS_APPS:-10000}" "${RSS_AGENTS:-100}" "${RSS_CHANGES:-3}"
-MALLOC_ARENA_MAX=1 "$bin/configsrv-rss-bench" "${RSS_APPS:-10000}" "${RSS_AGENTS:-100}" "${RSS_CHANGES:-3}"
+_RJEM_MALLOC_CONF=narenas:1,dirty_decay_ms:0 "$bin/configsrv-rss-bench" "${RSS_APPS:-10000}" "${RSS_AGENTS:-100}" "${RSS_CHANGES:-3}"

@@ -214,8 +214,8 @@ async fn main() -> anyhow::Result<()> {
         String::new()
     };
     // configsrv inherits the environment: say which malloc settings ran.
-    let arenas = std::env::var("MALLOC_ARENA_MAX")
-        .map(|n| format!(", MALLOC_ARENA_MAX={n}"))
+    let arenas = std::env::var("_RJEM_MALLOC_CONF")
+        .map(|n| format!(", _RJEM_MALLOC_CONF={n}"))
         .unwrap_or_default();
     println!(
         "| {apps} apps x 3 tasks, {agents} agents ({files}{agents} long-polls, {:.1} MB per node{arenas}) | first sync {:.1} s | RSS after first sync {} | after {changes} changes {} | peak {} |",
