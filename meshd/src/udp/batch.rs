@@ -212,28 +212,24 @@ impl Batch {
                 // The first datagram was refused (its own error): skip it only.
                 Err(_) => (0, false),
             };
-            for &i in &usable[done..done + took] {
-                let s = slots[i];
-                outcome(Outcome {
-                    owner: s.owner,
-                    bytes: s.size as u64,
-                    sent: true,
-                });
-            }
+            let mut report = |from: usize, count: usize, sent: bool| {
+                for &i in &usable[from..from + count] {
+                    let s = slots[i];
+                    outcome(Outcome {
+                        owner: s.owner,
+                        bytes: s.size as u64,
+                        sent,
+                    });
+                }
+            };
+            report(done, took, true);
             done += took;
             let skip = if give_up {
                 n - done
             } else {
                 usize::from(took == 0)
             };
-            for &i in &usable[done..done + skip] {
-                let s = slots[i];
-                outcome(Outcome {
-                    owner: s.owner,
-                    bytes: s.size as u64,
-                    sent: false,
-                });
-            }
+            report(done, skip, false);
             done += skip;
         }
         *len = 0;
