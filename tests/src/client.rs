@@ -14,6 +14,22 @@ use tokio::net::TcpStream;
 /// How long any client step may take.
 pub const STEP: Duration = Duration::from_secs(3);
 
+/// Reads from `s` until `out` holds `marker` `times` times.
+pub async fn read_until(s: &mut TcpStream, marker: &str, times: usize) -> String {
+    let mut out = Vec::new();
+    tokio::time::timeout(STEP, async {
+        while String::from_utf8_lossy(&out).matches(marker).count() < times {
+            let mut chunk = [0u8; 16384];
+            let n = tokio::io::AsyncReadExt::read(s, &mut chunk).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&out));
+            out.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {marker} x{times}: {}", String::from_utf8_lossy(&out)));
+    String::from_utf8_lossy(&out).to_string()
+}
+
 /// A TCP connection from `source` (an IP on 127.0.0.0/8) to `dest`.
 pub async fn tcp_from(source: &str, dest: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = tokio::net::TcpSocket::new_v4()?;

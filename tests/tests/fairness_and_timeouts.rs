@@ -11,7 +11,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use palisade_tests::client::{tcp_from, STEP};
+use palisade_tests::client::{read_until, tcp_from, STEP};
 use palisade_tests::cluster::{node_config, service};
 use palisade_tests::harness::{admin_get, meshd, wait_generation, Scratch};
 use palisade_tests::recorder;
@@ -217,26 +217,9 @@ async fn exchange(s: &mut tokio::net::TcpStream) {
     s.write_all(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
     // The recorder answers `200 ok` with `Content-Length: 2`.
-    while !out.ends_with(b"\r\n\r\nok") {
-        let n = tokio::time::timeout(STEP, s.read(&mut buf))
-            .await
-            .expect("no response")
-            .unwrap();
-        assert!(
-            n > 0,
-            "closed mid-response: {}",
-            String::from_utf8_lossy(&out)
-        );
-        out.extend_from_slice(&buf[..n]);
-    }
-    assert!(
-        out.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&out)
-    );
+    let out = read_until(s, "\r\n\r\nok", 1).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
 
 /// A reload's timeouts reach a connection kept alive across it at its next

@@ -6,13 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_tests::backends;
-use palisade_tests::client::{raw_exchange, tcp_from, STEP};
+use palisade_tests::client::{raw_exchange, read_until, tcp_from, STEP};
 use palisade_tests::cluster::{node_config, service};
 use palisade_tests::harness::{meshd, wait_generation, Scratch};
 use schemas::Protocol;
 use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 const NODE: &str = "wire-node";
 const CLIENT: &str = "127.0.56.9";
@@ -58,22 +58,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Sends `raw` on a fresh connection and reads until meshd closes it.
 async fn exchange(dest: SocketAddr, raw: &[u8]) -> String {
     raw_exchange(CLIENT, dest, raw).await
-}
-
-/// Reads from `s` until `out` holds `marker` `times` times.
-async fn read_until(s: &mut TcpStream, marker: &str, times: usize) -> String {
-    let mut out = Vec::new();
-    tokio::time::timeout(STEP, async {
-        while String::from_utf8_lossy(&out).matches(marker).count() < times {
-            let mut chunk = [0u8; 4096];
-            let n = s.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&out));
-            out.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {marker} x{times}: {}", String::from_utf8_lossy(&out)));
-    String::from_utf8_lossy(&out).to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_tests::backends;
-use palisade_tests::client::{tcp_from, STEP};
+use palisade_tests::client::{read_until, tcp_from, STEP};
 use palisade_tests::cluster::{node_config, service};
 use palisade_tests::harness::{meshd, wait_generation, Scratch};
 use schemas::Protocol;
@@ -57,22 +57,6 @@ async fn settled_rss_kb(pid: u32) -> u64 {
         last = now;
     }
     last
-}
-
-/// Reads from `s` until `out` holds `marker` `times` times.
-async fn read_until(s: &mut TcpStream, marker: &str, times: usize) -> String {
-    let mut out = Vec::new();
-    tokio::time::timeout(STEP, async {
-        while String::from_utf8_lossy(&out).matches(marker).count() < times {
-            let mut chunk = [0u8; 16384];
-            let n = s.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&out));
-            out.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {marker} x{times}: {}", String::from_utf8_lossy(&out)));
-    String::from_utf8_lossy(&out).to_string()
 }
 
 /// Reads exactly `n` bytes.
