@@ -30,6 +30,8 @@ pub const PARK_AFTER: Duration = Duration::from_secs(1);
 /// The shortest time between two sweeps for idle timeouts: a parked
 /// connection closes at most this late.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// Room the keeper's vectors keep once a burst has passed.
+const KEPT_ROOM: usize = 64;
 
 /// A stream a quiet connection can be parked on: a plain TCP socket,
 /// whose readiness tells when the client speaks. A TLS stream cannot (its
@@ -205,6 +207,13 @@ impl Table {
         self.free.push(index);
         self.len -= 1;
         self.gauge.decrement(1.0);
+        if self.len == 0 && self.slots.capacity() > KEPT_ROOM {
+            // A burst's table goes back to the allocator with it (a stale
+            // wake-up may then name a new tenant: it reads nothing and
+            // stays parked).
+            self.slots = Vec::new();
+            self.free = Vec::new();
+        }
         Some(parked)
     }
 
@@ -298,6 +307,9 @@ async fn keep(lot: Arc<Lot>, draining: CancellationToken) {
             let id = table.insert(Box::new(parked));
             watch(&lot, &table, id);
         }
+        // What a burst of hand-overs or wake-ups grew goes back.
+        handed.shrink_to(KEPT_ROOM);
+        woken.shrink_to(KEPT_ROOM);
         lot.queue.take(&mut woken);
         for &id in &woken {
             let Some(parked) = table.remove(id) else {
@@ -351,4 +363,19 @@ fn watch(lot: &Arc<Lot>, table: &Table, id: u64) {
 fn resume(lot: &Lot, parked: Parked, buf: BytesMut) {
     let Parked { io, conn, rtt, .. } = parked;
     lot.tasks.spawn(super::h1::resume(io, conn, rtt, buf));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a parked connection holds besides its socket's registration
+    /// (256 bytes, tokio's): its box and its slot.
+    #[test]
+    fn a_parked_connection_stays_small() {
+        let boxed = std::mem::size_of::<Parked>();
+        let slot = std::mem::size_of::<Slot>();
+        eprintln!("parked connection: {boxed}-byte box, {slot}-byte slot");
+        assert!(boxed <= 256 && slot <= 40, "{boxed} + {slot} bytes");
+    }
 }
