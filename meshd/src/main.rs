@@ -33,9 +33,7 @@ fn main() -> ExitCode {
                 }
                 None => tokio::runtime::Builder::new_multi_thread(),
             };
-            builder
-                .enable_all()
-                .on_thread_park(meshd::proxy::buffers::on_park);
+            builder.enable_all();
             let runtime = match builder.build() {
                 Ok(rt) => rt,
                 Err(e) => {

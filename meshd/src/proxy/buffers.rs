@@ -4,7 +4,7 @@
 //! path for blocks of kilobytes costs hundreds of instructions each way,
 //! where a pop from this cache costs a few. The cache is bounded, so a
 //! burst's buffers go back to the allocator once the cache is full, and a
-//! thread that went idle lets the whole cache go (`on_park`).
+//! thread between bursts lets the whole cache go (`on_quiet`).
 
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
@@ -19,42 +19,75 @@ const KEEP: usize = 64;
 /// Larger buffers than this many times their kind's size are not kept.
 const MAX_GROWTH: usize = 4;
 
-thread_local! {
-    static READS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
-    static HEADS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    static WRITES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    /// Buffers taken by this thread, ever (wrapping).
-    static TAKEN: Cell<u32> = const { Cell::new(0) };
-    /// `TAKEN` when the thread last went idle.
-    static TAKEN_AT_PARK: Cell<u32> = const { Cell::new(0) };
+/// One kind's kept buffers, and how many were ever taken (wrapping).
+struct Pool<T> {
+    kept: Vec<T>,
+    taken: u32,
 }
 
-/// Counts a buffer taken, for `on_park`.
-#[inline]
-fn taken() {
-    TAKEN.with(|t| t.set(t.get().wrapping_add(1)));
-}
-
-/// Called as the runtime's thread goes idle: when it took no buffer since
-/// it last went idle (it woke only for a timer or a quiet socket), the
-/// cache is let go, so that the memory of a burst goes back to the system
-/// (about 1.1 MB per thread when full). A busy thread takes buffers
-/// between any two idle moments and keeps its cache.
-pub fn on_park() {
-    let now = TAKEN.with(Cell::get);
-    if TAKEN_AT_PARK.with(|t| t.replace(now)) == now {
-        READS.with(|c| drop(c.take()));
-        HEADS.with(|c| drop(c.take()));
-        WRITES.with(|c| drop(c.take()));
+impl<T> Pool<T> {
+    const fn new() -> Pool<T> {
+        Pool {
+            kept: Vec::new(),
+            taken: 0,
+        }
     }
+
+    /// A kept buffer, if any; counted as taken either way.
+    #[inline]
+    fn take(&mut self) -> Option<T> {
+        self.taken = self.taken.wrapping_add(1);
+        self.kept.pop()
+    }
+
+    #[inline]
+    fn give(&mut self, buf: T) {
+        if self.kept.len() < KEEP {
+            self.kept.push(buf);
+        }
+    }
+}
+
+thread_local! {
+    static READS: RefCell<Pool<BytesMut>> = const { RefCell::new(Pool::new()) };
+    static HEADS: RefCell<Pool<Vec<u8>>> = const { RefCell::new(Pool::new()) };
+    static WRITES: RefCell<Pool<Vec<u8>>> = const { RefCell::new(Pool::new()) };
+    /// Buffers taken by this thread when a quiet connection was last
+    /// handed over here.
+    static TAKEN_AT_QUIET: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Called when a connection that has been quiet for a while is parked
+/// (`park`): when this thread took no buffer since the last such
+/// moment, it is between bursts, and the cache is let go so that a
+/// burst's memory goes back to the system (about 1.1 MB per thread when
+/// full). A thread still carrying requests takes buffers between two
+/// parkings and keeps its cache; one wrongly emptied just fills again.
+/// Asked here, not each time the thread goes idle: a runtime hook there
+/// costs every request.
+pub fn on_quiet() {
+    let now = READS
+        .with(|c| c.borrow().taken)
+        .wrapping_add(HEADS.with(|c| c.borrow().taken))
+        .wrapping_add(WRITES.with(|c| c.borrow().taken));
+    if TAKEN_AT_QUIET.with(|t| t.replace(now)) == now {
+        let_go();
+    }
+}
+
+/// Lets this thread's cache go (a listener's last parked connection
+/// went: the burst that filled it is over).
+pub fn let_go() {
+    READS.with(|c| drop(std::mem::take(&mut c.borrow_mut().kept)));
+    HEADS.with(|c| drop(std::mem::take(&mut c.borrow_mut().kept)));
+    WRITES.with(|c| drop(std::mem::take(&mut c.borrow_mut().kept)));
 }
 
 /// An empty read buffer with room for at least `READ` bytes.
 #[inline]
 pub fn take_read() -> BytesMut {
-    taken();
     READS
-        .with(|c| c.borrow_mut().pop())
+        .with(|c| c.borrow_mut().take())
         .unwrap_or_else(|| BytesMut::with_capacity(READ))
 }
 
@@ -70,12 +103,7 @@ pub fn give_read(mut buf: BytesMut) {
     if buf.capacity() < READ && !buf.try_reclaim(READ) || buf.capacity() > READ * MAX_GROWTH {
         return;
     }
-    READS.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() < KEEP {
-            c.push(buf);
-        }
-    });
+    READS.with(|c| c.borrow_mut().give(buf));
 }
 
 /// Takes the first `n` bytes of `buf` as used: all of them clears it, which
@@ -93,9 +121,8 @@ pub fn consume(buf: &mut BytesMut, n: usize) {
 /// buffer's size).
 #[inline]
 pub fn take_vec(size: usize) -> Vec<u8> {
-    taken();
     let mut v = pool_of(size)
-        .with(|c| c.borrow_mut().pop())
+        .with(|c| c.borrow_mut().take())
         .unwrap_or_default();
     v.reserve(size);
     v
@@ -111,15 +138,10 @@ pub fn give_vec(mut v: Vec<u8>) {
         return;
     }
     v.clear();
-    pool_of(cap).with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() < KEEP {
-            c.push(v);
-        }
-    });
+    pool_of(cap).with(|c| c.borrow_mut().give(v));
 }
 
-fn pool_of(size: usize) -> &'static std::thread::LocalKey<RefCell<Vec<Vec<u8>>>> {
+fn pool_of(size: usize) -> &'static std::thread::LocalKey<RefCell<Pool<Vec<u8>>>> {
     if size < READ {
         &HEADS
     } else {
@@ -157,22 +179,22 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_moment_without_a_take_lets_the_cache_go() {
+    fn a_quiet_moment_without_a_take_since_the_last_lets_the_cache_go() {
         std::thread::spawn(|| {
             give_read(take_read());
             give_vec(take_vec(HEAD));
             give_vec(take_vec(READ));
             let cached = || {
-                READS.with(|c| c.borrow().len())
-                    + HEADS.with(|c| c.borrow().len())
-                    + WRITES.with(|c| c.borrow().len())
+                READS.with(|c| c.borrow().kept.len())
+                    + HEADS.with(|c| c.borrow().kept.len())
+                    + WRITES.with(|c| c.borrow().kept.len())
             };
             assert_eq!(cached(), 3);
-            // Buffers were taken since the last idle moment: kept.
-            on_park();
+            // Buffers were taken since the last quiet moment: kept.
+            on_quiet();
             assert_eq!(cached(), 3);
-            // Idle again with nothing taken between: let go.
-            on_park();
+            // Another, with nothing taken between: let go.
+            on_quiet();
             assert_eq!(cached(), 0);
         })
         .join()

@@ -129,6 +129,7 @@ struct Park {
 
 /// Parks a quiet connection in its listener's lot.
 fn hand_over<I: Parkable>(io: I, conn: Conn, park: Park) {
+    buffers::on_quiet();
     if let (Some(lot), Some(io)) = (conn.lot(), io.into_tcp()) {
         lot.park(Parked {
             io,

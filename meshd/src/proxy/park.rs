@@ -210,9 +210,10 @@ impl Table {
         if self.len == 0 && self.slots.capacity() > KEPT_ROOM {
             // A burst's table goes back to the allocator with it (a stale
             // wake-up may then name a new tenant: it reads nothing and
-            // stays parked).
+            // stays parked), and so do the buffers its closing took.
             self.slots = Vec::new();
             self.free = Vec::new();
+            buffers::let_go();
         }
         Some(parked)
     }
