@@ -1,16 +1,20 @@
 //! Opening a session at a client's first datagram: the verdict, the
 //! `max_connections` slot, the backend and its connected upstream socket
-//! (resolved in a task of its own when the backend is a host name).
+//! (resolved in a task of its own when the backend is a host name, the
+//! session's datagrams held meanwhile).
 
+use super::batch::send_now;
 use super::listen::{Port, Resolved};
 use super::ready::Readiness;
 use super::table::{udp_metrics, Session};
 use crate::authz::Verdict;
 use crate::metrics;
-use crate::select::Tried;
+use crate::select::{now_ms, Tried};
 use crate::snapshot::{Route, Upstream};
 use nix::sys::socket::SockaddrStorage;
+use schemas::Endpoint;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -79,7 +83,7 @@ impl Port {
             Upstream::Name(n) => {
                 tokio::spawn(resolve(
                     id,
-                    n.to_string(),
+                    n.clone(),
                     Arc::clone(&route),
                     backend,
                     self.resolved.clone(),
@@ -97,6 +101,7 @@ impl Port {
                 route,
                 backend,
                 upstream,
+                held: Vec::new(),
                 last_ms: now,
                 permit,
             },
@@ -104,39 +109,80 @@ impl Port {
         true
     }
 
-    /// A host name was resolved (or not) for session `id`.
-    pub(super) fn resolved(&mut self, id: u64, socket: Option<UdpSocket>) {
+    /// A host name was resolved for session `id`: its held datagrams go
+    /// out on the new socket; or it was not: the session ends (its held
+    /// datagrams counted as dropped) and says why, at most once a second.
+    pub(super) fn resolved(&mut self, id: u64, socket: Result<UdpSocket, String>) {
         let queue = Arc::clone(&self.queue);
-        match (self.table.get_mut(id), socket) {
-            (Some(s), Some(socket)) => {
+        let Some(s) = self.table.get_mut(id) else {
+            // The session ended meanwhile: the socket closes here.
+            return;
+        };
+        match socket {
+            Ok(socket) => {
+                let udp = udp_metrics(&s.route);
+                for d in std::mem::take(&mut s.held) {
+                    match send_now(socket.as_raw_fd(), &d) {
+                        Ok(_) => {
+                            udp.datagrams_up.increment(1);
+                            udp.bytes_up.increment(d.len() as u64);
+                        }
+                        Err(_) => udp.dropped.increment(1),
+                    }
+                }
                 s.upstream = Some(Readiness::new(Arc::new(socket), id, &queue));
             }
-            (Some(_), None) => self.table.end(id),
-            // The session ended meanwhile: the socket closes here.
-            (None, _) => {}
+            Err(why) => {
+                if let Some(held) = self.resolve_log.allow(now_ms(), LOG_EVERY_MS) {
+                    let b = &s.route.backends[s.backend];
+                    tracing::warn!(client = %s.peer, dst_app = %s.route.app, backend = %b.label, task = %b.task, error = %why, held_back = held, "udp backend's host name cannot be resolved; session ended, its datagrams dropped");
+                }
+                self.table.end(id);
+            }
         }
     }
 }
 
-/// Resolves a backend named by host name and connects a socket to it.
+/// Resolves a backend named by host name and connects a socket to it; a
+/// failure counts against the backend (passive ejection).
 async fn resolve(
     id: u64,
-    name: String,
+    name: Endpoint,
     route: Arc<Route>,
     backend: usize,
     done: mpsc::UnboundedSender<Resolved>,
 ) {
-    let found = tokio::time::timeout(route.timeouts.connect, tokio::net::lookup_host(&name)).await;
-    let addr = match found {
-        Ok(Ok(mut addrs)) => addrs.next(),
-        _ => None,
+    let lookup = tokio::net::lookup_host((name.host.as_str(), name.port));
+    let socket = match tokio::time::timeout(route.timeouts.connect, lookup).await {
+        Err(_) => Err(format!(
+            "no answer from the resolver within {:?}",
+            route.timeouts.connect
+        )),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(addrs)) => match pick_address(addrs) {
+            None => Err("the name has no address".to_owned()),
+            Some(a) => connect(a).map_err(|e| format!("{a}: {e}")),
+        },
     };
-    let socket = addr.and_then(|a| connect(a).ok());
-    if socket.is_none() {
-        tracing::warn!(backend = name, dst_app = %route.app, "udp backend cannot be resolved");
+    if socket.is_err() {
         route.failure(backend);
     }
     let _ = done.send((id, socket));
+}
+
+/// The address a session's datagrams go to, of those a name resolves to:
+/// the first IPv4 one, else the first. A datagram gets no handshake to try
+/// the next address with, and a service on a Mesos agent listens on its
+/// IPv4 address; configsrv prefers a task's IPv4 address the same way.
+fn pick_address(addrs: impl IntoIterator<Item = SocketAddr>) -> Option<SocketAddr> {
+    let mut first = None;
+    for a in addrs {
+        if a.is_ipv4() {
+            return Some(a);
+        }
+        first = first.or(Some(a));
+    }
+    first
 }
 
 fn source_app(snapshot: &crate::snapshot::Snapshot, ip: IpAddr) -> &str {
@@ -159,4 +205,22 @@ fn connect(to: SocketAddr) -> std::io::Result<UdpSocket> {
     s.connect(to)?;
     s.set_nonblocking(true)?;
     UdpSocket::from_std(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_name_with_both_families_is_reached_on_its_first_ipv4_address() {
+        let both = addrs(&["[::1]:53", "127.0.0.1:53", "127.0.0.2:53"]);
+        assert_eq!(pick_address(both), Some("127.0.0.1:53".parse().unwrap()));
+        let v6 = addrs(&["[fd00::2]:53", "[::1]:53"]);
+        assert_eq!(pick_address(v6), Some("[fd00::2]:53".parse().unwrap()));
+        assert_eq!(pick_address(Vec::new()), None);
+    }
 }
