@@ -166,7 +166,7 @@ impl Keeper {
                 history.before = history.now;
                 history.now = Some(active_agents(&view));
             }
-            if reads == done && !forced {
+            if !due(forced, reads, done, retry_at, tokio::time::Instant::now()) {
                 continue;
             }
             let agents = Agents {
@@ -176,12 +176,11 @@ impl Keeper {
             let outcome = self.check(agents).await;
             self.report(&outcome, agents.now);
             if outcome.retry() {
-                retry_at = Some(tokio::time::Instant::now() + backoff);
+                // Wrong credentials or a refused FILE do not heal by themselves soon.
+                let slow = matches!(outcome, Outcome::Unauthorized(_) | Outcome::Rejected(_));
+                let wait = if slow { RETRY_MAX } else { backoff };
+                retry_at = Some(tokio::time::Instant::now() + wait);
                 backoff = (backoff * 2).min(RETRY_MAX);
-                if matches!(outcome, Outcome::Unauthorized(_) | Outcome::Rejected(_)) {
-                    // Wrong credentials or a refused FILE do not heal by themselves soon.
-                    backoff = RETRY_MAX;
-                }
             } else {
                 done = reads;
                 retry_at = None;
@@ -299,6 +298,20 @@ impl Keeper {
     }
 }
 
+/// Whether a wake-up runs a check: the timer's always (a retry or the
+/// resync); a new Mesos read when it was not acted on yet, but not before a
+/// pending retry's time, or a cluster whose Mesos is read every few
+/// seconds would try wrong credentials at every read.
+fn due(
+    forced: bool,
+    reads: u64,
+    done: u64,
+    retry_at: Option<tokio::time::Instant>,
+    now: tokio::time::Instant,
+) -> bool {
+    forced || (reads != done && retry_at.is_none_or(|at| at <= now))
+}
+
 /// Active agents in a view.
 fn active_agents(view: &View) -> usize {
     view.agents.iter().filter(|a| a.active).count()
@@ -334,6 +347,20 @@ fn failure(method: &str, path: &str, answer: Answer) -> Outcome {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_new_mesos_read_waits_for_a_pending_retry() {
+        let now = tokio::time::Instant::now();
+        let later = now + Duration::from_secs(30);
+        assert!(due(false, 2, 1, None, now), "a new read, nothing pending");
+        assert!(!due(false, 1, 1, None, now), "a read already acted on");
+        assert!(!due(false, 3, 1, Some(later), now), "a retry pending");
+        assert!(
+            due(false, 3, 1, Some(now), now),
+            "the retry's time has come"
+        );
+        assert!(due(true, 1, 1, Some(later), now), "the timer");
+    }
 
     #[test]
     fn marathon_refusals_map_to_outcomes_that_say_what_to_do() {
