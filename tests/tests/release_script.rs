@@ -49,7 +49,11 @@ fn relative_bin_dir_and_out_are_taken_from_where_it_runs() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let tarball = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    assert!(tarball.starts_with(dir.path("dist")), "{}", tarball.display());
+    assert!(
+        tarball.starts_with(dir.path("dist")),
+        "{}",
+        tarball.display()
+    );
     assert!(tarball.exists(), "{}", tarball.display());
     let name = tarball.file_name().unwrap().to_str().unwrap();
     assert!(name.starts_with("palisade-9.9.9-"), "{name}");
@@ -61,7 +65,8 @@ fn without_bin_dir_and_without_cargo_it_says_so() {
     let dir = Scratch::new("release-no-cargo");
     // Only the tools the script needs besides cargo (bash, coreutils, sed).
     let path = "/usr/bin:/bin";
-    if std::path::Path::new("/usr/bin/cargo").exists() || std::path::Path::new("/bin/cargo").exists()
+    if std::path::Path::new("/usr/bin/cargo").exists()
+        || std::path::Path::new("/bin/cargo").exists()
     {
         return;
     }
