@@ -163,7 +163,9 @@ async fn a_name_that_does_not_resolve_ends_its_sessions_and_the_port_carries_on(
     let (text, _) = node_file(&dir.path("nodes"), "localhost");
     assert!(text.contains("nonexistent.invalid:42813"), "{text}");
 
-    // A session that lands on `localhost` and stays there throughout.
+    // A session that lands on `localhost` and stays there throughout (a
+    // try that lands on the other task is a lost session like those below).
+    let (mut answered, mut lost) = (0, 0);
     let mut steady = None;
     for _ in 0..4 {
         let c = client("127.0.208.11").await;
@@ -174,12 +176,12 @@ async fn a_name_that_does_not_resolve_ends_its_sessions_and_the_port_carries_on(
             steady = Some(c);
             break;
         }
+        lost += 1;
     }
     let steady = steady.expect("a session on the backend that resolves");
 
     // New sessions alternate between the two tasks (round robin); those
     // that get the name that does not resolve are never answered.
-    let (mut answered, mut lost) = (0, 0);
     for i in 0..8u8 {
         let c = client("127.0.208.12").await;
         let q = [b'n', i];
