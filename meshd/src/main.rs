@@ -33,7 +33,9 @@ fn main() -> ExitCode {
                 }
                 None => tokio::runtime::Builder::new_multi_thread(),
             };
-            builder.enable_all();
+            builder
+                .enable_all()
+                .on_thread_park(meshd::proxy::buffers::on_park);
             let runtime = match builder.build() {
                 Ok(rt) => rt,
                 Err(e) => {

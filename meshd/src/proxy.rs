@@ -13,6 +13,7 @@ pub mod forward;
 pub mod h1;
 pub mod headers;
 pub mod http;
+pub mod park;
 pub mod respond;
 pub mod rtt;
 pub mod splice;

@@ -60,6 +60,13 @@ impl Held {
     }
 }
 
+impl Held {
+    /// The listen address of the connection's service.
+    pub fn listen(&self) -> SocketAddr {
+        self.route.listen
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         self.route.metrics().active.decrement(1.0);
@@ -186,7 +193,12 @@ async fn carry<I>(
     client: proxy::rtt::ClientSocket,
     held: Held,
 ) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + proxy::park::Parkable
+        + Unpin
+        + Send
+        + 'static,
 {
     match judged.route.protocol {
         Protocol::Udp => {}

@@ -55,6 +55,8 @@ pub struct Runtime {
     /// `--trust-forwarded`: sources whose `X-Forwarded-Proto` and
     /// `X-Request-Id` are kept.
     pub trusted_forwarders: Vec<schemas::Cidr>,
+    /// Each service listener's lot for its quiet HTTP/1.1 connections.
+    pub lots: crate::proxy::park::Lots,
     current: ArcSwapOption<Snapshot>,
     report: Mutex<Report>,
 }
@@ -73,6 +75,7 @@ impl Runtime {
             certs: crate::tls::CertStore::default(),
             tunnels: Arc::default(),
             trusted_forwarders: Vec::new(),
+            lots: crate::proxy::park::Lots::default(),
             current: ArcSwapOption::empty(),
             report: Mutex::new(Report::default()),
         }
