@@ -1,11 +1,11 @@
 //! UDP backends named by host name, end to end: `configsrv render` names a
 //! host-networked task's backend by its Marathon `host` (`localhost`,
-//! `nonexistent.invalid`), and a real meshd resolves it per session. The
-//! session's first datagram waits for the lookup instead of being lost, the
-//! IPv4 address of a name is the one reached, and a name that does not
-//! resolve ends its session (datagrams dropped and counted, a failure of
-//! the backend, a log line naming it) while other sessions of the same port
-//! carry on.
+//! `nonexistent.invalid`), and a real meshd looks it up (once for the
+//! sessions that wait for it). A session's first datagram waits for the
+//! lookup instead of being lost, the IPv4 address of a name is the one
+//! reached, and a name that does not resolve ends its session (datagrams
+//! dropped and counted, a failure of the backend, a log line naming it)
+//! while other sessions of the same port carry on.
 //! Addresses 127.0.208.1-19 (mesh and clients), 127.0.0.1 and ::1
 //! (`localhost`'s backends); ports 42801-42819.
 
@@ -95,7 +95,7 @@ fn udp_series(name: &str, app: &str) -> String {
 const ALLOW_ALL: &str = "apiVersion: palisade/v1\nkind: Policy\ndefaults:\n  action: allow\n  mode: enforce\napps:\n  /udp/mixed:\n    balance: round_robin\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backend_named_localhost_answers_the_first_datagram_over_ipv4() {
+async fn a_backend_named_localhost_answers_each_sessions_first_datagram_over_ipv4() {
     let dir = Scratch::new("udp-hostname-localhost");
     // `localhost` may resolve to ::1 too: a backend on each, answering with its family.
     let v4 = backends::udp("127.0.0.1:42811", "v4").await;
@@ -116,38 +116,49 @@ async fn a_backend_named_localhost_answers_the_first_datagram_over_ipv4() {
         .unwrap_or_else(|| panic!("{text}"));
     assert_eq!(named.backends[0].address.to_string(), "localhost:42811");
 
-    let c = client("127.0.208.10").await;
-    // The first datagram of the session comes while meshd looks the name up.
-    let first = exchange(&c, 42801, b"q1", SOON).await;
-    assert_eq!(
-        first.as_deref(),
-        Some("v4|q1"),
-        "the first datagram is held for the lookup, then sent to the IPv4 address"
-    );
+    // Three clients' first datagrams come while meshd looks the name up
+    // (one lookup, which the later two wait for).
+    let to: SocketAddr = format!("{MESH}:42801").parse().unwrap();
+    let mut clients = Vec::new();
+    for ip in ["127.0.208.10", "127.0.208.13", "127.0.208.14"] {
+        let c = client(ip).await;
+        c.send_to(b"q1", to).await.unwrap();
+        clients.push(c);
+    }
+    for c in &clients {
+        let mut buf = [0u8; 64];
+        let got = tokio::time::timeout(SOON, c.recv_from(&mut buf)).await;
+        let (n, from) = got
+            .expect("the first datagram is held for the lookup")
+            .unwrap();
+        assert_eq!(from, to);
+        assert_eq!(&buf[..n], b"v4|q1", "sent to the IPv4 address");
+    }
+    let c = &clients[0];
     for q in ["q2", "q3"] {
-        let a = exchange(&c, 42801, q.as_bytes(), SOON).await;
+        let a = exchange(c, 42801, q.as_bytes(), SOON).await;
         assert_eq!(a, Some(format!("v4|{q}")));
     }
     let peers = v4.peers.lock().unwrap().clone();
-    assert_eq!(peers.len(), 3, "{peers:?}");
+    assert_eq!(peers.len(), 5, "{peers:?}");
+    assert_eq!(v4.sessions(), 3, "a session per client: {peers:?}");
     assert!(
-        peers.iter().all(|p| p == &peers[0]),
-        "one session: {peers:?}"
+        peers.iter().all(|p| p.ip().to_string() == "127.0.0.1"),
+        "{peers:?}"
     );
-    assert_eq!(peers[0].ip().to_string(), "127.0.0.1");
     if let Some(v6) = &v6 {
         assert_eq!(v6.hits(), 0, "nothing went to ::1");
     }
 
     let m = |name: &str| udp_series(name, "/udp/named");
-    wait_metric(admin, &m("downstream_datagrams_total"), SOON, |v| v == 3.0).await;
-    assert_eq!(metric(admin, &m("upstream_datagrams_total")).await, 3.0);
-    assert_eq!(metric(admin, &m("upstream_bytes_total")).await, 6.0);
+    wait_metric(admin, &m("downstream_datagrams_total"), SOON, |v| v == 5.0).await;
+    assert_eq!(metric(admin, &m("upstream_datagrams_total")).await, 5.0);
+    assert_eq!(metric(admin, &m("upstream_bytes_total")).await, 10.0);
     assert_eq!(metric(admin, &m("dropped_datagrams_total")).await, 0.0);
-    assert_eq!(metric(admin, &m("sessions")).await, 1.0);
+    assert_eq!(metric(admin, &m("sessions")).await, 3.0);
     let picked =
         "palisade_meshd_backend_requests_total{dst_app=\"/udp/named\",backend=\"localhost:42811\"}";
-    assert_eq!(metric(admin, picked).await, 1.0);
+    assert_eq!(metric(admin, picked).await, 3.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

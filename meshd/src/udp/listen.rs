@@ -8,6 +8,7 @@
 //! counted, as the network would.
 
 use super::batch::{send_now, with_batch};
+use super::names::Names;
 use super::ready::ReadyQueue;
 use super::session::{expires_at, is_idle, rejudge, LogLimit, Rejudged};
 use super::table::{udp_metrics, Table, HELD_MAX};
@@ -37,8 +38,8 @@ pub struct Bound {
     pub stop: CancellationToken,
 }
 
-/// A host name resolved for a session: its id and its connected socket, or why not.
-pub(super) type Resolved = (u64, Result<UdpSocket, String>);
+/// A backend's host name looked up: the address to use, or why there is none.
+pub(super) type Resolved = (schemas::Endpoint, Result<SocketAddr, String>);
 
 /// Binds `addr` and starts its task; `reloads` carries the generation in force.
 pub fn bind(
@@ -66,6 +67,7 @@ pub fn bind(
         denied_log: LogLimit::default(),
         limit_log: LogLimit::default(),
         resolve_log: LogLimit::default(),
+        names: Names::default(),
     };
     tokio::spawn(port.run(stop.clone(), reloads, resolved_rx));
     Ok(Bound { stop })
@@ -87,6 +89,8 @@ pub(super) struct Port {
     pub(super) denied_log: LogLimit,
     pub(super) limit_log: LogLimit,
     pub(super) resolve_log: LogLimit,
+    /// Backends' host names: lookups in flight and recent answers.
+    pub(super) names: Names,
 }
 
 impl Port {
@@ -116,7 +120,7 @@ impl Port {
                 },
                 () = queue.woken() => {}
                 () = &mut sweep => self.sweep(),
-                Some((id, socket)) = resolved.recv() => self.resolved(id, socket),
+                Some((name, answer)) = resolved.recv() => self.resolved(name, answer),
                 Ok(()) = reloads.changed() => self.rejudge_all(),
             }
             // Whatever woke the task, replies that are ready go out now.

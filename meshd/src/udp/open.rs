@@ -1,10 +1,12 @@
 //! Opening a session at a client's first datagram: the verdict, the
 //! `max_connections` slot, the backend and its connected upstream socket
-//! (resolved in a task of its own when the backend is a host name, the
-//! session's datagrams held meanwhile).
+//! (when the backend is a host name: looked up in a task of its own, one
+//! lookup shared by the sessions that wait for it, their datagrams held
+//! meanwhile; see `names`).
 
 use super::batch::send_now;
 use super::listen::{Port, Resolved};
+use super::names::Lookup;
 use super::ready::Readiness;
 use super::table::{udp_metrics, Session};
 use crate::authz::Verdict;
@@ -16,6 +18,7 @@ use schemas::Endpoint;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -70,26 +73,34 @@ impl Port {
             return false;
         };
         let id = self.table.next_id();
-        let upstream = match &route.backends[backend].upstream {
-            Upstream::Addr(a) => match connect(*a) {
-                Ok(s) => Some(Readiness::new(Arc::new(s), id, &self.queue)),
-                Err(e) => {
-                    tracing::warn!(%peer, dst_app = %route.app, backend = %route.backends[backend].label, error = %e, "udp upstream socket failed");
-                    route.failure(backend);
+        let address = match &route.backends[backend].upstream {
+            Upstream::Addr(a) => Some(*a),
+            Upstream::Name(n) => match self.names.lookup(n, id, now) {
+                Lookup::Known(a) => Some(a),
+                Lookup::Wait => None,
+                Lookup::Start => {
+                    let timeout = route.timeouts.connect;
+                    tokio::spawn(resolve(n.clone(), timeout, self.resolved.clone()));
+                    None
+                }
+                Lookup::Failed(why) => {
+                    // Failed a moment ago: no session, no new lookup.
+                    self.name_failed(peer, &route, backend, &why, now);
                     udp.dropped.increment(1);
                     return false;
                 }
             },
-            Upstream::Name(n) => {
-                tokio::spawn(resolve(
-                    id,
-                    n.clone(),
-                    Arc::clone(&route),
-                    backend,
-                    self.resolved.clone(),
-                ));
-                None
+        };
+        let upstream = match address.map(connect) {
+            Some(Ok(s)) => Some(Readiness::new(Arc::new(s), id, &self.queue)),
+            Some(Err(e)) => {
+                tracing::warn!(%peer, dst_app = %route.app, backend = %route.backends[backend].label, error = %e, "udp upstream socket failed");
+                route.failure(backend);
+                udp.dropped.increment(1);
+                return false;
             }
+            // A host name is being resolved: the session's datagrams wait.
+            None => None,
         };
         route.backend_metrics(backend).requests.increment(1);
         self.sweep_by(route.timeouts.udp_idle);
@@ -109,65 +120,73 @@ impl Port {
         true
     }
 
-    /// A host name was resolved for session `id`: its held datagrams go
-    /// out on the new socket; or it was not: the session ends (its held
-    /// datagrams counted as dropped) and says why, at most once a second.
-    pub(super) fn resolved(&mut self, id: u64, socket: Result<UdpSocket, String>) {
+    /// The lookup of `name` ended: each session waiting for it gets a
+    /// socket connected to the address and sends its held datagrams; or,
+    /// when the name did not resolve, ends (held datagrams counted as
+    /// dropped, a failure of its backend).
+    pub(super) fn resolved(&mut self, name: Endpoint, answer: Result<SocketAddr, String>) {
+        let now = now_ms();
+        let waiting = self.names.answered(&name, answer.clone(), now);
         let queue = Arc::clone(&self.queue);
-        let Some(s) = self.table.get_mut(id) else {
-            // The session ended meanwhile: the socket closes here.
-            return;
-        };
-        match socket {
-            Ok(socket) => {
-                let udp = udp_metrics(&s.route);
-                for d in std::mem::take(&mut s.held) {
-                    match send_now(socket.as_raw_fd(), &d) {
-                        Ok(_) => {
-                            udp.datagrams_up.increment(1);
-                            udp.bytes_up.increment(d.len() as u64);
+        for id in waiting {
+            let Some(s) = self.table.get_mut(id) else {
+                // The session ended meanwhile.
+                continue;
+            };
+            let socket = answer
+                .clone()
+                .and_then(|a| connect(a).map_err(|e| format!("{a}: {e}")));
+            match socket {
+                Ok(socket) => {
+                    let udp = udp_metrics(&s.route);
+                    for d in std::mem::take(&mut s.held) {
+                        match send_now(socket.as_raw_fd(), &d) {
+                            Ok(_) => {
+                                udp.datagrams_up.increment(1);
+                                udp.bytes_up.increment(d.len() as u64);
+                            }
+                            Err(_) => udp.dropped.increment(1),
                         }
-                        Err(_) => udp.dropped.increment(1),
                     }
+                    s.upstream = Some(Readiness::new(Arc::new(socket), id, &queue));
                 }
-                s.upstream = Some(Readiness::new(Arc::new(socket), id, &queue));
-            }
-            Err(why) => {
-                if let Some(held) = self.resolve_log.allow(now_ms(), LOG_EVERY_MS) {
-                    let b = &s.route.backends[s.backend];
-                    tracing::warn!(client = %s.peer, dst_app = %s.route.app, backend = %b.label, task = %b.task, error = %why, held_back = held, "udp backend's host name cannot be resolved; session ended, its datagrams dropped");
+                Err(why) => {
+                    let (peer, route, backend) = (s.peer, Arc::clone(&s.route), s.backend);
+                    self.name_failed(peer, &route, backend, &why, now);
+                    self.table.end(id);
                 }
-                self.table.end(id);
             }
+        }
+    }
+
+    /// A session of `peer` cannot reach `backend`, named by a host name
+    /// that does not resolve: a failure for passive ejection, and a warning
+    /// at most once a second.
+    fn name_failed(
+        &mut self,
+        peer: SocketAddr,
+        route: &Route,
+        backend: usize,
+        why: &str,
+        now: u64,
+    ) {
+        route.failure(backend);
+        if let Some(held) = self.resolve_log.allow(now, LOG_EVERY_MS) {
+            let b = &route.backends[backend];
+            tracing::warn!(client = %peer, dst_app = %route.app, backend = %b.label, task = %b.task, error = %why, held_back = held, "udp backend's host name cannot be resolved; session ended, its datagrams dropped");
         }
     }
 }
 
-/// Resolves a backend named by host name and connects a socket to it; a
-/// failure counts against the backend (passive ejection).
-async fn resolve(
-    id: u64,
-    name: Endpoint,
-    route: Arc<Route>,
-    backend: usize,
-    done: mpsc::UnboundedSender<Resolved>,
-) {
+/// Looks a backend's host name up, within `timeout`, for the port's task.
+async fn resolve(name: Endpoint, timeout: Duration, done: mpsc::UnboundedSender<Resolved>) {
     let lookup = tokio::net::lookup_host((name.host.as_str(), name.port));
-    let socket = match tokio::time::timeout(route.timeouts.connect, lookup).await {
-        Err(_) => Err(format!(
-            "no answer from the resolver within {:?}",
-            route.timeouts.connect
-        )),
+    let answer = match tokio::time::timeout(timeout, lookup).await {
+        Err(_) => Err(format!("no answer from the resolver within {timeout:?}")),
         Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(addrs)) => match pick_address(addrs) {
-            None => Err("the name has no address".to_owned()),
-            Some(a) => connect(a).map_err(|e| format!("{a}: {e}")),
-        },
+        Ok(Ok(addrs)) => pick_address(addrs).ok_or_else(|| "the name has no address".to_owned()),
     };
-    if socket.is_err() {
-        route.failure(backend);
-    }
-    let _ = done.send((id, socket));
+    let _ = done.send((name, answer));
 }
 
 /// The address a session's datagrams go to, of those a name resolves to:
