@@ -35,6 +35,8 @@ pub struct Report {
     /// The generation whose listeners have been opened: what `/status`
     /// reports, so a client that sees it can connect at once.
     pub listening_generation: Option<u64>,
+    /// Open sessions of each bound UDP service port, counted by the port's task.
+    pub udp_sessions: BTreeMap<SocketAddr, Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 /// The running config of this node.
