@@ -96,11 +96,7 @@ pub fn spawn_connection(
     };
     let (decision, counter) = route.authorize(&snapshot, peer.ip());
     counter.increment(1);
-    let src: Arc<str> = snapshot
-        .identities
-        .lookup(peer.ip())
-        .map_or("unknown", |i| snapshot.config.identities[i].app.as_str())
-        .into();
+    let src = snapshot.identities.app_name(peer.ip());
     let judged = Judged::new(Arc::clone(&route), decision, &snapshot);
     drop(snapshot);
     match decision.verdict {
@@ -287,14 +283,10 @@ pub async fn edge_connection(
     let _ = stream.set_nodelay(true);
     // Taken from the TCP socket before TLS is put on it.
     let client = proxy::rtt::ClientSocket::new(&stream);
-    let src: Arc<str> = runtime
-        .load()
-        .and_then(|s| {
-            s.identities
-                .lookup(peer.ip())
-                .map(|i| s.config.identities[i].app.as_str().into())
-        })
-        .unwrap_or_else(|| "unknown".into());
+    let src: Arc<str> = runtime.load().map_or_else(
+        || Arc::from(crate::identity::UNKNOWN),
+        |s| s.identities.app_name(peer.ip()),
+    );
     let conn = |https, client| proxy::http::Conn {
         target: proxy::http::Target::Edge,
         runtime: Arc::clone(&runtime),
