@@ -11,7 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use palisade_tests::harness::{eventually, Proc, Scratch};
+use palisade_tests::harness::{configsrv_metric, eventually, get_json, Proc, Scratch};
 use palisade_tests::marathon_sim::MarathonSim;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -21,24 +21,6 @@ use std::time::Duration;
 const AGENTS: [&str; 3] = ["127.0.208.21", "127.0.208.22", "127.0.208.23"];
 const MESOS_EVERY: Duration = Duration::from_millis(100);
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn get_json(url: &str) -> Result<Value, String> {
-    let resp = reqwest::get(url).await.map_err(|e| e.to_string())?;
-    let body = resp.text().await.map_err(|e| e.to_string())?;
-    serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
-}
-
-/// One series of configsrv's `/metrics` (none when absent).
-async fn configsrv_metric(api: SocketAddr, series: &str) -> Option<f64> {
-    let body = reqwest::get(format!("http://{api}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    body.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-}
 
 fn configsrv(dir: &Scratch, sim: &MarathonSim, api: SocketAddr, token: &Path) -> Proc {
     let meshd_json = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ops/marathon/meshd.json");

@@ -59,6 +59,14 @@ async fn parked(admin: SocketAddr, n: f64) {
     wait_metric(admin, PARKED, TO_PARK, |v| v == n).await;
 }
 
+/// A connection that carried one request and is now parked (the only one).
+async fn parked_connection(admin: SocketAddr, dest: SocketAddr) -> TcpStream {
+    let mut s = tcp_from(CLIENT, dest).await.unwrap();
+    get(&mut s).await;
+    parked(admin, 1.0).await;
+    s
+}
+
 /// Reads until the connection closes; what came before the close.
 async fn read_to_close(s: &mut TcpStream, within: Duration) -> String {
     let mut got = Vec::new();
@@ -75,9 +83,7 @@ async fn a_parked_connection_carries_what_comes_next_in_any_pieces() {
     let dir = Scratch::new("park-pieces");
     let (_proc, admin, dest) = start(&dir, 1, 42910, "127.0.209.2:42900", None);
     wait_generation(admin, 1).await;
-    let mut s = tcp_from(CLIENT, dest).await.unwrap();
-    get(&mut s).await;
-    parked(admin, 1.0).await;
+    let mut s = parked_connection(admin, dest).await;
 
     // A head in two pieces: the first wakes the parked socket, the rest
     // reaches the task it resumed in. The backend echoes the headers it got.
@@ -158,9 +164,7 @@ async fn a_parked_connection_closes_at_its_idle_timeout_and_at_a_drain() {
 
     // A parked connection of a service a reload removes closes at once,
     // well before the drain deadline (the default is 30 s).
-    let mut s = tcp_from(CLIENT, dest).await.unwrap();
-    get(&mut s).await;
-    parked(admin, 1.0).await;
+    let mut s = parked_connection(admin, dest).await;
     dir.write(
         "nodes/park-3.yaml",
         &node_config("park-3", "127.0.209.3", 2, vec![]),
@@ -176,9 +180,7 @@ async fn a_client_that_sends_a_request_and_half_closes_while_parked_is_answered(
     let dir = Scratch::new("park-halfclose");
     let (_proc, admin, dest) = start(&dir, 5, 42912, "127.0.209.6:42902", None);
     wait_generation(admin, 1).await;
-    let mut s = tcp_from(CLIENT, dest).await.unwrap();
-    get(&mut s).await;
-    parked(admin, 1.0).await;
+    let mut s = parked_connection(admin, dest).await;
     s.write_all(b"GET / HTTP/1.1\r\nHost: park\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
