@@ -1,8 +1,8 @@
-"""proxy_bench.py's memory mode: what each proxy's resident memory grows by
+"""proxy_bench.py's and tls_bench.py's memory mode: what each proxy's resident memory grows by
 while it holds many idle connections, and whether it gives it back.
 
 For each contender and each kind (HTTP/1.1 keep-alive, TCP, HTTP/2 with
-prior knowledge), CONNS (default 5000) connections are opened; each carries
+prior knowledge; tls_bench.py: HTTP/1.1 keep-alive over TLS 1.3), CONNS (default 5000) connections are opened; each carries
 one request and its response (through a TCP-mode port it is one round trip
 to the origin, so the tunnel and its backend connection have been used; an
 HTTP/2 one is one stream) and then stays open, idle.
@@ -72,7 +72,9 @@ def settled_rss(pids, seconds=2.0, step=0.25):
 def open_used(addr, n, exchange):
     """`n` connections to `addr`, each after one request and its response
     (`exchange`: what sends the request, what reads the response), `BATCH`
-    at a time: a batch's requests all go out before its answers are read."""
+    at a time: a batch's requests all go out before its answers are read.
+    A `send` that puts a layer on the socket (TLS) returns the new stream,
+    which is then read and held in the socket's place."""
     send, finish = exchange
     host, port = addr.rsplit(":", 1)
     held = []
@@ -80,8 +82,7 @@ def open_used(addr, n, exchange):
         batch = []
         for _ in range(min(BATCH, n - start)):
             s = socket.create_connection((host, int(port)), timeout=10)
-            send(s)
-            batch.append(s)
+            batch.append(send(s) or s)
         for s in batch:
             try:
                 finish(s)
@@ -142,6 +143,16 @@ def h1_finish(s):
         raise RuntimeError(f"answered {got[:200]!r}")
 
 
+def tls_exchange(context):
+    """An HTTP/1.1 exchange over TLS: the handshake (`context`, an
+    `ssl.SSLContext`) and the request in `send`, the response in `finish`."""
+    def send(s):
+        t = context.wrap_socket(s)
+        t.sendall(REQUEST)
+        return t
+    return send, h1_finish
+
+
 def held_hook(who, pids, phase):
     """Runs HELD_HOOK, if set, for this contender and phase."""
     hook = os.environ.get("HELD_HOOK")
@@ -178,10 +189,12 @@ def measure(who, pids, addr, conns, settle, exchange):
             "after": after, "took": took, "fds": fds}
 
 
-def run(new_bench, kinds, log):
+def run(new_bench, kinds, log, exchanges=None):
     """kinds: {kind: {contender: address}}; each kind runs on freshly started
     proxies (`new_bench()`), so that one kind's peak is not the next one's
-    floor. Prints the table; returns the results."""
+    floor. `exchanges` ({kind: (send, finish)}) names a kind's exchange
+    where it is not plain HTTP/1.1 or HTTP/2 (`h2`), e.g. `tls_exchange`.
+    Prints the table; returns the results."""
     conns = int(os.environ.get("CONNS", "5000"))
     settle = float(os.environ.get("SETTLE", "10"))
     results = {}
@@ -192,7 +205,8 @@ def run(new_bench, kinds, log):
             for who, addr in addrs.items():
                 if who == "meshd_b" and not bench.meshd_b:
                     continue
-                exchange = (h2_send, h2_finish) if kind == "h2" else (h1_send, h1_finish)
+                exchange = (exchanges or {}).get(kind) or ((h2_send, h2_finish) if kind == "h2"
+                                                           else (h1_send, h1_finish))
                 r = measure(who, bench.pids(who), addr, conns, settle, exchange)
                 results[(kind, who)] = r
                 took = f"{r['took']:.1f}s" if r["took"] is not None else f"not within {settle:.0f}s"
