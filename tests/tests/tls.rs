@@ -244,3 +244,69 @@ async fn upstream_tls_verifies_the_backend_against_the_app_ca() {
     ]);
     assert!(ok && out.contains("x-backend: tls.backend"), "{out}");
 }
+
+/// A TCP-mode service with `tls:` terminates TLS and carries the plain
+/// bytes both ways (its tunnel is boxed apart from the TLS task: issue 17).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_terminates_for_a_tcp_service() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let _echo = backends::tcp("127.0.210.2:43001", "tls.tcp").await;
+    let dir = Scratch::new("tls-tcp");
+    let ca = TestCa::new("palisade test CA");
+    let certs = dir.path("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (cert, key) = ca.leaf(&certs, "tcp", &["127.0.210.1"]);
+    let mut svc = service(
+        "/tls/tcp",
+        43000,
+        Protocol::Tcp,
+        &[("127.0.210.2:43001", "tls.tcp")],
+    );
+    svc.tls = Some(schemas::Tls {
+        cert: cert.display().to_string(),
+        key: key.display().to_string(),
+        redirect_https: false,
+        hsts: None,
+    });
+    dir.write(
+        "nodes/tlstcp.yaml",
+        &node_config("tlstcp", "127.0.210.1", 1, vec![svc]),
+    );
+    let (mut mesh, admin) = meshd("tlstcp", &dir.path("nodes"), &[]);
+    wait_generation(admin, 1).await;
+
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca_der = rustls::pki_types::pem::PemObject::from_pem_slice(ca.pem.as_bytes()).unwrap();
+    roots.add(ca_der).unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect("127.0.210.1:43000")
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.210.1").unwrap();
+    let tls = tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    let (r, mut w) = tokio::io::split(tls);
+    let mut lines = BufReader::new(r).lines();
+    // The echo backend greets with its name, then echoes each line.
+    for (send, want) in [
+        (None, "tls.tcp"),
+        (Some("over tls"), "over tls"),
+        (Some("and back"), "and back"),
+    ] {
+        if let Some(line) = send {
+            w.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        }
+        let got = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+            .await
+            .expect("a line in time")
+            .unwrap();
+        assert_eq!(got.as_deref(), Some(want));
+    }
+    assert!(mesh.running());
+}
