@@ -13,6 +13,8 @@ pub mod forward;
 pub mod h1;
 pub mod headers;
 pub mod http;
+pub mod inline_streams;
+pub mod name_cache;
 pub mod respond;
 pub mod rtt;
 pub mod splice;

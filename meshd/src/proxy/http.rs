@@ -9,6 +9,7 @@ use super::body::{DownBody, Settle, UpBody};
 use super::codec::{parse_length, BodyFraming, Framing};
 use super::forward::{forward, Failure, Outgoing, Sent, Wait};
 use super::headers;
+use super::inline_streams::{Driver, Spawner};
 use super::respond::ProxyError;
 use super::rtt::RttCache;
 use super::tunnel::Watched;
@@ -21,7 +22,7 @@ use crate::snapshot::Route;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode, Version};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
@@ -116,7 +117,9 @@ where
     let service = hyper::service::service_fn(move |req| handle(Arc::clone(&conn), &rtt, req));
     // Only HTTP/2 reaches this server: HTTP/1.1 takes meshd's own (h1.rs),
     // which hands over a connection that opens with the HTTP/2 preface.
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    // Its streams run in this task (`inline_streams`), not in tasks of their own.
+    let spawner = Spawner::default();
+    let mut builder = hyper::server::conn::http2::Builder::new(spawner.clone());
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
@@ -127,6 +130,7 @@ where
     let io = TokioIo::new(Watched::new(stream, Arc::clone(&seen)));
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
+    let mut driver = Driver::new(spawner);
     // Validation refuses a zero timeout; the floor keeps `interval` from
     // panicking should one ever get past it (invariant 10).
     let mut idle = tokio::time::interval(timeouts.idle.max(Duration::from_millis(1)));
@@ -134,7 +138,8 @@ where
     let mut closing = false;
     loop {
         tokio::select! {
-            r = connection.as_mut() => {
+            biased;
+            r = std::future::poll_fn(|cx| driver.poll(connection.as_mut(), cx)) => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "client connection ended with an error");
                 }
@@ -142,11 +147,13 @@ where
             }
             () = draining.cancelled(), if !closing => {
                 connection.as_mut().graceful_shutdown();
+                driver.poke();
                 closing = true;
             }
             _ = idle.tick(), if !closing => {
                 if !seen.swap(false, Ordering::Relaxed) {
                     connection.as_mut().graceful_shutdown();
+                    driver.poke();
                     closing = true;
                 }
             }
