@@ -1,6 +1,7 @@
 //! Carrying traffic once a connection is allowed: `tcp` copies bytes, `http`
 //! proxies requests; `connect`, `tunnel`, `headers` and `body` serve both.
 
+pub mod alarms;
 pub mod body;
 pub mod buffers;
 pub mod cancel;

@@ -5,6 +5,7 @@
 //! connects move on to another backend; idempotent requests without a body
 //! are retried once on a reset or 502/503, within the retry budget.
 
+use super::alarms::Alarms;
 use super::body::{DownBody, Settle, UpBody};
 use super::codec::{parse_length, BodyFraming, Framing};
 use super::forward::{forward, Failure, Outgoing, Sent, Wait};
@@ -114,7 +115,12 @@ where
     // The connection's RTT, kept by its service: hyper calls it for each
     // stream, one at a time, inside the connection's poll.
     let rtt = Cell::new(RttCache::default());
-    let service = hyper::service::service_fn(move |req| handle(Arc::clone(&conn), &rtt, req));
+    // The streams' response deadlines, on one timer this task drives.
+    let alarms = Arc::new(Alarms::default());
+    let stream_alarms = Arc::clone(&alarms);
+    let service = hyper::service::service_fn(move |req| {
+        handle(Arc::clone(&conn), &rtt, Arc::clone(&stream_alarms), req)
+    });
     // Only HTTP/2 reaches this server: HTTP/1.1 takes meshd's own (h1.rs),
     // which hands over a connection that opens with the HTTP/2 preface.
     // Its streams run in this task (`inline_streams`), not in tasks of their own.
@@ -131,6 +137,9 @@ where
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     let mut driver = Driver::new(spawner);
+    // Set by `alarms` before it is first polled.
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
     // Validation refuses a zero timeout; the floor keeps `interval` from
     // panicking should one ever get past it (invariant 10).
     let mut idle = tokio::time::interval(timeouts.idle.max(Duration::from_millis(1)));
@@ -145,6 +154,9 @@ where
                 }
                 return;
             }
+            // After the streams: a deadline one of them noted in this pass
+            // moves the timer at once.
+            () = std::future::poll_fn(|cx| alarms.poll_timer(timer.as_mut(), cx)) => {}
             () = draining.cancelled(), if !closing => {
                 connection.as_mut().graceful_shutdown();
                 driver.poke();
@@ -210,7 +222,12 @@ struct Began {
 /// backend here, before the future is boxed: the `Request` (a few hundred
 /// bytes) is taken apart in place instead of being moved into the future
 /// and on through it (four copies, ~270 instructions per HTTP/2 request).
-fn handle(conn: Arc<Conn>, rtt: &Cell<RttCache>, req: Request<Incoming>) -> Handled {
+fn handle(
+    conn: Arc<Conn>,
+    rtt: &Cell<RttCache>,
+    alarms: Arc<Alarms>,
+    req: Request<Incoming>,
+) -> Handled {
     let start = Instant::now();
     // Here, not in the request's task: hyper calls this inside the
     // connection's poll, while the socket is surely open.
@@ -237,7 +254,7 @@ fn handle(conn: Arc<Conn>, rtt: &Cell<RttCache>, req: Request<Incoming>) -> Hand
     let prepared = prepare(&conn, &route, decision, req, began.start);
     Box::pin(async move {
         let mut resp = match prepared {
-            Ok(out) => proxy_request(&conn, &route, decision, out, began).await,
+            Ok(out) => proxy_request(&conn, &route, decision, out, began, &alarms).await,
             Err(e) => e.response(),
         };
         if let Some(max_age) = hsts {
@@ -309,6 +326,7 @@ async fn proxy_request(
     decision: Decision,
     mut out: HyperRequest,
     began: Began,
+    alarms: &Alarms,
 ) -> Reply {
     let start = began.start;
     let client_version = out.version;
@@ -318,7 +336,7 @@ async fn proxy_request(
         &conn.runtime.certs,
         &mut out,
         None,
-        Wait::Own,
+        Wait::Alarms(alarms),
         tokio::time::Instant::from_std(start),
     )
     .await;
