@@ -31,6 +31,8 @@ struct Inner {
     armed: Option<Instant>,
     /// An earlier deadline than `armed` was noted: the timer moves there.
     rearm: Option<Instant>,
+    /// The task that drives the timer, woken when it must move.
+    driver: Option<Waker>,
 }
 
 #[derive(Debug)]
@@ -69,6 +71,11 @@ impl Alarms {
         });
         if inner.armed.is_none_or(|armed| at < armed) && inner.rearm.is_none_or(|r| at < r) {
             inner.rearm = Some(at);
+            // Rare: the timer is set for the earliest deadline, and later
+            // ones (the usual case) leave it alone.
+            if let Some(driver) = &inner.driver {
+                driver.wake_by_ref();
+            }
         }
         id
     }
@@ -101,6 +108,13 @@ impl Alarms {
     /// poll it in the connection's task after its streams.
     pub fn poll_timer(&self, mut timer: Pin<&mut Sleep>, cx: &mut Context<'_>) -> Poll<()> {
         let mut inner = self.lock();
+        if !inner
+            .driver
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            inner.driver = Some(cx.waker().clone());
+        }
         if let Some(at) = inner.rearm.take() {
             timer.as_mut().reset(at);
             inner.armed = Some(at);
@@ -222,11 +236,11 @@ mod tests {
         let alarms = Arc::new(Alarms::default());
         let driver = drive(&alarms);
         let start = Instant::now();
-        let at = |s| start + Duration::from_secs(s);
         let waits = [9, 3, 6, 1].map(|s| {
             let alarms = Arc::clone(&alarms);
+            let at = start + Duration::from_secs(s);
             tokio::spawn(async move {
-                let out = alarms.within(at(s), std::future::pending::<()>()).await;
+                let out = alarms.within(at, std::future::pending::<()>()).await;
                 (out.is_none(), start.elapsed().as_secs())
             })
         });
