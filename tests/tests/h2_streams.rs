@@ -47,6 +47,9 @@ fn head_for(i: usize) -> (String, Vec<(String, String)>) {
             ("SERVER".into(), "raw".into()),
             ("x-seq".into(), i.to_string()),
             ("X-Other".into(), "b".into()),
+            // As long as `X-Only-One` at the same position: only the
+            // bytes tell them apart.
+            ("X-Nope-Two".into(), "c".into()),
         ],
         _ => vec![
             ("Server".into(), "raw".into()),
