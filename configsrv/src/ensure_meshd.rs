@@ -166,7 +166,7 @@ impl Keeper {
                 history.before = history.now;
                 history.now = Some(active_agents(&view));
             }
-            if reads == done && !forced {
+            if !due(forced, reads, done, retry_at, tokio::time::Instant::now()) {
                 continue;
             }
             let agents = Agents {
@@ -176,12 +176,11 @@ impl Keeper {
             let outcome = self.check(agents).await;
             self.report(&outcome, agents.now);
             if outcome.retry() {
-                retry_at = Some(tokio::time::Instant::now() + backoff);
+                // Wrong credentials or a refused FILE do not heal by themselves soon.
+                let slow = matches!(outcome, Outcome::Unauthorized(_) | Outcome::Rejected(_));
+                let wait = if slow { RETRY_MAX } else { backoff };
+                retry_at = Some(tokio::time::Instant::now() + wait);
                 backoff = (backoff * 2).min(RETRY_MAX);
-                if matches!(outcome, Outcome::Unauthorized(_) | Outcome::Rejected(_)) {
-                    // Wrong credentials or a refused FILE do not heal by themselves soon.
-                    backoff = RETRY_MAX;
-                }
             } else {
                 done = reads;
                 retry_at = None;
@@ -299,6 +298,20 @@ impl Keeper {
     }
 }
 
+/// Whether a wake-up runs a check: the timer's always (a retry or the
+/// resync); a new Mesos read when it was not acted on yet, but not before a
+/// pending retry's time, or a cluster whose Mesos is read every few
+/// seconds would try wrong credentials at every read.
+fn due(
+    forced: bool,
+    reads: u64,
+    done: u64,
+    retry_at: Option<tokio::time::Instant>,
+    now: tokio::time::Instant,
+) -> bool {
+    forced || (reads != done && retry_at.is_none_or(|at| at <= now))
+}
+
 /// Active agents in a view.
 fn active_agents(view: &View) -> usize {
     view.agents.iter().filter(|a| a.active).count()
@@ -331,44 +344,5 @@ fn failure(method: &str, path: &str, answer: Answer) -> Outcome {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn marathon_refusals_map_to_outcomes_that_say_what_to_do() {
-        let locked = json!({"message": "App is locked by one or more deployments."});
-        let o = failure("PUT", "/v2/apps/m", Answer::Status(409, locked));
-        assert!(
-            matches!(&o, Outcome::Conflict(m) if m.contains("409") && m.contains("locked")),
-            "{o:?}"
-        );
-        assert!(o.retry());
-        for status in [401, 403] {
-            let o = failure("POST", "/v2/apps", Answer::Status(status, json!({})));
-            assert!(
-                matches!(&o, Outcome::Unauthorized(m) if m.contains("--marathon-token-file")),
-                "{o:?}"
-            );
-        }
-        let invalid = json!({"message": "Object is not valid", "details": [{"path": "/cmd"}]});
-        let o = failure("POST", "/v2/apps", Answer::Status(422, invalid));
-        assert!(
-            matches!(&o, Outcome::Rejected(m) if m.contains("/cmd")),
-            "{o:?}"
-        );
-        let o = failure("GET", "/v2/apps/m", Answer::Status(503, json!(null)));
-        assert_eq!(o.label(), "error");
-        let o = failure(
-            "GET",
-            "/v2/apps/m",
-            Answer::Failed("connection refused".into()),
-        );
-        assert!(
-            matches!(&o, Outcome::Error(m) if m.contains("connection refused")),
-            "{o:?}"
-        );
-        assert!(!Outcome::Held("x".into()).retry());
-        assert!(!Outcome::Scaled(3).retry());
-    }
-}
+#[path = "ensure_meshd/keeper_tests.rs"]
+mod tests;

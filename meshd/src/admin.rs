@@ -10,7 +10,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 use tokio::net::TcpListener;
@@ -125,13 +127,18 @@ fn reload_json(r: &ReloadStatus) -> Value {
 /// The `/status` document.
 pub fn status(runtime: &Runtime) -> Value {
     let snapshot = runtime.load();
-    let (last_reload, listener_errors, listening_generation) = runtime.with_report(|r| {
-        (
-            r.last_reload.as_ref().map(reload_json),
-            r.listener_errors.clone(),
-            r.listening_generation,
-        )
-    });
+    let (last_reload, listener_errors, listening_generation, udp_sessions) =
+        runtime.with_report(|r| {
+            (
+                r.last_reload.as_ref().map(reload_json),
+                r.listener_errors.clone(),
+                r.listening_generation,
+                r.udp_sessions
+                    .iter()
+                    .map(|(a, n)| (*a, n.load(Ordering::Relaxed)))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        });
     let services: Vec<Value> = snapshot
         .iter()
         .flat_map(|s| {
@@ -167,7 +174,64 @@ pub fn status(runtime: &Runtime) -> Value {
         "bind": snapshot.as_ref().map(|s| s.bind.to_string()),
         "last_reload": last_reload,
         "services": services,
+        "ports": snapshot.as_ref().map_or_else(Vec::new, |s| ports(s, &listener_errors, &udp_sessions)),
         "identities": snapshot.as_ref().map_or(0, |s| s.config.identities.len()),
         "tls_errors": runtime.certs.errors().into_iter().map(|(cert, error)| json!({"cert": cert, "error": error})).collect::<Vec<_>>(),
     })
+}
+
+/// `/status`'s `ports`: each service port once, with what is bound on it
+/// (`protocols`: `tcp`, or `http` and `h2` on one socket, and `udp`), its
+/// TCP side and its UDP side with the sessions open now.
+fn ports(
+    snapshot: &crate::snapshot::Snapshot,
+    listener_errors: &BTreeMap<SocketAddr, String>,
+    udp_sessions: &BTreeMap<SocketAddr, usize>,
+) -> Vec<Value> {
+    let addrs: BTreeSet<SocketAddr> = snapshot
+        .routes
+        .keys()
+        .chain(snapshot.udp_routes.keys())
+        .copied()
+        .collect();
+    addrs
+        .into_iter()
+        .map(|listen| {
+            let tcp = snapshot.routes.get(&listen);
+            let udp = snapshot.udp_routes.get(&listen);
+            let udp_open = udp_sessions.get(&listen).copied();
+            let mut protocols = Vec::new();
+            if let Some(r) = tcp {
+                match r.protocol {
+                    schemas::Protocol::Http => protocols.extend(["http", "h2"]),
+                    _ => protocols.push("tcp"),
+                }
+            }
+            if udp.is_some() {
+                protocols.push("udp");
+            }
+            let error = listener_errors.get(&listen);
+            // One error per address is kept, the UDP socket's last: while
+            // the UDP side is unbound, an error there is its own.
+            let tcp_listening = error.is_none() || (udp.is_some() && udp_open.is_none());
+            json!({
+                "port": listen.port(),
+                "listen": listen.to_string(),
+                "protocols": protocols,
+                "listen_error": error,
+                "tcp": tcp.map(|r| json!({
+                    "app": r.app,
+                    "protocol": r.protocol,
+                    "tls": r.tls.is_some(),
+                    "listening": tcp_listening,
+                })),
+                "udp": udp.map(|r| json!({
+                    "app": r.app,
+                    "listening": udp_open.is_some(),
+                    "sessions": udp_open.unwrap_or(0),
+                    "idle_timeout_ms": r.timeouts.udp_idle.as_millis() as u64,
+                })),
+            })
+        })
+        .collect()
 }

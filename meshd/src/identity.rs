@@ -4,12 +4,21 @@
 use schemas::Identity;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Peer address -> index into the node config's `identities`.
 #[derive(Debug, Default)]
 pub struct IdentityTable {
     by_address: HashMap<IpAddr, usize>,
+    /// Each identity's app name, shared by the connections it opens (a
+    /// connection keeps its source's name: a count, not a copy, each).
+    apps: Vec<Arc<str>>,
+    /// `UNKNOWN`, shared the same way.
+    unknown: Option<Arc<str>>,
 }
+
+/// The source name of a peer outside the identity table.
+pub const UNKNOWN: &str = "unknown";
 
 impl IdentityTable {
     /// Indexes a node config's identities (validation already refused duplicates).
@@ -19,7 +28,23 @@ impl IdentityTable {
             .enumerate()
             .map(|(i, id)| (id.address, i))
             .collect();
-        IdentityTable { by_address }
+        let apps = identities
+            .iter()
+            .map(|id| Arc::from(id.app.as_str()))
+            .collect();
+        IdentityTable {
+            by_address,
+            apps,
+            unknown: Some(Arc::from(UNKNOWN)),
+        }
+    }
+
+    /// The app name of `addr`'s identity, or `unknown`, shared.
+    pub fn app_name(&self, addr: IpAddr) -> Arc<str> {
+        match self.lookup(addr).and_then(|i| self.apps.get(i)) {
+            Some(app) => Arc::clone(app),
+            None => self.unknown.clone().unwrap_or_else(|| Arc::from(UNKNOWN)),
+        }
     }
 
     /// The identity index of `addr`; an IPv4 peer seen on a dual-stack socket is looked up as IPv4.
@@ -51,5 +76,7 @@ mod tests {
         assert_eq!(t.lookup("::ffff:127.0.1.1".parse().unwrap()), Some(0));
         assert_eq!(t.lookup("::1".parse().unwrap()), Some(1));
         assert_eq!(t.lookup("127.0.1.2".parse().unwrap()), None);
+        assert_eq!(&*t.app_name("::ffff:127.0.1.1".parse().unwrap()), "/a");
+        assert_eq!(&*t.app_name("127.0.1.2".parse().unwrap()), UNKNOWN);
     }
 }

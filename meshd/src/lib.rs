@@ -29,3 +29,4 @@ pub mod swap;
 pub mod timeouts;
 pub mod tls;
 pub mod udp;
+pub mod wake_queue;

@@ -67,6 +67,7 @@ impl Listeners {
             .collect();
         for addr in removed {
             if let Some(b) = self.bound.remove(&addr) {
+                self.runtime.lots.remove(addr);
                 b.accept.abort();
                 b.signals.draining.cancel();
                 let (stop, drain) = (b.signals.stop, self.drain);
@@ -85,6 +86,10 @@ impl Listeners {
             match bind(*addr) {
                 Ok(listener) => {
                     let signals = Signals::default();
+                    // Where its quiet HTTP/1.1 connections park, until it drains.
+                    let lot =
+                        crate::proxy::park::Lot::start(&self.connections, signals.draining.clone());
+                    self.runtime.lots.insert(*addr, lot);
                     let accept = tokio::spawn(accept_loop(
                         listener,
                         *addr,

@@ -17,6 +17,8 @@ use std::time::Duration;
 pub const CONNECTIONS: &str = "palisade_meshd_connections_total";
 /// Connections open now, by destination app.
 pub const ACTIVE_CONNECTIONS: &str = "palisade_meshd_active_connections";
+/// Of the open HTTP/1.1 connections, those parked while quiet (no task of their own).
+pub const PARKED_CONNECTIONS: &str = "palisade_meshd_parked_connections";
 /// Failed connects to a backend, by destination app.
 pub const UPSTREAM_CONNECT_FAILURES: &str = "palisade_meshd_upstream_connect_failures_total";
 /// Allowed connections closed because no backend could be reached.

@@ -16,6 +16,7 @@ pub mod headers;
 pub mod http;
 pub mod inline_streams;
 pub mod name_cache;
+pub mod park;
 pub mod respond;
 pub mod rtt;
 pub mod splice;

@@ -60,6 +60,13 @@ impl Held {
     }
 }
 
+impl Held {
+    /// The listen address of the connection's service.
+    pub fn listen(&self) -> SocketAddr {
+        self.route.listen
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         self.route.metrics().active.decrement(1.0);
@@ -89,11 +96,7 @@ pub fn spawn_connection(
     };
     let (decision, counter) = route.authorize(&snapshot, peer.ip());
     counter.increment(1);
-    let src: Arc<str> = snapshot
-        .identities
-        .lookup(peer.ip())
-        .map_or("unknown", |i| snapshot.config.identities[i].app.as_str())
-        .into();
+    let src = snapshot.identities.app_name(peer.ip());
     let judged = Judged::new(Arc::clone(&route), decision, &snapshot);
     drop(snapshot);
     match decision.verdict {
@@ -186,7 +189,12 @@ async fn carry<I>(
     client: proxy::rtt::ClientSocket,
     held: Held,
 ) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + proxy::park::Parkable
+        + Unpin
+        + Send
+        + 'static,
 {
     match judged.route.protocol {
         Protocol::Udp => {}
@@ -228,7 +236,13 @@ async fn tunnel<I>(
     if us != 0 {
         route.metrics().client_rtt.record_ns(u64::from(us) * 1000);
     }
-    proxy::tcp::serve(io, peer, route, &runtime.certs, stop).await
+    proxy::tcp::serve(io, peer, route, &runtime.certs, stop).await;
+    drop(_open);
+    if runtime.tunnels.is_empty() {
+        // The last tunnel went: the buffers the burst left in this
+        // thread's cache go back to the system.
+        proxy::buffers::let_go();
+    }
 }
 
 /// An HTTP connection's state for the proxy, on a service port.
@@ -275,14 +289,10 @@ pub async fn edge_connection(
     let _ = stream.set_nodelay(true);
     // Taken from the TCP socket before TLS is put on it.
     let client = proxy::rtt::ClientSocket::new(&stream);
-    let src: Arc<str> = runtime
-        .load()
-        .and_then(|s| {
-            s.identities
-                .lookup(peer.ip())
-                .map(|i| s.config.identities[i].app.as_str().into())
-        })
-        .unwrap_or_else(|| "unknown".into());
+    let src: Arc<str> = runtime.load().map_or_else(
+        || Arc::from(crate::identity::UNKNOWN),
+        |s| s.identities.app_name(peer.ip()),
+    );
     let conn = |https, client| proxy::http::Conn {
         target: proxy::http::Target::Edge,
         runtime: Arc::clone(&runtime),

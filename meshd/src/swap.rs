@@ -35,6 +35,8 @@ pub struct Report {
     /// The generation whose listeners have been opened: what `/status`
     /// reports, so a client that sees it can connect at once.
     pub listening_generation: Option<u64>,
+    /// Open sessions of each bound UDP service port, counted by the port's task.
+    pub udp_sessions: BTreeMap<SocketAddr, Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 /// The running config of this node.
@@ -53,6 +55,8 @@ pub struct Runtime {
     /// `--trust-forwarded`: sources whose `X-Forwarded-Proto` and
     /// `X-Request-Id` are kept.
     pub trusted_forwarders: Vec<schemas::Cidr>,
+    /// Each service listener's lot for its quiet HTTP/1.1 connections.
+    pub lots: crate::proxy::park::Lots,
     current: ArcSwapOption<Snapshot>,
     report: Mutex<Report>,
 }
@@ -71,6 +75,7 @@ impl Runtime {
             certs: crate::tls::CertStore::default(),
             tunnels: Arc::default(),
             trusted_forwarders: Vec::new(),
+            lots: crate::proxy::park::Lots::default(),
             current: ArcSwapOption::empty(),
             report: Mutex::new(Report::default()),
         }

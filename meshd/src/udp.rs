@@ -11,10 +11,12 @@
 //! - `session`: the session table's decisions (re-judging at reload, idle).
 //! - `listen`: the port's socket and task: client datagrams, idle sweep, reloads.
 //! - `open`: a new session (verdict, limit, backend, upstream socket).
+//! - `names`: backends' host names, one lookup at a time, answers kept briefly.
 //! - `relay`: replies of all woken sessions, sent in one batch.
 
 pub mod batch;
 pub mod listen;
+pub mod names;
 mod open;
 pub mod ready;
 mod relay;

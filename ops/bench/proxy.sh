@@ -4,7 +4,7 @@
 # builds meshd and the paired latency client (latency-pair) in release mode,
 # then runs ops/bench/proxy_bench.py.
 #   MODES=http1,h2,h2rate,tcp,latency DURATION=10 ROUNDS=3 SLICES=5 H2_RPS=2000 ops/bench/proxy.sh
-#   MODES=memory CONNS=5000 SETTLE=10 ops/bench/proxy.sh   (RSS per idle connection, and after close)
+#   MODES=memory CONNS=5000 SETTLE=10 ops/bench/proxy.sh   (RSS per idle connection: HTTP/1.1, TCP, h2; and after close)
 #   MODES=bulk BULK_CONNS=8 ops/bench/proxy.sh   (1 MiB responses, HTTP/1.1 and TCP: MiB/s, CPU per MiB)
 set -euo pipefail
 # The memory mode holds CONNS connections, twice over through a TCP port

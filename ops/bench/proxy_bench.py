@@ -483,7 +483,8 @@ def main():
         # HAProxy refuses connections past maxconn: room for the held ones.
         proxy_memory.run(lambda: Bench(os.environ["MESHD"], maxconn=int(os.environ.get("CONNS", "5000")) + 1000),
                          {"http": {"meshd": MESHD_HTTP, "meshd_b": MESHD_B_HTTP, "haproxy": HAPROXY_HTTP},
-                          "tcp": {"meshd": MESHD_TCP, "meshd_b": MESHD_B_TCP, "haproxy": HAPROXY_TCP}}, log)
+                          "tcp": {"meshd": MESHD_TCP, "meshd_b": MESHD_B_TCP, "haproxy": HAPROXY_TCP},
+                          "h2": {"meshd": MESHD_HTTP, "meshd_b": MESHD_B_HTTP, "haproxy": HAPROXY_H2}}, log)
     if not modes:
         return
     bench = Bench(os.environ["MESHD"])

@@ -1,10 +1,11 @@
 """proxy_bench.py's memory mode: what each proxy's resident memory grows by
 while it holds many idle connections, and whether it gives it back.
 
-For each contender and each kind (HTTP/1.1 keep-alive, TCP), CONNS
-(default 5000) connections are opened; each carries one request and its
-response (through a TCP-mode port it is one round trip to the origin, so the
-tunnel and its backend connection have been used) and then stays open, idle.
+For each contender and each kind (HTTP/1.1 keep-alive, TCP, HTTP/2 with
+prior knowledge), CONNS (default 5000) connections are opened; each carries
+one request and its response (through a TCP-mode port it is one round trip
+to the origin, so the tunnel and its backend connection have been used; an
+HTTP/2 one is one stream) and then stays open, idle.
 RSS is read from /proc before, with every connection held, and after they
 all close: RSS is polled for up to SETTLE seconds (default 10) until it comes
 back within a tenth of what the held connections added, so an allocator that
@@ -56,8 +57,8 @@ def open_fds(pids):
 
 
 def settled_rss(pids, seconds=2.0, step=0.25):
-    """RSS once it stops moving (no change over `seconds`, at most 10 s)."""
-    last, since, deadline = rss_kb(pids), time.time(), time.time() + 10
+    """RSS once it stops moving (no change over `seconds`, at most 15 s)."""
+    last, since, deadline = rss_kb(pids), time.time(), time.time() + 15
     while time.time() < deadline:
         time.sleep(step)
         now = rss_kb(pids)
@@ -68,27 +69,77 @@ def settled_rss(pids, seconds=2.0, step=0.25):
     return last
 
 
-def open_used(addr, n):
-    """`n` connections to `addr`, each after one request and its response."""
+def open_used(addr, n, exchange):
+    """`n` connections to `addr`, each after one request and its response
+    (`exchange`: what sends the request, what reads the response), `BATCH`
+    at a time: a batch's requests all go out before its answers are read."""
+    send, finish = exchange
     host, port = addr.rsplit(":", 1)
     held = []
     for start in range(0, n, BATCH):
         batch = []
         for _ in range(min(BATCH, n - start)):
             s = socket.create_connection((host, int(port)), timeout=10)
-            s.sendall(REQUEST)
+            send(s)
             batch.append(s)
         for s in batch:
-            got = b""
-            while not got.endswith(BODY):
-                chunk = s.recv(4096)
-                if not chunk:
-                    raise RuntimeError(f"{addr} closed a connection before answering: {got[:200]!r}")
-                got += chunk
-            if not got.startswith(b"HTTP/1.1 200"):
-                raise RuntimeError(f"{addr} answered {got[:200]!r}")
+            try:
+                finish(s)
+            except RuntimeError as e:
+                raise RuntimeError(f"{addr}: {e}") from None
         held.extend(batch)
     return held
+
+
+# HTTP/2 with prior knowledge, by hand (no library): the preface, empty
+# SETTINGS, and one GET as HEADERS (END_STREAM | END_HEADERS, stream 1) whose
+# block is HPACK's static entries for :method GET, :scheme http and :path /,
+# and :authority "bench" as a literal.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+H2_SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
+H2_BLOCK = b"\x82\x86\x84\x41\x05bench"
+H2_GET = len(H2_BLOCK).to_bytes(3, "big") + b"\x01\x05\x00\x00\x00\x01" + H2_BLOCK
+
+
+def h2_send(s):
+    s.sendall(H2_PREFACE + H2_SETTINGS + H2_GET)
+
+
+def h2_finish(s):
+    """Reads until stream 1 ends, answering the server's SETTINGS as a
+    client must."""
+    buf = b""
+    while True:
+        while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise RuntimeError(f"closed before stream 1 ended: {buf[:200]!r}")
+            buf += chunk
+        length, kind, flags = int.from_bytes(buf[:3], "big"), buf[3], buf[4]
+        stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+        buf = buf[9 + length:]
+        if kind == 0x4 and not flags & 0x1:
+            s.sendall(H2_SETTINGS_ACK)
+        if kind == 0x7:
+            raise RuntimeError("GOAWAY before stream 1 ended")
+        if stream == 1 and kind in (0x0, 0x1) and flags & 0x1:
+            return
+
+
+def h1_send(s):
+    s.sendall(REQUEST)
+
+
+def h1_finish(s):
+    got = b""
+    while not got.endswith(BODY):
+        chunk = s.recv(4096)
+        if not chunk:
+            raise RuntimeError(f"closed a connection before answering: {got[:200]!r}")
+        got += chunk
+    if not got.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"answered {got[:200]!r}")
 
 
 def held_hook(who, pids, phase):
@@ -99,14 +150,16 @@ def held_hook(who, pids, phase):
         subprocess.run(cmd, shell=True, check=False)
 
 
-def measure(who, pids, addr, conns, settle):
+def measure(who, pids, addr, conns, settle, exchange):
     """One contender, one kind: RSS before, held and after, in KB."""
     before = settled_rss(pids, seconds=1.0)
     fds_before = open_fds(pids)
     held_hook(who, pids, "before")
-    held = open_used(addr, conns)
+    held = open_used(addr, conns, exchange)
     try:
-        with_held = settled_rss(pids, seconds=1.0)
+        # Three still seconds: a quiet connection parks after one to two
+        # (meshd) and the allocator hands back what it freed a second later.
+        with_held = settled_rss(pids, seconds=3.0)
         fds = open_fds(pids) - fds_before
         held_hook(who, pids, "held")
     finally:
@@ -139,7 +192,8 @@ def run(new_bench, kinds, log):
             for who, addr in addrs.items():
                 if who == "meshd_b" and not bench.meshd_b:
                     continue
-                r = measure(who, bench.pids(who), addr, conns, settle)
+                exchange = (h2_send, h2_finish) if kind == "h2" else (h1_send, h1_finish)
+                r = measure(who, bench.pids(who), addr, conns, settle, exchange)
                 results[(kind, who)] = r
                 took = f"{r['took']:.1f}s" if r["took"] is not None else f"not within {settle:.0f}s"
                 log(f"memory {kind:5} {who:8} before {r['before']} KB  held {r['held']} KB  "

@@ -383,3 +383,22 @@ pub fn meshd_scraped(node: &str, dir: &Path, admin_port: u16, log_dir: &Path) ->
     ];
     Proc::spawn("meshd", &args, log_dir)
 }
+
+/// `GET url` from configsrv's API, as JSON.
+pub async fn get_json(url: &str) -> Result<Value, String> {
+    let resp = reqwest::get(url).await.map_err(|e| e.to_string())?;
+    let body = resp.text().await.map_err(|e| e.to_string())?;
+    serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
+}
+
+/// One series of configsrv's `/metrics` (none when absent).
+pub async fn configsrv_metric(api: SocketAddr, series: &str) -> Option<f64> {
+    let body = reqwest::get(format!("http://{api}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+}

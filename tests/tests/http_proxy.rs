@@ -7,7 +7,7 @@
 use palisade_tests::backends;
 use palisade_tests::client::{tcp_from, Http};
 use palisade_tests::cluster::{node_config, service};
-use palisade_tests::harness::{eventually, meshd, metric, wait_generation, Scratch};
+use palisade_tests::harness::{eventually, meshd, metric, wait_generation, wait_metric, Scratch};
 use schemas::{Health, Protocol, Rule};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -212,6 +212,12 @@ async fn websocket_upgrades_are_tunnelled() {
             .unwrap()
             .unwrap();
         assert_eq!(&buf[..n], msg.as_bytes());
+    }
+    // The tunnel's bytes are counted both ways as it closes: 20 each way.
+    drop(s);
+    for series in ["upstream", "downstream"] {
+        let series = format!(r#"palisade_meshd_{series}_bytes_total{{dst_app="/e2e/ws"}}"#);
+        wait_metric(mesh.admin, &series, Duration::from_secs(3), |v| v == 20.0).await;
     }
     drop(mesh);
 }

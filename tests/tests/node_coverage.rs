@@ -15,7 +15,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_tests::browser::{screenshot_dir, Browser};
-use palisade_tests::harness::{eventually, free_port, meshd_scraped, Proc, Scratch};
+use palisade_tests::harness::{
+    configsrv_metric, eventually, free_port, get_json, meshd_scraped, Proc, Scratch,
+};
 use palisade_tests::marathon_sim::MarathonSim;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -35,24 +37,6 @@ fn app_def(id: &str, instances: u32) -> Value {
         "container": {"type": "DOCKER", "docker": {"image": "cov/web:1"},
             "portMappings": [{"containerPort": 8080, "servicePort": SERVICE_PORT, "protocol": "tcp"}]}
     })
-}
-
-async fn get_json(url: &str) -> Result<Value, String> {
-    let resp = reqwest::get(url).await.map_err(|e| e.to_string())?;
-    let body = resp.text().await.map_err(|e| e.to_string())?;
-    serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
-}
-
-/// One series of configsrv's `/metrics` (none when absent).
-async fn configsrv_metric(api: SocketAddr, series: &str) -> Option<f64> {
-    let body = reqwest::get(format!("http://{api}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    body.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
 }
 
 /// The `/v1/nodes` entry of `node`.

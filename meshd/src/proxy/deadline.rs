@@ -91,18 +91,43 @@ impl Deadline {
     /// as one `poll_fn` (an idle connection's), which then holds no
     /// future of `within`'s.
     pub fn poll_passed(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        self.poll_idle(cx, |_, _| false).map(|_| ())
+    }
+
+    /// `poll_passed` for a quiet connection that may be handed over
+    /// (`park`): also ready, with `Idle::Park`, when the timer fires and
+    /// `park(now, deadline)` says the wait has gone on long enough. The
+    /// question is asked only when the timer fires (at least every
+    /// `step`), so a wait costs nothing more until then.
+    pub fn poll_idle(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        mut park: impl FnMut(Instant, Instant) -> bool,
+    ) -> Poll<Idle> {
         loop {
             ready!(self.sleep.as_mut().poll(cx));
             let now = Instant::now();
             if now >= self.at {
-                return Poll::Ready(());
+                return Poll::Ready(Idle::Passed);
             }
             let next = self
                 .at
                 .min(now + Duration::from_micros(u64::from(self.step_us)));
             self.sleep.as_mut().reset(next);
+            if park(now, self.at) {
+                return Poll::Ready(Idle::Park);
+            }
         }
     }
+}
+
+/// Why an idle wait ended (`Deadline::poll_idle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// The deadline passed.
+    Passed,
+    /// The wait has gone on long enough to hand the connection over.
+    Park,
 }
 
 #[cfg(test)]
@@ -163,6 +188,23 @@ mod tests {
             waited >= Duration::from_millis(250) && waited < Duration::from_millis(300),
             "{waited:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_wait_parks_at_the_first_firing_the_caller_agrees_to() {
+        let mut d = Deadline::new(Duration::from_millis(100));
+        let start = Instant::now();
+        d.set(start + Duration::from_secs(60));
+        let park_at = start + Duration::from_millis(250);
+        let r = std::future::poll_fn(|cx| d.poll_idle(cx, |now, _| now >= park_at)).await;
+        assert_eq!(r, Idle::Park);
+        let waited = Instant::now() - start;
+        // Fired at 100, 200 (too early) and 300 ms.
+        assert_eq!(waited, Duration::from_millis(300));
+        // The deadline still wins when it comes first.
+        d.set(Instant::now() + Duration::from_millis(150));
+        let r = std::future::poll_fn(|cx| d.poll_idle(cx, |_, _| false)).await;
+        assert_eq!(r, Idle::Passed);
     }
 
     #[test]

@@ -16,8 +16,9 @@ pub mod request;
 use super::buffers;
 use super::cancel::Watch;
 use super::codec::poll_fill;
-use super::deadline::Deadline;
+use super::deadline::{Deadline, Idle};
 use super::http::{Conn, Target, MAX_HEADER_BYTES};
+use super::park::{Parkable, Parked, PARK_AFTER};
 use super::respond::ProxyError;
 use super::rtt::RttCache;
 use crate::timeouts::Resolved;
@@ -30,6 +31,7 @@ use std::pin::pin;
 use std::sync::PoisonError;
 use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -47,11 +49,13 @@ const READ_CHUNK: usize = buffers::READ;
 /// session's few fields and one waiter on `draining`. The first bytes' wait
 /// and each request's state are boxed, allocated while they run. An
 /// `async` block, not an `async fn`: it uses its captured stream and
-/// `Conn` in place, where an `async fn` keeps its arguments twice.
+/// `Conn` in place, where an `async fn` keeps its arguments twice. A
+/// connection quiet for `park::PARK_AFTER` ends its task and waits in its
+/// listener's lot (`park`), when it has one and a plain socket.
 #[allow(clippy::manual_async_fn)] // on purpose: see above
 pub fn serve<I>(mut io: I, conn: Conn) -> impl Future<Output = ()> + Send
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Parkable + Unpin + Send + 'static,
 {
     async move {
         let t = match &conn.target {
@@ -60,17 +64,8 @@ where
         };
         let opened = Instant::now();
         // Built before the first wait, so that its parts are held once.
-        let mut session = Session {
-            io: &mut io,
-            // Taken by `first_bytes`.
-            buf: BytesMut::new(),
-            // Taken when a request arrives (`read_head`, `request`).
-            out: Vec::new(),
-            up_head: Vec::new(),
-            deadline: Deadline::new(t.request_header.min(t.idle).min(t.response)),
-            conn: &conn,
-            rtt: RttCache::default(),
-        };
+        // Its buffer is taken by `first_bytes`.
+        let mut session = Session::new(&mut io, &conn, t, BytesMut::new(), RttCache::default());
         let until = opened + t.request_header;
         // In a block of its own: what it matched would otherwise keep a
         // place in the task through the session.
@@ -100,7 +95,48 @@ where
                 return Box::pin(super::http::serve(io, conn)).await;
             }
         }
-        session.run().await;
+        if let Some(park) = session.run(true).await {
+            drop(session);
+            hand_over(io, conn, park);
+        }
+    }
+}
+
+/// Serves a parked connection whose client spoke again (`buf` holds what
+/// it sent), as `serve` does after the first request.
+#[allow(clippy::manual_async_fn)] // as `serve`
+pub fn resume(
+    mut io: TcpStream,
+    conn: Conn,
+    rtt: RttCache,
+    buf: BytesMut,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let t = timeouts_of(&conn);
+        let mut session = Session::new(&mut io, &conn, t, buf, rtt);
+        if let Some(park) = session.run(false).await {
+            drop(session);
+            hand_over(io, conn, park);
+        }
+    }
+}
+
+/// Where a quiet connection's session stood when it was handed over.
+struct Park {
+    rtt: RttCache,
+    until: Instant,
+}
+
+/// Parks a quiet connection in its listener's lot.
+fn hand_over<I: Parkable>(io: I, conn: Conn, park: Park) {
+    buffers::on_quiet();
+    if let (Some(lot), Some(io)) = (conn.lot(), io.into_tcp()) {
+        lot.park(Parked {
+            io,
+            conn,
+            rtt: park.rtt,
+            until: park.until,
+        });
     }
 }
 
@@ -172,14 +208,47 @@ enum Next {
     Stopped,
 }
 
+/// What a quiet wait between requests ended with.
+enum Quiet {
+    /// The client sent bytes.
+    More,
+    /// Closed, timed out or drained.
+    End,
+    /// Quiet for `PARK_AFTER`: hand the connection over.
+    Park,
+}
+
 impl<'a, I> Session<'a, I>
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send,
+    I: AsyncRead + AsyncWrite + Parkable + Unpin + Send,
 {
-    /// Carries requests until the connection ends. An `async` block, not
-    /// an `async fn`, which would hold `self` twice in every idle task.
+    /// A session on `io`, its timer stepping for timeouts `t`.
+    fn new(io: &'a mut I, conn: &'a Conn, t: Resolved, buf: BytesMut, rtt: RttCache) -> Self {
+        let mut step = t.request_header.min(t.idle).min(t.response);
+        if I::CAN_PARK && conn.held.is_some() {
+            // The timer fires at least this often, so that a quiet wait
+            // is handed over soon after `PARK_AFTER` (a busy connection
+            // pays one timer firing a second for it).
+            step = step.min(PARK_AFTER);
+        }
+        Session {
+            io,
+            buf,
+            // Taken when a request arrives (`read_head`, `request`).
+            out: Vec::new(),
+            up_head: Vec::new(),
+            deadline: Deadline::new(step),
+            conn,
+            rtt,
+        }
+    }
+
+    /// Carries requests until the connection ends (`None`) or has been
+    /// quiet long enough to be parked. `first`: the connection's first
+    /// request is still to come. An `async` block, not an `async fn`,
+    /// which would hold `self` twice in every idle task.
     #[allow(clippy::manual_async_fn)] // on purpose: see above
-    fn run<'s>(&'s mut self) -> impl Future<Output = ()> + use<'s, 'a, I> {
+    fn run<'s>(&'s mut self, first: bool) -> impl Future<Output = Option<Park>> + use<'s, 'a, I> {
         async move {
             // One waiter for the whole connection: `draining` fires on a drain
             // and on `stop` (its parent).
@@ -188,7 +257,9 @@ where
             // runs from the connection's opening, the deadline `first_bytes`
             // set (a local here, not a session field, costs the idle task
             // nothing).
-            let mut first = true;
+            let mut first = first;
+            // Whether it may park (`Conn::lot` tells whether it can, when it is time).
+            let parks = I::CAN_PARK && self.conn.held.is_some();
             loop {
                 // The idle deadline the last response's end set (its
                 // settling read the clock), so that this wait reads none;
@@ -205,23 +276,46 @@ where
                     }
                     let (this, mut drained) = (&mut *self, drained.as_mut());
                     // `move`: the closure holds the two references, not one per field.
-                    let more = std::future::poll_fn(move |cx| {
+                    let quiet = std::future::poll_fn(move |cx| {
                         if let Poll::Ready(r) = poll_fill(&mut this.buf, &mut *this.io, cx) {
-                            return Poll::Ready(matches!(r, Ok(n) if n > 0));
+                            return Poll::Ready(if matches!(r, Ok(n) if n > 0) {
+                                Quiet::More
+                            } else {
+                                Quiet::End
+                            });
                         }
                         // `poll_fill` let the read buffer go; the response's
                         // and the head's go too, however large they grew.
                         release(&mut this.out);
                         release(&mut this.up_head);
-                        let drain = drained.as_mut().poll(cx).is_ready();
-                        if drain || this.deadline.poll_passed(cx).is_ready() {
-                            return Poll::Ready(false);
+                        if drained.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Quiet::End);
                         }
-                        Poll::Pending
+                        let conn = this.conn;
+                        // Asked only when the timer fires: quiet since the
+                        // idle deadline was set, for `PARK_AFTER` or more.
+                        let long_enough = |now, at| {
+                            parks
+                                && now + timeouts_of(conn).idle >= at + PARK_AFTER
+                                && conn.lot().is_some()
+                        };
+                        this.deadline
+                            .poll_idle(cx, long_enough)
+                            .map(|idle| match idle {
+                                Idle::Passed => Quiet::End,
+                                Idle::Park => Quiet::Park,
+                            })
                     })
                     .await;
-                    if !more {
-                        return;
+                    match quiet {
+                        Quiet::More => {}
+                        Quiet::End => return None,
+                        Quiet::Park => {
+                            return Some(Park {
+                                rtt: self.rtt,
+                                until: self.deadline.at(),
+                            })
+                        }
                     }
                 }
                 // Boxed, once per request: a request's state (its head's
@@ -258,14 +352,19 @@ where
                     Next::Request => {}
                     Next::Close => {
                         let _ = self.io.shutdown().await;
-                        return;
+                        return None;
                     }
-                    Next::Stopped => return,
+                    Next::Stopped => return None,
                 }
             }
         }
     }
+}
 
+impl<I> Session<'_, I>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send,
+{
     /// Reads until a complete request head, the buffer holding its first
     /// bytes; `None` when the connection ends (closed, timed out, refused).
     /// The `first` head's time runs from the connection's opening.
@@ -318,13 +417,7 @@ where
     /// judging left them (`Conn::target` is judged again per request), or
     /// the defaults on an edge listener.
     fn timeouts(&self) -> Resolved {
-        match &self.conn.target {
-            Target::Service(judged) => {
-                let judged = judged.lock().unwrap_or_else(PoisonError::into_inner);
-                judged.route.timeouts
-            }
-            Target::Edge => EDGE_TIMEOUTS,
-        }
+        timeouts_of(self.conn)
     }
 
     /// Answers with meshd's own response (`respond`).
@@ -345,6 +438,19 @@ where
         tracing::debug!(peer = %self.conn.peer(), error = %e, "request refused");
         self.answer(&e, false).await;
         let _ = self.io.shutdown().await;
+    }
+}
+
+/// A connection's timeouts: its service's, as the last request's judging
+/// left them (`Conn::target` is judged again per request), or the
+/// defaults on an edge listener.
+fn timeouts_of(conn: &Conn) -> Resolved {
+    match &conn.target {
+        Target::Service(judged) => {
+            let judged = judged.lock().unwrap_or_else(PoisonError::into_inner);
+            judged.route.timeouts
+        }
+        Target::Edge => EDGE_TIMEOUTS,
     }
 }
 

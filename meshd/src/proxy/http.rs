@@ -87,6 +87,14 @@ pub struct Conn {
 type Reply = Response<DownBody<Exchange>>;
 
 impl Conn {
+    /// Where this connection parks when it has been quiet a while: its
+    /// service listener's lot (an edge listener's connections keep their
+    /// tasks: their slot is held by the accept loop's task).
+    pub fn lot(&self) -> Option<Arc<super::park::Lot>> {
+        let held = self.held.as_ref()?;
+        self.runtime.lots.get(held.listen())
+    }
+
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)

@@ -69,9 +69,10 @@ fn take_plain<D: 'static>(slot: &mut Option<D>) -> Option<TcpStream> {
         .and_then(Option::take)
 }
 
-/// Once per tunnel, as it closes: a counter add per request would cost
-/// TCP mode's small exchanges more than the copy does.
-fn count(route: &Route, carried: Carried) {
+/// Once per tunnel (TCP mode, or an upgraded HTTP connection), as it
+/// closes: a counter add per request would cost TCP mode's small
+/// exchanges more than the copy does.
+pub(crate) fn count(route: &Route, carried: Carried) {
     let m = route.metrics();
     m.bytes_up.increment(carried.a_to_b);
     m.bytes_down.increment(carried.b_to_a);

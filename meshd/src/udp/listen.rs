@@ -8,9 +8,10 @@
 //! counted, as the network would.
 
 use super::batch::{send_now, with_batch};
+use super::names::Names;
 use super::ready::ReadyQueue;
 use super::session::{expires_at, is_idle, rejudge, LogLimit, Rejudged};
-use super::table::{udp_metrics, Table};
+use super::table::{udp_metrics, Table, HELD_MAX};
 use crate::metrics;
 use crate::select::now_ms;
 use crate::swap::Runtime;
@@ -37,8 +38,8 @@ pub struct Bound {
     pub stop: CancellationToken,
 }
 
-/// A host name resolved for a session: its id and its connected socket (`None`: failed).
-pub(super) type Resolved = (u64, Option<UdpSocket>);
+/// A backend's host name looked up: the address to use, or why there is none.
+pub(super) type Resolved = (schemas::Endpoint, Result<SocketAddr, String>);
 
 /// Binds `addr` and starts its task; `reloads` carries the generation in force.
 pub fn bind(
@@ -51,17 +52,22 @@ pub fn bind(
     let socket = UdpSocket::from_std(std_socket)?;
     let stop = CancellationToken::new();
     let (resolved_tx, resolved_rx) = mpsc::unbounded_channel();
+    let table = Table::default();
+    let open = table.open_count();
+    runtime.with_report(|r| r.udp_sessions.insert(addr, open));
     let port = Port {
         socket,
         local: addr,
         runtime,
-        table: Table::default(),
+        table,
         queue: Arc::new(ReadyQueue::default()),
         woken: Vec::new(),
         resolved: resolved_tx,
         next_sweep: Instant::now() + NO_SWEEP,
         denied_log: LogLimit::default(),
         limit_log: LogLimit::default(),
+        resolve_log: LogLimit::default(),
+        names: Names::default(),
     };
     tokio::spawn(port.run(stop.clone(), reloads, resolved_rx));
     Ok(Bound { stop })
@@ -82,6 +88,9 @@ pub(super) struct Port {
     pub(super) next_sweep: Instant,
     pub(super) denied_log: LogLimit,
     pub(super) limit_log: LogLimit,
+    pub(super) resolve_log: LogLimit,
+    /// Backends' host names: lookups in flight and recent answers.
+    pub(super) names: Names,
 }
 
 impl Port {
@@ -111,7 +120,7 @@ impl Port {
                 },
                 () = queue.woken() => {}
                 () = &mut sweep => self.sweep(),
-                Some((id, socket)) = resolved.recv() => self.resolved(id, socket),
+                Some((name, answer)) = resolved.recv() => self.resolved(name, answer),
                 Ok(()) = reloads.changed() => self.rejudge_all(),
             }
             // Whatever woke the task, replies that are ready go out now.
@@ -121,6 +130,16 @@ impl Port {
             }
         }
         self.table.end_all();
+        // Unless a new socket has taken the address meanwhile.
+        let open = self.table.open_count();
+        self.runtime.with_report(|r| {
+            if r.udp_sessions
+                .get(&self.local)
+                .is_some_and(|c| Arc::ptr_eq(c, &open))
+            {
+                r.udp_sessions.remove(&self.local);
+            }
+        });
     }
 
     /// Takes one batch of client datagrams off the socket and forwards it.
@@ -151,12 +170,16 @@ impl Port {
             return;
         };
         let udp = udp_metrics(&s.route);
+        s.last_ms = now;
         let Some(upstream) = &s.upstream else {
             // A backend named by host name is still being resolved.
-            udp.dropped.increment(1);
+            if s.held.len() < HELD_MAX {
+                s.held.push(payload.into());
+            } else {
+                udp.dropped.increment(1);
+            }
             return;
         };
-        s.last_ms = now;
         match send_now(upstream.socket().as_raw_fd(), payload) {
             Ok(_) => {
                 udp.datagrams_up.increment(1);

@@ -1,17 +1,24 @@
 //! Opening a session at a client's first datagram: the verdict, the
 //! `max_connections` slot, the backend and its connected upstream socket
-//! (resolved in a task of its own when the backend is a host name).
+//! (when the backend is a host name: looked up in a task of its own, one
+//! lookup shared by the sessions that wait for it, their datagrams held
+//! meanwhile; see `names`).
 
+use super::batch::send_now;
 use super::listen::{Port, Resolved};
+use super::names::Lookup;
 use super::ready::Readiness;
 use super::table::{udp_metrics, Session};
 use crate::authz::Verdict;
 use crate::metrics;
-use crate::select::Tried;
+use crate::select::{now_ms, Tried};
 use crate::snapshot::{Route, Upstream};
 use nix::sys::socket::SockaddrStorage;
+use schemas::Endpoint;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -66,26 +73,34 @@ impl Port {
             return false;
         };
         let id = self.table.next_id();
-        let upstream = match &route.backends[backend].upstream {
-            Upstream::Addr(a) => match connect(*a) {
-                Ok(s) => Some(Readiness::new(Arc::new(s), id, &self.queue)),
-                Err(e) => {
-                    tracing::warn!(%peer, dst_app = %route.app, backend = %route.backends[backend].label, error = %e, "udp upstream socket failed");
-                    route.failure(backend);
+        let address = match &route.backends[backend].upstream {
+            Upstream::Addr(a) => Some(*a),
+            Upstream::Name(n) => match self.names.lookup(n, id, now) {
+                Lookup::Known(a) => Some(a),
+                Lookup::Wait => None,
+                Lookup::Start => {
+                    let timeout = route.timeouts.connect;
+                    tokio::spawn(resolve(n.clone(), timeout, self.resolved.clone()));
+                    None
+                }
+                Lookup::Failed(why) => {
+                    // Failed a moment ago: no session, no new lookup.
+                    self.name_failed(peer, &route, backend, &why, now);
                     udp.dropped.increment(1);
                     return false;
                 }
             },
-            Upstream::Name(n) => {
-                tokio::spawn(resolve(
-                    id,
-                    n.to_string(),
-                    Arc::clone(&route),
-                    backend,
-                    self.resolved.clone(),
-                ));
-                None
+        };
+        let upstream = match address.map(connect) {
+            Some(Ok(s)) => Some(Readiness::new(Arc::new(s), id, &self.queue)),
+            Some(Err(e)) => {
+                tracing::warn!(%peer, dst_app = %route.app, backend = %route.backends[backend].label, error = %e, "udp upstream socket failed");
+                route.failure(backend);
+                udp.dropped.increment(1);
+                return false;
             }
+            // A host name is being resolved: the session's datagrams wait.
+            None => None,
         };
         route.backend_metrics(backend).requests.increment(1);
         self.sweep_by(route.timeouts.udp_idle);
@@ -97,6 +112,7 @@ impl Port {
                 route,
                 backend,
                 upstream,
+                held: Vec::new(),
                 last_ms: now,
                 permit,
             },
@@ -104,39 +120,88 @@ impl Port {
         true
     }
 
-    /// A host name was resolved (or not) for session `id`.
-    pub(super) fn resolved(&mut self, id: u64, socket: Option<UdpSocket>) {
+    /// The lookup of `name` ended: each session waiting for it gets a
+    /// socket connected to the address and sends its held datagrams; or,
+    /// when the name did not resolve, ends (held datagrams counted as
+    /// dropped, a failure of its backend).
+    pub(super) fn resolved(&mut self, name: Endpoint, answer: Result<SocketAddr, String>) {
+        let now = now_ms();
+        let waiting = self.names.answered(&name, answer.clone(), now);
         let queue = Arc::clone(&self.queue);
-        match (self.table.get_mut(id), socket) {
-            (Some(s), Some(socket)) => {
-                s.upstream = Some(Readiness::new(Arc::new(socket), id, &queue));
+        for id in waiting {
+            let Some(s) = self.table.get_mut(id) else {
+                // The session ended meanwhile.
+                continue;
+            };
+            let socket = answer
+                .clone()
+                .and_then(|a| connect(a).map_err(|e| format!("{a}: {e}")));
+            match socket {
+                Ok(socket) => {
+                    let udp = udp_metrics(&s.route);
+                    for d in std::mem::take(&mut s.held) {
+                        match send_now(socket.as_raw_fd(), &d) {
+                            Ok(_) => {
+                                udp.datagrams_up.increment(1);
+                                udp.bytes_up.increment(d.len() as u64);
+                            }
+                            Err(_) => udp.dropped.increment(1),
+                        }
+                    }
+                    s.upstream = Some(Readiness::new(Arc::new(socket), id, &queue));
+                }
+                Err(why) => {
+                    let (peer, route, backend) = (s.peer, Arc::clone(&s.route), s.backend);
+                    self.name_failed(peer, &route, backend, &why, now);
+                    self.table.end(id);
+                }
             }
-            (Some(_), None) => self.table.end(id),
-            // The session ended meanwhile: the socket closes here.
-            (None, _) => {}
+        }
+    }
+
+    /// A session of `peer` cannot reach `backend`, named by a host name
+    /// that does not resolve: a failure for passive ejection, and a warning
+    /// at most once a second.
+    fn name_failed(
+        &mut self,
+        peer: SocketAddr,
+        route: &Route,
+        backend: usize,
+        why: &str,
+        now: u64,
+    ) {
+        route.failure(backend);
+        if let Some(held) = self.resolve_log.allow(now, LOG_EVERY_MS) {
+            let b = &route.backends[backend];
+            tracing::warn!(client = %peer, dst_app = %route.app, backend = %b.label, task = %b.task, error = %why, held_back = held, "udp backend's host name cannot be resolved; session ended, its datagrams dropped");
         }
     }
 }
 
-/// Resolves a backend named by host name and connects a socket to it.
-async fn resolve(
-    id: u64,
-    name: String,
-    route: Arc<Route>,
-    backend: usize,
-    done: mpsc::UnboundedSender<Resolved>,
-) {
-    let found = tokio::time::timeout(route.timeouts.connect, tokio::net::lookup_host(&name)).await;
-    let addr = match found {
-        Ok(Ok(mut addrs)) => addrs.next(),
-        _ => None,
+/// Looks a backend's host name up, within `timeout`, for the port's task.
+async fn resolve(name: Endpoint, timeout: Duration, done: mpsc::UnboundedSender<Resolved>) {
+    let lookup = tokio::net::lookup_host((name.host.as_str(), name.port));
+    let answer = match tokio::time::timeout(timeout, lookup).await {
+        Err(_) => Err(format!("no answer from the resolver within {timeout:?}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(addrs)) => pick_address(addrs).ok_or_else(|| "the name has no address".to_owned()),
     };
-    let socket = addr.and_then(|a| connect(a).ok());
-    if socket.is_none() {
-        tracing::warn!(backend = name, dst_app = %route.app, "udp backend cannot be resolved");
-        route.failure(backend);
+    let _ = done.send((name, answer));
+}
+
+/// The address a session's datagrams go to, of those a name resolves to:
+/// the first IPv4 one, else the first. A datagram gets no handshake to try
+/// the next address with, and a service on a Mesos agent listens on its
+/// IPv4 address; configsrv prefers a task's IPv4 address the same way.
+fn pick_address(addrs: impl IntoIterator<Item = SocketAddr>) -> Option<SocketAddr> {
+    let mut first = None;
+    for a in addrs {
+        if a.is_ipv4() {
+            return Some(a);
+        }
+        first = first.or(Some(a));
     }
-    let _ = done.send((id, socket));
+    first
 }
 
 fn source_app(snapshot: &crate::snapshot::Snapshot, ip: IpAddr) -> &str {
@@ -159,4 +224,22 @@ fn connect(to: SocketAddr) -> std::io::Result<UdpSocket> {
     s.connect(to)?;
     s.set_nonblocking(true)?;
     UdpSocket::from_std(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_name_with_both_families_is_reached_on_its_first_ipv4_address() {
+        let both = addrs(&["[::1]:53", "127.0.0.1:53", "127.0.0.2:53"]);
+        assert_eq!(pick_address(both), Some("127.0.0.1:53".parse().unwrap()));
+        let v6 = addrs(&["[fd00::2]:53", "[::1]:53"]);
+        assert_eq!(pick_address(v6), Some("[fd00::2]:53".parse().unwrap()));
+        assert_eq!(pick_address(Vec::new()), None);
+    }
 }

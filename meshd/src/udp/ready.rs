@@ -3,55 +3,12 @@
 //! socket with its own waker, which queues the session's id and wakes the
 //! port's task, so a wake-up costs O(ready sessions), not O(all sessions).
 
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+pub use crate::wake_queue::ReadyQueue;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use tokio::io::{Interest, Ready};
 use tokio::net::UdpSocket;
-use tokio::sync::Notify;
 use tokio_util::sync::ReusableBoxFuture;
-
-/// The ids of the sessions woken since the port last looked.
-#[derive(Debug, Default)]
-pub struct ReadyQueue {
-    ids: Mutex<Vec<u64>>,
-    notify: Notify,
-}
-
-impl ReadyQueue {
-    /// Resolves once a session has been woken (at once when one was meanwhile).
-    pub async fn woken(&self) {
-        self.notify.notified().await;
-    }
-
-    /// Swaps the queued ids into `into` (cleared first): no allocation once
-    /// both vectors have grown to the port's usual burst.
-    pub fn take(&self, into: &mut Vec<u64>) {
-        into.clear();
-        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::swap(&mut *ids, into);
-    }
-
-    fn push(&self, id: u64) {
-        self.ids.lock().unwrap_or_else(|e| e.into_inner()).push(id);
-        self.notify.notify_one();
-    }
-}
-
-/// The waker of one session.
-struct SessionWake {
-    id: u64,
-    queue: Arc<ReadyQueue>,
-}
-
-impl Wake for SessionWake {
-    fn wake(self: Arc<Self>) {
-        self.queue.push(self.id);
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.queue.push(self.id);
-    }
-}
 
 /// Waits for one upstream socket to be readable or to carry an error (an
 /// ICMP port-unreachable comes as an error, not as data), waking its
@@ -75,10 +32,7 @@ async fn wait(socket: Arc<UdpSocket>) -> std::io::Result<Ready> {
 impl Readiness {
     /// Watches `socket` for session `id`, whose wake-ups go to `queue`.
     pub fn new(socket: Arc<UdpSocket>, id: u64, queue: &Arc<ReadyQueue>) -> Readiness {
-        let waker = Waker::from(Arc::new(SessionWake {
-            id,
-            queue: Arc::clone(queue),
-        }));
+        let waker = crate::wake_queue::waker(queue, id);
         // Queued once from the start: the port looks at the new socket and
         // registers its waker there.
         waker.wake_by_ref();

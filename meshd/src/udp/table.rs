@@ -9,6 +9,7 @@ use nix::sys::socket::SockaddrStorage;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -25,11 +26,19 @@ pub struct Session {
     pub backend: usize,
     /// The connected upstream socket; `None` while a host name resolves.
     pub upstream: Option<Readiness>,
+    /// Datagrams that came while the host name resolved (at most
+    /// [`HELD_MAX`]), sent once the socket is connected: a client's first
+    /// query is not lost to the lookup.
+    pub held: Vec<Box<[u8]>>,
     /// Last datagram either way, on `select::now_ms`'s clock.
     pub last_ms: u64,
     /// The session's slot of `max_connections`, given back when it ends.
     pub permit: Option<OwnedSemaphorePermit>,
 }
+
+/// Datagrams held per session while its backend's host name resolves;
+/// more are dropped and counted, as a full socket buffer would.
+pub const HELD_MAX: usize = 4;
 
 /// Hashes the port's own session ids (sequential, never chosen by a
 /// client, so no defence against crafted keys is needed) with one multiply,
@@ -60,6 +69,8 @@ pub struct Table {
     by_id: HashMap<u64, Session, BuildHasherDefault<IdHasher>>,
     by_peer: HashMap<SocketAddr, u64>,
     last_id: u64,
+    /// How many sessions are open, for `/status` (read from other threads).
+    open: Arc<AtomicUsize>,
 }
 
 impl Table {
@@ -69,11 +80,17 @@ impl Table {
         self.last_id
     }
 
+    /// The count of open sessions, shared with `/status`.
+    pub fn open_count(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.open)
+    }
+
     /// Adds session `id` (from [`Table::next_id`]) and counts it in the gauge.
     pub fn insert(&mut self, id: u64, s: Session) {
         udp_metrics(&s.route).sessions.increment(1.0);
         self.by_peer.insert(s.peer, id);
         self.by_id.insert(id, s);
+        self.open.store(self.by_id.len(), Ordering::Relaxed);
     }
 
     /// The session of client `peer`, with its id.
@@ -112,6 +129,10 @@ impl Table {
         if let Some(s) = self.by_id.remove(&id) {
             self.by_peer.remove(&s.peer);
             udp_metrics(&s.route).sessions.decrement(1.0);
+            if !s.held.is_empty() {
+                udp_metrics(&s.route).dropped.increment(s.held.len() as u64);
+            }
+            self.open.store(self.by_id.len(), Ordering::Relaxed);
         }
     }
 

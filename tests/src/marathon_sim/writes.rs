@@ -3,7 +3,8 @@
 //! `PUT /v2/apps/<id>` is kept with its query and
 //! body (so a test can assert `instances` and that `force` never came), the
 //! next N writes can be made to answer 409 (a deployment holds the app) or
-//! 401/403, and `/master/state` lists each agent's unreserved and used
+//! 401/403, app writes can require a credential of their own (a token that
+//! may read but not write gets 403, none 401), and `/master/state` lists each agent's unreserved and used
 //! resources from the apps' `cpus` and `mem`.
 
 use super::MarathonSim;
@@ -40,6 +41,12 @@ pub struct Writes {
     capacity: BTreeMap<String, (f64, f64)>,
     /// `GET /v2/apps/<id>` calls, by app id.
     reads: BTreeMap<String, usize>,
+    /// The `Authorization` header app writes need, when set.
+    writer: Option<String>,
+    /// App writes refused for their credentials: (method, path, status).
+    unauthorized: Vec<(String, String, u16)>,
+    /// `GET /master/state` calls (Mesos reads).
+    mesos_reads: usize,
 }
 
 /// The key of an app definition that marks a deployment held in progress
@@ -85,6 +92,24 @@ impl MarathonSim {
     /// Answers the next `n` app writes (PUT) with `status` (409, 401, 403...).
     pub fn refuse_writes(&self, status: u16, n: usize) {
         self.writes.lock().unwrap().refuse = Some((status, n));
+    }
+
+    /// Requires this exact `Authorization` header on app writes (`POST
+    /// /v2/apps`, `PUT` and `DELETE /v2/apps/...`): 401 without one, 403
+    /// with another, as Marathon under DC/OS answers a token that may read
+    /// but not change apps. `None`: writes are open again.
+    pub fn require_write_authorization(&self, value: Option<&str>) {
+        self.writes.lock().unwrap().writer = value.map(str::to_owned);
+    }
+
+    /// How many times Mesos' `/master/state` was read.
+    pub fn mesos_reads(&self) -> usize {
+        self.writes.lock().unwrap().mesos_reads
+    }
+
+    /// App writes refused for their credentials so far: (method, path, status).
+    pub fn unauthorized_writes(&self) -> Vec<(String, String, u16)> {
+        self.writes.lock().unwrap().unauthorized.clone()
     }
 
     /// The unreserved `cpus` and `mem` (MiB) an agent offers in `/master/state`.
@@ -137,6 +162,34 @@ pub(super) async fn record_writes(
     next: Next,
 ) -> Response {
     let path = req.uri().path().to_owned();
+    if path == "/master/state" {
+        writes.lock().unwrap().mesos_reads += 1;
+    }
+    let write = matches!(*req.method(), Method::POST | Method::PUT | Method::DELETE);
+    if write && (path == "/v2/apps" || path.starts_with("/v2/apps/")) {
+        let mut w = writes.lock().unwrap();
+        if let Some(want) = w.writer.clone() {
+            let got = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            let status = match got {
+                Some(g) if g == want => None,
+                Some(_) => Some(StatusCode::FORBIDDEN),
+                None => Some(StatusCode::UNAUTHORIZED),
+            };
+            if let Some(status) = status {
+                w.unauthorized
+                    .push((req.method().to_string(), path, status.as_u16()));
+                let message = if status == StatusCode::FORBIDDEN {
+                    "Access Denied"
+                } else {
+                    "Unauthorized"
+                };
+                return (status, Json(json!({ "message": message }))).into_response();
+            }
+        }
+    }
     if let Some(app) = path
         .strip_prefix("/v2/apps/")
         .filter(|_| req.method() == Method::GET)

@@ -154,7 +154,12 @@ where
                 .runtime
                 .tunnels
                 .open(route.listen, self.conn.ip, stop.clone());
-            copy_with_idle(&mut *self.io, backend_io, route.timeouts.tunnel_idle, stop).await;
+            let mut carried =
+                copy_with_idle(&mut *self.io, backend_io, route.timeouts.tunnel_idle, stop).await;
+            // An upgraded connection's bytes count as a TCP tunnel's do.
+            carried.a_to_b += client_early.len() as u64;
+            carried.b_to_a += backend_early.len() as u64;
+            crate::proxy::tcp::count(&route, carried);
             drop(in_flight);
             return Next::Close;
         }
