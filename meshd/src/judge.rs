@@ -72,9 +72,17 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.tunnels.lock().remove(&self.id);
+        let mut open = self.tunnels.lock();
+        open.remove(&self.id);
+        if open.is_empty() && open.capacity() > KEPT_ROOM {
+            // A burst's table goes back to the allocator with it.
+            *open = HashMap::new();
+        }
     }
 }
+
+/// Room the registry keeps once the last tunnel has gone.
+const KEPT_ROOM: usize = 64;
 
 impl Tunnels {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Tunnel>> {

@@ -1,6 +1,7 @@
 //! Carrying traffic once a connection is allowed: `tcp` copies bytes, `http`
 //! proxies requests; `connect`, `tunnel`, `headers` and `body` serve both.
 
+pub mod alarms;
 pub mod body;
 pub mod buffers;
 pub mod cancel;
@@ -13,6 +14,8 @@ pub mod forward;
 pub mod h1;
 pub mod headers;
 pub mod http;
+pub mod inline_streams;
+pub mod name_cache;
 pub mod park;
 pub mod respond;
 pub mod rtt;

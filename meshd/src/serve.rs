@@ -282,7 +282,13 @@ async fn tunnel<I>(
     if us != 0 {
         route.metrics().client_rtt.record_ns(u64::from(us) * 1000);
     }
-    proxy::tcp::serve(io, peer, route, &runtime.certs, stop).await
+    proxy::tcp::serve(io, peer, route, &runtime.certs, stop).await;
+    drop(_open);
+    if runtime.tunnels.is_empty() {
+        // The last tunnel went: the buffers the burst left in this
+        // thread's cache go back to the system.
+        proxy::buffers::let_go();
+    }
 }
 
 /// An HTTP connection's state for the proxy, on a service port.

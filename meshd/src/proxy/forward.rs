@@ -6,6 +6,7 @@
 //! idempotent request without a body is retried once on a reset or 502/503,
 //! within the app's retry budget. Nothing else is ever sent twice.
 
+use super::alarms::Alarms;
 use super::connect::connect_backend;
 use super::deadline::Deadline;
 use super::respond::ProxyError;
@@ -42,8 +43,10 @@ pub trait Outgoing {
 
 /// How the waits of a request are timed.
 pub enum Wait<'a> {
-    /// A timer of its own (HTTP/2 streams).
+    /// A timer of its own.
     Own,
+    /// The deadlines of an HTTP/2 connection's streams, on one timer.
+    Alarms(&'a Alarms),
     /// The client connection's deadline (HTTP/1.1).
     Shared(&'a mut Deadline),
 }
@@ -57,6 +60,7 @@ macro_rules! within {
     ($wait:expr, $at:expr, $fut:expr) => {
         match $wait {
             Wait::Own => tokio::time::timeout_at($at, $fut).await.ok(),
+            Wait::Alarms(a) => a.within($at, $fut).await,
             Wait::Shared(d) => d.within_pinned($at, std::pin::pin!($fut)).await,
         }
     };

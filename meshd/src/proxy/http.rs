@@ -5,10 +5,12 @@
 //! connects move on to another backend; idempotent requests without a body
 //! are retried once on a reset or 502/503, within the retry budget.
 
+use super::alarms::Alarms;
 use super::body::{DownBody, Settle, UpBody};
 use super::codec::{parse_length, BodyFraming, Framing};
 use super::forward::{forward, Failure, Outgoing, Sent, Wait};
 use super::headers;
+use super::inline_streams::{Driver, Spawner};
 use super::respond::ProxyError;
 use super::rtt::RttCache;
 use super::tunnel::Watched;
@@ -21,7 +23,7 @@ use crate::snapshot::Route;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode, Version};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
@@ -121,10 +123,17 @@ where
     // The connection's RTT, kept by its service: hyper calls it for each
     // stream, one at a time, inside the connection's poll.
     let rtt = Cell::new(RttCache::default());
-    let service = hyper::service::service_fn(move |req| handle(Arc::clone(&conn), &rtt, req));
+    // The streams' response deadlines, on one timer this task drives.
+    let alarms = Arc::new(Alarms::default());
+    let stream_alarms = Arc::clone(&alarms);
+    let service = hyper::service::service_fn(move |req| {
+        handle(Arc::clone(&conn), &rtt, Arc::clone(&stream_alarms), req)
+    });
     // Only HTTP/2 reaches this server: HTTP/1.1 takes meshd's own (h1.rs),
     // which hands over a connection that opens with the HTTP/2 preface.
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    // Its streams run in this task (`inline_streams`), not in tasks of their own.
+    let spawner = Spawner::default();
+    let mut builder = hyper::server::conn::http2::Builder::new(spawner.clone());
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
@@ -135,6 +144,10 @@ where
     let io = TokioIo::new(Watched::new(stream, Arc::clone(&seen)));
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
+    let mut driver = Driver::new(spawner);
+    // Set by `alarms` before it is first polled.
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
     // Validation refuses a zero timeout; the floor keeps `interval` from
     // panicking should one ever get past it (invariant 10).
     let mut idle = tokio::time::interval(timeouts.idle.max(Duration::from_millis(1)));
@@ -142,19 +155,25 @@ where
     let mut closing = false;
     loop {
         tokio::select! {
-            r = connection.as_mut() => {
+            biased;
+            r = std::future::poll_fn(|cx| driver.poll(connection.as_mut(), cx)) => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "client connection ended with an error");
                 }
                 return;
             }
+            // After the streams: a deadline one of them noted in this pass
+            // moves the timer at once.
+            () = std::future::poll_fn(|cx| alarms.poll_timer(timer.as_mut(), cx)) => {}
             () = draining.cancelled(), if !closing => {
                 connection.as_mut().graceful_shutdown();
+                driver.poke();
                 closing = true;
             }
             _ = idle.tick(), if !closing => {
                 if !seen.swap(false, Ordering::Relaxed) {
                     connection.as_mut().graceful_shutdown();
+                    driver.poke();
                     closing = true;
                 }
             }
@@ -211,7 +230,12 @@ struct Began {
 /// backend here, before the future is boxed: the `Request` (a few hundred
 /// bytes) is taken apart in place instead of being moved into the future
 /// and on through it (four copies, ~270 instructions per HTTP/2 request).
-fn handle(conn: Arc<Conn>, rtt: &Cell<RttCache>, req: Request<Incoming>) -> Handled {
+fn handle(
+    conn: Arc<Conn>,
+    rtt: &Cell<RttCache>,
+    alarms: Arc<Alarms>,
+    req: Request<Incoming>,
+) -> Handled {
     let start = Instant::now();
     // Here, not in the request's task: hyper calls this inside the
     // connection's poll, while the socket is surely open.
@@ -238,7 +262,7 @@ fn handle(conn: Arc<Conn>, rtt: &Cell<RttCache>, req: Request<Incoming>) -> Hand
     let prepared = prepare(&conn, &route, decision, req, began.start);
     Box::pin(async move {
         let mut resp = match prepared {
-            Ok(out) => proxy_request(&conn, &route, decision, out, began).await,
+            Ok(out) => proxy_request(&conn, &route, decision, out, began, &alarms).await,
             Err(e) => e.response(),
         };
         if let Some(max_age) = hsts {
@@ -310,6 +334,7 @@ async fn proxy_request(
     decision: Decision,
     mut out: HyperRequest,
     began: Began,
+    alarms: &Alarms,
 ) -> Reply {
     let start = began.start;
     let client_version = out.version;
@@ -319,7 +344,7 @@ async fn proxy_request(
         &conn.runtime.certs,
         &mut out,
         None,
-        Wait::Own,
+        Wait::Alarms(alarms),
         tokio::time::Instant::from_std(start),
     )
     .await;

@@ -361,7 +361,8 @@ pub fn parse_response_head(
             let spans: Vec<(HeaderName, usize, usize)> = resp
                 .headers
                 .iter()
-                .filter(|h| {
+                .enumerate()
+                .filter(|(_, h)| {
                     let name = h.name.as_bytes();
                     let framing_field = is_framing(name)
                         && !(name.eq_ignore_ascii_case(b"content-length") && keep_length(h.value));
@@ -369,8 +370,8 @@ pub fn parse_response_head(
                         || framing_field
                         || (lists_names && listed_in_connection(resp.headers, name)))
                 })
-                .map(|h| {
-                    let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map(|(i, h)| {
+                    let name = super::name_cache::header_name(i, h.name.as_bytes())
                         .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
                     let start = h.value.as_ptr() as usize - base;
                     Ok((name, start, start + h.value.len()))

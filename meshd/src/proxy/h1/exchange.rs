@@ -321,7 +321,7 @@ where
         let mut own;
         let deadline = match wait {
             Wait::Shared(d) => &mut **d,
-            Wait::Own => {
+            Wait::Own | Wait::Alarms(_) => {
                 own = Deadline::new(idle);
                 &mut own
             }
