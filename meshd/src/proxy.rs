@@ -14,7 +14,6 @@ pub mod forward;
 pub mod h1;
 pub mod headers;
 pub mod http;
-pub mod inline_streams;
 pub mod name_cache;
 pub mod park;
 pub mod respond;

@@ -10,7 +10,6 @@ use super::body::{DownBody, Settle, UpBody};
 use super::codec::{parse_length, BodyFraming, Framing};
 use super::forward::{forward, Failure, Outgoing, Sent, Wait};
 use super::headers;
-use super::inline_streams::{Driver, Spawner};
 use super::respond::ProxyError;
 use super::rtt::RttCache;
 use super::tunnel::Watched;
@@ -23,7 +22,7 @@ use crate::snapshot::Route;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode, Version};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
@@ -131,9 +130,10 @@ where
     });
     // Only HTTP/2 reaches this server: HTTP/1.1 takes meshd's own (h1.rs),
     // which hands over a connection that opens with the HTTP/2 preface.
-    // Its streams run in this task (`inline_streams`), not in tasks of their own.
-    let spawner = Spawner::default();
-    let mut builder = hyper::server::conn::http2::Builder::new(spawner.clone());
+    // Its streams run in tasks of their own: polled inside this task
+    // (`inline_streams`, tried), the backend got its requests in smaller
+    // batches and CPU per request rose (docs/benchmarks.md, lever K).
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
@@ -144,7 +144,6 @@ where
     let io = TokioIo::new(Watched::new(stream, Arc::clone(&seen)));
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
-    let mut driver = Driver::new(spawner);
     // Set by `alarms` before it is first polled.
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(timer);
@@ -156,24 +155,21 @@ where
     loop {
         tokio::select! {
             biased;
-            r = std::future::poll_fn(|cx| driver.poll(connection.as_mut(), cx)) => {
+            r = connection.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "client connection ended with an error");
                 }
                 return;
             }
-            // After the streams: a deadline one of them noted in this pass
-            // moves the timer at once.
+            // A stream that notes an earlier deadline wakes this task.
             () = std::future::poll_fn(|cx| alarms.poll_timer(timer.as_mut(), cx)) => {}
             () = draining.cancelled(), if !closing => {
                 connection.as_mut().graceful_shutdown();
-                driver.poke();
                 closing = true;
             }
             _ = idle.tick(), if !closing => {
                 if !seen.swap(false, Ordering::Relaxed) {
                     connection.as_mut().graceful_shutdown();
-                    driver.poke();
                     closing = true;
                 }
             }
