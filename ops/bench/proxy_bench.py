@@ -315,17 +315,22 @@ class Bench:
         return [self.nginx.pid] + children(self.nginx.pid)
 
     def stop(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        stop_all(self.procs, self.dir)
 
+
+
+def stop_all(procs, workdir):
+    """Stops the contenders (SIGTERM, then SIGKILL after 5 s) and removes their directory."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 MODES = {
     # mode: [(contender, url, runner-kind)]

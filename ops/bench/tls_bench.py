@@ -13,8 +13,6 @@ see proxy_memory.py, with SETTLE), DURATION (seconds, default 10), ROUNDS
 
 import os
 import re
-import shutil
-import signal
 import socket
 import ssl
 import statistics
@@ -25,7 +23,7 @@ import time
 import urllib.request
 
 import proxy_memory
-from proxy_bench import CLK_TCK, children, cpu_ticks, run_h2load
+from proxy_bench import CLK_TCK, children, cpu_ticks, run_h2load, stop_all
 
 ORIGIN = "127.0.0.1:28080"
 MESHD, HAPROXY = "127.0.0.2:28443", "127.0.0.3:28443"
@@ -131,16 +129,7 @@ backend origin
         return [p.pid] + children(p.pid)
 
     def stop(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        stop_all(self.procs, self.dir)
 
 
 def memory():

@@ -10,6 +10,7 @@ use palisade_tests::certs::TestCa;
 use palisade_tests::cluster::{node_config, service};
 use palisade_tests::harness::{eventually, meshd, status, wait_generation, Scratch};
 use schemas::Protocol;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -55,21 +56,13 @@ async fn tls_terminates_with_alpn_and_renews_without_restart() {
     let dir = Scratch::new("tls");
     let ca = TestCa::new("palisade test CA");
     let ca_file = dir.write("ca.pem", &ca.pem);
-    let certs = dir.path("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    let (cert, key) = ca.leaf(&certs, "shop", &["shop.test", "127.0.0.120"]);
     let mut svc = service(
         "/tls/web",
         22300,
         Protocol::Http,
         &[("127.0.121.1:8080", "tls.web")],
     );
-    svc.tls = Some(schemas::Tls {
-        cert: cert.display().to_string(),
-        key: key.display().to_string(),
-        redirect_https: false,
-        hsts: None,
-    });
+    let (cert, key) = terminate_tls(&mut svc, &dir, &ca, "shop", &["shop.test", "127.0.0.120"]);
     dir.write(
         "nodes/tls.yaml",
         &node_config("tls", "127.0.0.120", 1, vec![svc]),
@@ -253,21 +246,13 @@ async fn tls_terminates_for_a_tcp_service() {
     let _echo = backends::tcp("127.0.210.2:43001", "tls.tcp").await;
     let dir = Scratch::new("tls-tcp");
     let ca = TestCa::new("palisade test CA");
-    let certs = dir.path("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    let (cert, key) = ca.leaf(&certs, "tcp", &["127.0.210.1"]);
     let mut svc = service(
         "/tls/tcp",
         43000,
         Protocol::Tcp,
         &[("127.0.210.2:43001", "tls.tcp")],
     );
-    svc.tls = Some(schemas::Tls {
-        cert: cert.display().to_string(),
-        key: key.display().to_string(),
-        redirect_https: false,
-        hsts: None,
-    });
+    terminate_tls(&mut svc, &dir, &ca, "tcp", &["127.0.210.1"]);
     dir.write(
         "nodes/tlstcp.yaml",
         &node_config("tlstcp", "127.0.210.1", 1, vec![svc]),
@@ -309,4 +294,25 @@ async fn tls_terminates_for_a_tcp_service() {
         assert_eq!(got.as_deref(), Some(want));
     }
     assert!(mesh.running());
+}
+
+/// Gives `svc` a certificate for `sans` signed by `ca`, written under
+/// `dir`'s `certs/`; its certificate and key files.
+fn terminate_tls(
+    svc: &mut schemas::Service,
+    dir: &Scratch,
+    ca: &TestCa,
+    name: &str,
+    sans: &[&str],
+) -> (PathBuf, PathBuf) {
+    let certs = dir.path("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (cert, key) = ca.leaf(&certs, name, sans);
+    svc.tls = Some(schemas::Tls {
+        cert: cert.display().to_string(),
+        key: key.display().to_string(),
+        redirect_https: false,
+        hsts: None,
+    });
+    (cert, key)
 }
