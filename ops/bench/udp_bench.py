@@ -18,7 +18,6 @@ compared across time.
 """
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_bench import CLK_TCK, children, cpu_ticks, log  # noqa: E402
+from proxy_bench import CLK_TCK, children, cpu_ticks, log, stop_all  # noqa: E402
 
 ORIGIN = "127.0.0.1:18254"
 MESHD_UDP, NGINX_UDP = "127.0.0.2:18253", "127.0.0.3:18253"
@@ -170,13 +169,7 @@ def main():
         print("kernel us CPU/exchange: " + ", ".join(f"{name} {kernel[name]:.2f} ({kernel[name] / med[name][1]:.2f} of its CPU)"
                                                     for name in med))
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs, work)
 
 
 if __name__ == "__main__":
