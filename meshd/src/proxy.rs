@@ -6,6 +6,7 @@ pub mod body;
 pub mod buffers;
 pub mod cancel;
 pub mod codec;
+pub mod conn;
 pub mod connect;
 pub mod copy;
 pub mod deadline;
