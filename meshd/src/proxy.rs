@@ -13,6 +13,7 @@ pub mod deadline;
 pub mod edge;
 pub mod forward;
 pub mod h1;
+pub mod h2;
 pub mod headers;
 pub mod http;
 pub mod name_cache;

@@ -141,7 +141,7 @@ pub fn spawn_connection(
             Protocol::Http => {
                 let conn = http_conn(peer, judged, src, runtime, &signals, false, client, held);
                 // meshd's HTTP/1.1 server hands a connection that opens
-                // with the HTTP/2 preface to hyper's.
+                // with the HTTP/2 preface to meshd's HTTP/2 server.
                 tasks.spawn(proxy::h1::serve(stream, conn));
             }
         }
@@ -233,7 +233,7 @@ where
         + Send
         + 'static,
 {
-    // Boxed: a tunnel over TLS holds ~8 KB of state and hyper's server is
+    // Boxed: a tunnel over TLS holds ~8 KB of state and the HTTP/2 server is
     // large, and both are rare here: inline, every idle TLS HTTP/1.1
     // connection's task would carry them.
     match judged.route.protocol {
@@ -249,9 +249,9 @@ where
         Protocol::Http => {
             let conn = http_conn(peer, judged, src, runtime, &signals, true, client, held);
             // HTTP/1.1 takes meshd's own server; HTTP/2 (chosen by ALPN, or
-            // recognised by its preface in h1::serve) takes hyper's.
+            // recognised by its preface in h1::serve) takes meshd's `h2`.
             if tls == Tls::H2 {
-                Either::Right(Box::pin(proxy::http::serve(io, conn)))
+                Either::Right(Box::pin(proxy::h2::serve(io, conn, bytes::BytesMut::new())))
             } else {
                 Either::Left(proxy::h1::serve(io, conn))
             }
@@ -359,16 +359,16 @@ pub async fn edge_connection(
                 tokio::time::timeout(crate::timeouts::REQUEST_HEADER, acceptor.accept(stream))
                     .await;
             if let Ok(Ok(tls_stream)) = handshake {
-                // HTTP/2 chosen by ALPN takes hyper's server; HTTP/1.1 meshd's own.
+                // HTTP/2 chosen by ALPN takes `h2`; HTTP/1.1 takes `h1`.
                 if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    proxy::http::serve(tls_stream, conn(true, client)).await;
+                    proxy::h2::serve(tls_stream, conn(true, client), bytes::BytesMut::new()).await;
                 } else {
                     proxy::h1::serve(tls_stream, conn(true, client)).await;
                 }
             }
         }
         // meshd's HTTP/1.1 server hands a connection that opens with the
-        // HTTP/2 preface to hyper's.
+        // HTTP/2 preface to `h2`.
         None => proxy::h1::serve(stream, conn(false, client)).await,
     }
 }

@@ -8,7 +8,6 @@
 use super::upstream::{BodyReader, Conn};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -18,36 +17,36 @@ use tokio::time::{Instant, Sleep};
 /// A request body on its way to a backend.
 #[derive(Debug)]
 pub enum UpBody {
-    /// The client's body, streamed.
-    Stream(Incoming),
+    /// An HTTP/2 client's body, streamed.
+    H2(super::h2::RecvBody),
     /// No body.
     Empty,
 }
 
 impl Body for UpBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
-            UpBody::Stream(b) => Pin::new(b).poll_frame(cx),
+            UpBody::H2(b) => Pin::new(b).poll_frame(cx),
             UpBody::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpBody::Stream(b) => b.is_end_stream(),
+            UpBody::H2(b) => b.is_end_stream(),
             UpBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            UpBody::Stream(b) => b.size_hint(),
+            UpBody::H2(b) => b.size_hint(),
             UpBody::Empty => SizeHint::with_exact(0),
         }
     }

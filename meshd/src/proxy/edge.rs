@@ -8,7 +8,6 @@ use super::http::Conn;
 use super::respond::ProxyError;
 use crate::authz::Decision;
 use crate::snapshot::Route;
-use hyper::body::Incoming;
 use hyper::Request;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -16,11 +15,15 @@ use std::sync::Arc;
 
 /// The host a request names, lowercased, without a port.
 pub fn request_host<B>(req: &Request<B>) -> Option<String> {
-    let raw = req
-        .headers()
+    host_of(req.headers(), req.uri())
+}
+
+/// The host named by `Host`, else by the URI's authority, normalized.
+fn host_of(headers: &hyper::HeaderMap, uri: &hyper::Uri) -> Option<String> {
+    let raw = headers
         .get(hyper::header::HOST)
         .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+        .or_else(|| uri.authority().map(|a| a.as_str()))?;
     Some(normalize_host(raw))
 }
 
@@ -39,9 +42,12 @@ pub fn normalize_host(raw: &str) -> String {
 }
 
 /// Picks the route for an edge request, with its verdict, or says why not.
-pub fn choose(conn: &Conn, req: &Request<Incoming>) -> Result<(Arc<Route>, Decision), ProxyError> {
-    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    choose_by(conn, request_host(req), pq)
+pub fn choose(
+    conn: &Conn,
+    req: &http::request::Parts,
+) -> Result<(Arc<Route>, Decision), ProxyError> {
+    let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    choose_by(conn, host_of(&req.headers, &req.uri), pq)
 }
 
 /// Picks the route for a request naming `host` (normalized) and

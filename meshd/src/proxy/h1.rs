@@ -5,12 +5,11 @@
 //! header map, no task hop and no timer registration per request: the
 //! connection keeps one deadline for its idle, request-head and response
 //! waits. On an edge listener the app is chosen per request, by host and
-//! path. A connection that opens with the HTTP/2 preface goes to the hyper
-//! server instead. This file is the session loop (heads in, answers of
+//! path. A connection that opens with the HTTP/2 preface goes to meshd's
+//! HTTP/2 server (`h2`) instead. This file is the session loop (heads in, answers of
 //! meshd's own out through `respond`); `exchange` carries one request.
 
 mod exchange;
-mod prefixed;
 pub mod request;
 
 use super::buffers;
@@ -24,7 +23,6 @@ use super::rtt::RttCache;
 use crate::timeouts::Resolved;
 use bytes::BytesMut;
 use exchange::write_out;
-use prefixed::Prefixed;
 use request::{Client, Parsed};
 use std::future::Future;
 use std::pin::pin;
@@ -87,12 +85,8 @@ where
             };
             if let Some(prefix) = h2 {
                 drop(session);
-                let io = Prefixed {
-                    prefix: prefix.freeze(),
-                    inner: io,
-                };
-                // Boxed: hyper's connection state would size every HTTP/1.1 task.
-                return Box::pin(super::http::serve(io, conn)).await;
+                // Boxed: HTTP/2's connection state would size every HTTP/1.1 task.
+                return Box::pin(super::h2::serve(io, conn, prefix)).await;
             }
         }
         if let Some(park) = session.run(true).await {

@@ -1,115 +1,37 @@
-//! HTTP mode over HTTP/2 (prior knowledge, or ALPN `h2`) on hyper's server,
+//! HTTP mode's requests from HTTP/2 clients (meshd's server in `h2`),
 //! carried to backends over pooled HTTP/1.1 connections; HTTP/1.1 clients
-//! take meshd's own server (`h1.rs`), which shares the request types here. The allow-list verdict was
-//! taken at accept; a denied connection gets 403 on every request. Failed
-//! connects move on to another backend; idempotent requests without a body
-//! are retried once on a reset or 502/503, within the retry budget.
+//! take `h1`, which shares the request types here. The allow-list verdict
+//! was taken at accept; a denied connection gets 403 on every request.
+//! Failed connects move on to another backend; idempotent requests without
+//! a body are retried once on a reset or 502/503, within the retry budget.
 
 use super::alarms::Alarms;
 use super::body::{DownBody, Settle, UpBody};
-use super::codec::{parse_length, BodyFraming, Framing};
+use super::codec::{BodyFraming, Framing};
 use super::forward::{forward, Failure, Outgoing, Sent, Wait};
+use super::h2;
 use super::headers;
 use super::respond::ProxyError;
 use super::rtt::RttCache;
-use super::tunnel::Watched;
 use super::upstream::{self, BodyReader, ExchangeError};
 use crate::access_log::{AccessLog, Entry};
 use crate::authz::Decision;
 use crate::backend::InFlight;
 use crate::snapshot::Route;
-use hyper::body::Incoming;
 use hyper::header::HeaderValue;
-use hyper::{Method, Request, Response, StatusCode, Version};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::cell::Cell;
-use std::convert::Infallible;
+use hyper::{Method, Response, StatusCode, Version};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest request header block accepted (431 beyond it).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-/// Concurrent HTTP/2 streams per client connection.
-pub const MAX_CONCURRENT_STREAMS: u32 = 256;
-
 pub use super::conn::{Conn, Target};
 
-type Reply = Response<DownBody<Exchange>>;
-
-/// Serves one client connection until it closes, or drains when `conn.draining` fires.
-pub async fn serve<I>(stream: I, conn: Conn)
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let draining = conn.draining.clone();
-    let timeouts = match &conn.target {
-        Target::Service(judged) => conn.judge(judged).0.timeouts,
-        Target::Edge => crate::timeouts::Resolved::from(&schemas::Timeouts::default()),
-    };
-    let stop = conn.stop.clone();
-    let conn = Arc::new(conn);
-    // The connection's RTT, kept by its service: hyper calls it for each
-    // stream, one at a time, inside the connection's poll.
-    let rtt = Cell::new(RttCache::default());
-    // The streams' response deadlines, on one timer this task drives.
-    let alarms = Arc::new(Alarms::default());
-    let stream_alarms = Arc::clone(&alarms);
-    let service = hyper::service::service_fn(move |req| {
-        handle(Arc::clone(&conn), &rtt, Arc::clone(&stream_alarms), req)
-    });
-    // Only HTTP/2 reaches this server: HTTP/1.1 takes meshd's own (h1.rs),
-    // which hands over a connection that opens with the HTTP/2 preface.
-    // Its streams run in tasks of their own: polled inside this task
-    // (`inline_streams`, tried), the backend got its requests in smaller
-    // batches and CPU per request rose (docs/benchmarks.md, lever K).
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
-    // Idle is judged by bytes read from the client: graceful shutdown lets
-    // any request still in flight finish, so only truly quiet connections close.
-    let seen = Arc::new(AtomicBool::new(true));
-    let io = TokioIo::new(Watched::new(stream, Arc::clone(&seen)));
-    let connection = builder.serve_connection(io, service);
-    tokio::pin!(connection);
-    // Set by `alarms` before it is first polled.
-    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
-    tokio::pin!(timer);
-    // Validation refuses a zero timeout; the floor keeps `interval` from
-    // panicking should one ever get past it (invariant 10).
-    let mut idle = tokio::time::interval(timeouts.idle.max(Duration::from_millis(1)));
-    idle.reset();
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            biased;
-            r = connection.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "client connection ended with an error");
-                }
-                return;
-            }
-            // A stream that notes an earlier deadline wakes this task.
-            () = std::future::poll_fn(|cx| alarms.poll_timer(timer.as_mut(), cx)) => {}
-            () = draining.cancelled(), if !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            _ = idle.tick(), if !closing => {
-                if !seen.swap(false, Ordering::Relaxed) {
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-            }
-            () = stop.cancelled() => return,
-        }
-    }
-}
+/// An answer to one HTTP/2 request.
+pub type Reply = Response<DownBody<Exchange>>;
 
 /// Logs a denied request to the access log, if there is one.
 pub(crate) fn log_denied(
@@ -144,9 +66,9 @@ fn idempotent(m: &Method) -> bool {
     )
 }
 
-/// One request's future, boxed: hyper moves it into a task of its own per
-/// HTTP/2 stream, and one allocation costs less than moving kilobytes.
-type Handled = Pin<Box<dyn Future<Output = Result<Reply, Infallible>> + Send>>;
+/// One request's future, boxed: it runs in a task of its own per HTTP/2
+/// stream, and one allocation costs less than moving kilobytes.
+pub type Handled = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
 /// When a request began, and the client's RTT then (microseconds, 0: unknown).
 #[derive(Debug, Clone, Copy)]
@@ -156,39 +78,40 @@ struct Began {
 }
 
 /// Starts one request. Its head is judged, routed and rewritten for the
-/// backend here, before the future is boxed: the `Request` (a few hundred
+/// backend here, before the future is boxed: the head (a few hundred
 /// bytes) is taken apart in place instead of being moved into the future
-/// and on through it (four copies, ~270 instructions per HTTP/2 request).
-fn handle(
-    conn: Arc<Conn>,
-    rtt: &Cell<RttCache>,
-    alarms: Arc<Alarms>,
-    req: Request<Incoming>,
+/// and on through it.
+pub fn handle(
+    conn: &Arc<Conn>,
+    rtt: &mut RttCache,
+    alarms: &Arc<Alarms>,
+    req: h2::Head,
+    body: Option<h2::RecvBody>,
 ) -> Handled {
     let start = Instant::now();
-    // Here, not in the request's task: hyper calls this inside the
-    // connection's poll, while the socket is surely open.
-    let mut cache = rtt.get();
+    // Here, not in the request's task: the connection's task calls this
+    // as it reads the request, while the socket is surely open.
     let began = Began {
         start,
-        client_rtt_us: cache.sample(conn.client, start),
+        client_rtt_us: rtt.sample(conn.client, start),
     };
-    rtt.set(cache);
     let (route, decision, hsts) = match &conn.target {
         Target::Service(judged) => {
             let (route, decision) = conn.judge(judged);
             (route, decision, None)
         }
         // On a shared edge listener the app is chosen by host and path.
-        Target::Edge => match super::edge::choose(&conn, &req) {
+        Target::Edge => match super::edge::choose(conn, &req.parts) {
             Ok((route, decision)) => {
-                let hsts = super::edge::hsts(&conn, &route);
+                let hsts = super::edge::hsts(conn, &route);
                 (route, decision, hsts)
             }
-            Err(refusal) => return Box::pin(std::future::ready(Ok(refusal.response()))),
+            Err(refusal) => return Box::pin(std::future::ready(refusal.response())),
         },
     };
-    let prepared = prepare(&conn, &route, decision, req, began.start);
+    let prepared = prepare(conn, &route, decision, req, body, began.start);
+    let conn = Arc::clone(conn);
+    let alarms = Arc::clone(alarms);
     Box::pin(async move {
         let mut resp = match prepared {
             Ok(out) => proxy_request(&conn, &route, decision, out, began, &alarms).await,
@@ -201,7 +124,7 @@ fn handle(
                     .insert(hyper::header::STRICT_TRANSPORT_SECURITY, v);
             }
         }
-        Ok(resp)
+        resp
     })
 }
 
@@ -210,12 +133,13 @@ fn prepare(
     conn: &Conn,
     route: &Route,
     decision: Decision,
-    req: Request<Incoming>,
+    req: h2::Head,
+    body: Option<h2::RecvBody>,
     start: Instant,
-) -> Result<HyperRequest, ProxyError> {
+) -> Result<H2Request, ProxyError> {
     if !decision.verdict.lets_through() {
         route.metrics().status(403).increment(1);
-        log_denied(conn, route, decision, req.version(), start);
+        log_denied(conn, route, decision, req.parts.version, start);
         return Err(ProxyError::Forbidden {
             src: Arc::clone(&conn.src_app),
             dst: route.app.clone(),
@@ -223,25 +147,24 @@ fn prepare(
         });
     }
     route.carried.retry_budget.deposit();
-    let (parts, body) = req.into_parts();
-    let empty = hyper::body::Body::is_end_stream(&body);
-    // meshd frames the body itself: by the length the client declared (h2
-    // checks the DATA against it), else chunked.
+    let h2::Head {
+        parts,
+        content_length,
+    } = req;
+    let empty = body.is_none();
+    // meshd frames the body itself: by the length the client declared
+    // (checked against its DATA as it comes), else chunked.
     let framing = BodyFraming {
-        framing: match hyper::body::Body::size_hint(&body).exact() {
+        framing: match content_length {
             _ if empty => Framing::Empty,
             Some(n) => Framing::Length(n),
             None => Framing::Chunked,
         },
-        declared: parts
-            .headers
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| parse_length(v.as_bytes()))
-            .filter(|_| empty),
+        declared: content_length.filter(|_| empty),
         codings: None,
     };
     let chunked = framing.framing == Framing::Chunked;
-    Ok(HyperRequest {
+    Ok(H2Request {
         head: headers::backend_head(
             &parts,
             &conn.peer_header,
@@ -249,7 +172,7 @@ fn prepare(
             conn.trusted,
             &framing,
         ),
-        body: (!empty).then_some(UpBody::Stream(body)),
+        body: body.map(UpBody::H2),
         has_body: !empty,
         chunked,
         version: parts.version,
@@ -261,7 +184,7 @@ async fn proxy_request(
     conn: &Conn,
     route: &Arc<Route>,
     decision: Decision,
-    mut out: HyperRequest,
+    mut out: H2Request,
     began: Began,
     alarms: &Alarms,
 ) -> Reply {
@@ -326,9 +249,9 @@ async fn proxy_request(
     resp
 }
 
-/// A request that came through hyper (HTTP/2, or the edge): its head is
-/// built once and lent to every attempt; a body is streamed once.
-struct HyperRequest {
+/// A request that came over HTTP/2: its head is built once and lent to
+/// every attempt; a body is streamed once.
+struct H2Request {
     head: Vec<u8>,
     body: Option<UpBody>,
     has_body: bool,
@@ -338,7 +261,7 @@ struct HyperRequest {
     method: Method,
 }
 
-impl Outgoing for HyperRequest {
+impl Outgoing for H2Request {
     fn body_less(&self) -> bool {
         !self.has_body
     }

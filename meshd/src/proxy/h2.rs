@@ -1,0 +1,81 @@
+//! meshd's own HTTP/2 server, for service ports and edge listeners
+//! (prior knowledge, or ALPN `h2`). hyper's server, on the h2 crate, kept
+//! about 28 KB of buffers on every connection from its first byte to its
+//! last (a 16 KB write buffer, an 8 KB read buffer, 4 KB of HPACK), idle or
+//! not; a node proxy holds every HTTP/2 connection of every app on its
+//! node, gRPC clients keep theirs open for hours, and HAProxy holds one in
+//! 6 KB. Here a connection takes its read and write buffers from the
+//! thread's cache when bytes move and gives them back when it goes quiet:
+//! an idle connection is its task, its HPACK table and its socket.
+//!
+//! The connection's task (`driver`) reads frames, keeps the streams' state
+//! and flow control, and writes every frame; each request runs in a task of
+//! its own (`http::handle`, shared with the HTTP/1.1 path's rules) so that
+//! the requests of one read reach the backends together. `request` checks a
+//! request head against RFC 9113 section 8 before anything is forwarded;
+//! `recv` carries request bodies; `send` writes responses.
+
+mod driver;
+mod frame;
+mod hpack;
+mod huffman;
+mod recv;
+mod request;
+mod send;
+mod streams;
+
+pub use recv::RecvBody;
+pub use request::Head;
+
+use super::alarms::Alarms;
+use super::http::{Conn, Target};
+use bytes::BytesMut;
+use driver::Driver;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Concurrent streams per client connection.
+pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Serves one client connection until it closes, or drains when
+/// `conn.draining` fires. `read` holds what was already read from it (the
+/// preface, when HTTP/1.1's server recognised it).
+pub async fn serve<I>(io: I, conn: Conn, read: BytesMut)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let timeouts = match &conn.target {
+        Target::Service(judged) => conn.judge(judged).0.timeouts,
+        Target::Edge => crate::timeouts::Resolved::from(&schemas::Timeouts::default()),
+    };
+    let draining = conn.draining.clone();
+    let stop = conn.stop.clone();
+    // The streams' response deadlines, on one timer this task drives.
+    let alarms = Arc::new(Alarms::default());
+    let mut driver = Driver::new(io, Arc::new(conn), read, Arc::clone(&alarms));
+    // Set by `alarms` before it is first polled.
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
+    // Validation refuses a zero timeout; the floor keeps `interval` from
+    // panicking should one ever get past it (invariant 10).
+    let mut idle = tokio::time::interval(timeouts.idle.max(Duration::from_millis(1)));
+    idle.reset();
+    loop {
+        tokio::select! {
+            biased;
+            () = std::future::poll_fn(|cx| driver.poll(cx)) => break,
+            // A stream that notes an earlier deadline wakes this task.
+            () = std::future::poll_fn(|cx| alarms.poll_timer(timer.as_mut(), cx)) => {}
+            () = draining.cancelled(), if !driver.closing() => driver.go_away(),
+            // Idle is judged by bytes read from the client: requests in
+            // flight finish, only truly quiet connections close.
+            _ = idle.tick(), if !driver.closing() => {
+                if !driver.take_seen() {
+                    driver.go_away();
+                }
+            }
+            () = stop.cancelled() => return,
+        }
+    }
+    driver.close().await;
+}
