@@ -16,11 +16,11 @@
 //! `recv` carries request bodies; `send` writes responses.
 
 mod driver;
-mod frame;
-mod hpack;
+pub mod frame;
+pub mod hpack;
 mod huffman;
 mod recv;
-mod request;
+pub mod request;
 mod send;
 mod streams;
 
