@@ -5,7 +5,8 @@
 //! serves TCP and HTTP on task addresses; `client` poses as an app's task;
 //! `cluster` writes Marathon snapshots, policies and node configs;
 //! `marathon_sim` is a live Marathon for configsrv to follow;
-//! `config_server` stands in for configsrv's node config endpoint.
+//! `config_server` stands in for configsrv's node config endpoint;
+//! `h2raw` speaks HTTP/2 frame by frame, to a backend that keeps every byte.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support fails loudly by design
 
@@ -15,6 +16,7 @@ pub mod certs;
 pub mod client;
 pub mod cluster;
 pub mod config_server;
+pub mod h2raw;
 pub mod harness;
 pub mod marathon_sim;
 pub mod recorder;

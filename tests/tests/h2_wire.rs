@@ -1,0 +1,543 @@
+//! meshd's own HTTP/2 server attacked on the wire: a client writes frames
+//! byte by byte (HPACK literals, no table, so the bytes are the request),
+//! and a raw backend keeps every byte meshd forwards as HTTP/1.1. Each case
+//! checks what the client got (the response, RST_STREAM or GOAWAY code) and
+//! what reached the backend: whatever HTTP/2 lets through becomes an
+//! HTTP/1.1 head, so a malformed request must reach it not at all.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use palisade_tests::client::STEP;
+use palisade_tests::cluster::{node_config, service};
+use palisade_tests::h2raw::{
+    block, data, find, frame, headers, kind, literal, literal_indexed, read_frame, request, rst,
+    socket_from, H2Client, RawBackend, ENHANCE_YOUR_CALM, PROTOCOL_ERROR,
+};
+use palisade_tests::harness::{eventually, meshd, wait_generation, Proc, Scratch};
+use schemas::Protocol;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+const PORT: u16 = 44000;
+
+/// One test's meshd and backend: meshd's node on 127.0.212.`i`, its
+/// service's task (the raw backend) on 127.0.212.`100+i`:44001, clients
+/// from 127.0.212.`50+i`.
+struct Rig {
+    backend: RawBackend,
+    meshd: Proc,
+    dest: SocketAddr,
+    client: String,
+    _dir: Scratch,
+}
+
+impl Rig {
+    async fn start(i: u8, extra: &[&str]) -> Rig {
+        let task = format!("127.0.212.{}:44001", 100 + i);
+        let backend = RawBackend::start(&task).await;
+        let dir = Scratch::new("h2wire");
+        let node = format!("h2wire-{i}");
+        let address = format!("127.0.212.{i}");
+        dir.write(
+            &format!("nodes/{node}.yaml"),
+            &node_config(
+                &node,
+                &address,
+                1,
+                vec![service(
+                    "/h2wire/app",
+                    PORT,
+                    Protocol::Http,
+                    &[(&task, "app.1")],
+                )],
+            ),
+        );
+        let (meshd, admin) = meshd(&node, &dir.path("nodes"), extra);
+        wait_generation(admin, 1).await;
+        Rig {
+            backend,
+            meshd,
+            dest: format!("{address}:{PORT}").parse().unwrap(),
+            client: format!("127.0.212.{}", 50 + i),
+            _dir: dir,
+        }
+    }
+
+    async fn connect(&self) -> H2Client {
+        H2Client::connect(&self.client, self.dest).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_reset_and_never_reach_the_backend() {
+    let rig = Rig::start(1, &[]).await;
+    let mut c = rig.connect().await;
+    let get = |extra: &[(&str, &str)]| block(&request("GET", "/bad", extra));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("CR in a value", get(&[("x-a", "one\rx-b: two")])),
+        ("LF in a value", get(&[("x-a", "one\nx-b: two")])),
+        ("CRLF in a value", get(&[("x-a", "one\r\nx-b: two")])),
+        ("NUL in a value", get(&[("x-a", "nul\0byte")])),
+        ("leading space", get(&[("x-a", " padded")])),
+        ("trailing space", get(&[("x-a", "padded ")])),
+        ("uppercase name", get(&[("X-Upper", "1")])),
+        (
+            "transfer-encoding",
+            get(&[("transfer-encoding", "chunked")]),
+        ),
+        ("connection", get(&[("connection", "keep-alive")])),
+        ("upgrade", get(&[("upgrade", "websocket")])),
+        ("te: gzip", get(&[("te", "gzip")])),
+        ("host differs", get(&[("host", "other.test")])),
+        (
+            "a second host",
+            get(&[("host", "web.test"), ("host", "other.test")]),
+        ),
+        (
+            "two hosts, no :authority",
+            block(&[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/bad"),
+                ("host", "web.test"),
+                ("host", "other.test"),
+            ]),
+        ),
+        ("space in :path", block(&request("GET", "/a b", &[]))),
+        (
+            "missing :path",
+            block(&[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":authority", "web.test"),
+            ]),
+        ),
+        (":status in a request", get(&[(":status", "200")])),
+        (
+            ":status among pseudo-headers",
+            block(&[
+                (":method", "GET"),
+                (":status", "200"),
+                (":scheme", "http"),
+                (":authority", "web.test"),
+                (":path", "/bad"),
+            ]),
+        ),
+    ];
+    let mut stream = 1;
+    for (what, b) in &cases {
+        c.send(&headers(stream, b, true)).await;
+        let o = c.outcome(stream).await;
+        assert_eq!(o.reset, Some(PROTOCOL_ERROR), "{what}: {o:?}");
+        assert_eq!(o.status, None, "{what}: answered {o:?}");
+        stream += 2;
+    }
+    // The connection lives on, and its next good request is the only one
+    // the backend ever saw.
+    let o = c.get(stream, "/good").await;
+    assert_eq!(
+        (o.status, o.body.as_slice()),
+        (Some(200), &b"ok"[..]),
+        "{o:?}"
+    );
+    let good = rig.backend.wait_request("/good").await;
+    let all = rig.backend.all_bytes();
+    assert_eq!(
+        rig.backend.requests().len(),
+        1,
+        "{}",
+        String::from_utf8_lossy(&all)
+    );
+    let head_len = find(&all, b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(
+        all.len(),
+        head_len,
+        "only the good head: {}",
+        String::from_utf8_lossy(&all)
+    );
+    assert_eq!(good.line(), "GET /good HTTP/1.1");
+    assert_eq!(good.lines_of("host"), ["host: web.test"], "{}", good.head);
+    for bad in [
+        "/bad",
+        "/a b",
+        "x-a",
+        "x-upper",
+        "upgrade",
+        "gzip",
+        "other.test",
+        "x-b",
+    ] {
+        assert!(
+            !good.head.to_ascii_lowercase().contains(bad),
+            "{bad} leaked: {}",
+            good.head
+        );
+    }
+    assert!(rig.meshd.pid() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_disagrees_with_content_length_never_reaches_the_backend_whole() {
+    let mut rig = Rig::start(2, &[]).await;
+    let mut c = rig.connect().await;
+    let post = |stream, path, cl| {
+        headers(
+            stream,
+            &block(&request("POST", path, &[("content-length", cl)])),
+            false,
+        )
+    };
+
+    // 5 declared, 3 sent: once the 3 bytes are at the backend, END_STREAM.
+    // The stream is reset, and the backend's request stays unfinished on a
+    // connection meshd closes rather than reuses.
+    c.send(&[post(1, "/short", "5"), data(1, b"abc", false)].concat())
+        .await;
+    let short_conn = eventually("the first 3 bytes at the backend", STEP, || async {
+        rig.backend
+            .with(|s| {
+                s.conns
+                    .iter()
+                    .position(|(raw, _)| raw.ends_with(b"\r\n\r\nabc"))
+            })
+            .ok_or_else(|| String::from_utf8_lossy(&rig.backend.all_bytes()).into_owned())
+    })
+    .await;
+    c.send(&data(1, b"", true)).await;
+    let o = c.outcome(1).await;
+    assert_eq!(o.reset, Some(PROTOCOL_ERROR), "{o:?}");
+    eventually(
+        "the cut request's backend connection closes",
+        STEP,
+        || async {
+            rig.backend
+                .with(|s| s.conns[short_conn].1)
+                .then_some(())
+                .ok_or_else(|| "still open".to_owned())
+        },
+    )
+    .await;
+    let o = c.get(3, "/after-short").await;
+    assert_eq!(o.status, Some(200), "{o:?}");
+    let after = rig.backend.wait_request("/after-short").await;
+    assert_ne!(
+        after.conn, short_conn,
+        "reused the connection of a cut request"
+    );
+    assert!(rig
+        .backend
+        .requests()
+        .iter()
+        .all(|r| !r.line().contains("/short")));
+
+    // 3 declared, 5 sent in one frame: reset, the 4th byte never leaves meshd.
+    c.send(&[post(5, "/long", "3"), data(5, b"qrstu", true)].concat())
+        .await;
+    let o = c.outcome(5).await;
+    assert_eq!(o.reset, Some(PROTOCOL_ERROR), "{o:?}");
+    // The same in two frames, to a backend that holds its answer: the
+    // first three go (a whole request, to the backend), the rest may not;
+    // and the backend connection, its answer still due, is not reused.
+    c.send(&[post(7, "/hold-long2", "3"), data(7, b"vwx", false)].concat())
+        .await;
+    let held = rig.backend.wait_request("/hold-long2").await;
+    c.send(&data(7, b"yz", true)).await;
+    let o = c.outcome(7).await;
+    assert_eq!(o.reset, Some(PROTOCOL_ERROR), "{o:?}");
+    rig.backend.release();
+    let o = c.get(9, "/after-long").await;
+    assert_eq!(
+        (o.status, o.body.as_slice()),
+        (Some(200), &b"ok"[..]),
+        "{o:?}"
+    );
+    let after = rig.backend.wait_request("/after-long").await;
+    assert_ne!(
+        after.conn, held.conn,
+        "reused a connection whose answer was due"
+    );
+    let all = rig.backend.all_bytes();
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        find(&all, b"qrst").is_none(),
+        "the 4th byte reached the backend: {text}"
+    );
+    assert!(
+        find(&all, b"vwxy").is_none(),
+        "the 4th byte reached the backend: {text}"
+    );
+    assert!(
+        rig.backend
+            .requests()
+            .iter()
+            .all(|r| !r.line().contains("/long ")),
+        "a whole /long request: {text}"
+    );
+    assert!(rig.meshd.running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_trailers_and_the_dynamic_table_reach_the_backend_right() {
+    let rig = Rig::start(3, &[]).await;
+    let mut c = rig.connect().await;
+
+    // Two cookie fields: one `cookie` line (RFC 9113 8.2.3).
+    let b = block(&request(
+        "GET",
+        "/cookies",
+        &[("cookie", "a=1"), ("cookie", "b=2")],
+    ));
+    c.send(&headers(1, &b, true)).await;
+    assert_eq!(c.outcome(1).await.status, Some(200));
+    let r = rig.backend.wait_request("/cookies").await;
+    assert_eq!(r.lines_of("cookie"), ["cookie: a=1; b=2"], "{}", r.head);
+
+    // Incremental indexing, then the entry by index (62) on the next request.
+    let mut b = block(&request("GET", "/dyn1", &[]));
+    b.extend(literal_indexed(b"x-dyn", b"table-value"));
+    c.send(&headers(3, &b, true)).await;
+    assert_eq!(c.outcome(3).await.status, Some(200));
+    let mut b = block(&request("GET", "/dyn2", &[]));
+    b.push(0x80 | 62);
+    c.send(&headers(5, &b, true)).await;
+    assert_eq!(c.outcome(5).await.status, Some(200));
+    for path in ["/dyn1", "/dyn2"] {
+        let r = rig.backend.wait_request(path).await;
+        assert_eq!(r.lines_of("x-dyn"), ["x-dyn: table-value"], "{}", r.head);
+    }
+
+    // Trailers after DATA: the body arrives intact, the trailer field does not.
+    let b = block(&request("POST", "/trailers", &[]));
+    let trailers = literal(b"x-checksum", b"c0ffee");
+    c.send(
+        &[
+            headers(7, &b, false),
+            data(7, b"hello ", false),
+            data(7, b"world", false),
+            headers(7, &trailers, true),
+        ]
+        .concat(),
+    )
+    .await;
+    let o = c.outcome(7).await;
+    assert_eq!(
+        (o.status, o.body.as_slice()),
+        (Some(200), &b"ok"[..]),
+        "{o:?}"
+    );
+    let r = rig.backend.wait_request("/trailers").await;
+    assert_eq!(r.body, b"hello world", "{}", r.head);
+    assert!(!r.head.contains("c0ffee"), "{}", r.head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_megabyte_upload_waits_for_window_updates_and_arrives_exact() {
+    let rig = Rig::start(4, &[]).await;
+    let mut c = rig.connect().await;
+    let body: Vec<u8> = (0..1024 * 1024u32).map(|i| (i * 31 % 251) as u8).collect();
+    // Windows as meshd granted them: SETTINGS_INITIAL_WINDOW_SIZE for the
+    // stream, 65535 plus WINDOW_UPDATEs for the connection.
+    let mut stream_window: i64 = 65_535;
+    let mut conn_window: i64 = 65_535;
+    let mut grants = std::mem::take(&mut c.seen);
+    let cl = body.len().to_string();
+    let b = block(&request("POST", "/upload", &[("content-length", &cl)]));
+    c.send(&headers(1, &b, false)).await;
+    let (mut sent, mut waits) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sent < body.len() {
+        for f in grants.drain(..) {
+            match (f.kind, f.stream) {
+                (kind::SETTINGS, 0) if f.flags & 1 == 0 => {
+                    for p in f.payload.chunks(6) {
+                        if p[..2] == [0, 4] {
+                            let v = u32::from_be_bytes(p[2..6].try_into().unwrap());
+                            stream_window += i64::from(v) - 65_535;
+                        }
+                    }
+                }
+                (kind::WINDOW_UPDATE, 0) => conn_window += i64::from(f.word(0)),
+                (kind::WINDOW_UPDATE, 1) => stream_window += i64::from(f.word(0)),
+                (kind::RST_STREAM | kind::GOAWAY, _) => panic!("upload refused: {f:?}"),
+                _ => {}
+            }
+        }
+        let n = (body.len() - sent).min(16_384) as i64;
+        if n <= stream_window.min(conn_window) {
+            let end = sent + n as usize == body.len();
+            c.send(&data(1, &body[sent..sent + n as usize], end)).await;
+            sent += n as usize;
+            stream_window -= n;
+            conn_window -= n;
+        } else {
+            waits += 1;
+            assert!(Instant::now() < deadline, "no window after {sent} bytes");
+            grants.push(c.next().await.expect("a WINDOW_UPDATE"));
+        }
+    }
+    let o = c.outcome(1).await;
+    assert_eq!(
+        (o.status, o.body.as_slice()),
+        (Some(200), &b"ok"[..]),
+        "{o:?}"
+    );
+    assert!(
+        waits > 0,
+        "256 KiB of stream window should have run out once"
+    );
+    let r = rig.backend.wait_request("/upload").await;
+    assert_eq!(
+        r.lines_of("content-length"),
+        [format!("content-length: {cl}")]
+    );
+    assert_eq!(r.body.len(), body.len());
+    assert!(r.body == body, "the body changed on the way");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_gets_enhance_your_calm() {
+    let rig = Rig::start(5, &[]).await;
+    let mut c = rig.connect().await;
+    let b = block(&request("GET", "/rapid", &[]));
+    let mut burst = Vec::new();
+    for i in 0..250u32 {
+        burst.extend(headers(2 * i + 1, &b, true));
+        burst.extend(rst(2 * i + 1, 0x8));
+    }
+    // meshd may close while the burst is still going in.
+    let _ = c.stream.write_all(&burst).await;
+    let mut goaway = None;
+    while let Some(f) = c.next().await {
+        if f.kind == kind::GOAWAY {
+            goaway = Some((f.word(0), f.word(4)));
+            break;
+        }
+    }
+    let (last, code) = goaway.expect("GOAWAY for a rapid reset");
+    assert_eq!(code, ENHANCE_YOUR_CALM);
+    assert!(last < 2 * 250 + 1, "last stream {last}");
+    let mut fresh = rig.connect().await;
+    assert_eq!(fresh.get(1, "/after").await.status, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuation_flood_gets_enhance_your_calm() {
+    let rig = Rig::start(6, &[]).await;
+    let c = rig.connect().await;
+    let (mut r, mut w) = c.stream.into_split();
+    let mut buf = c.buf;
+    let reader = tokio::spawn(async move {
+        while let Some(f) = read_frame(&mut r, &mut buf, STEP).await {
+            if f.kind == kind::GOAWAY {
+                return Some((f.word(0), f.word(4)));
+            }
+        }
+        None
+    });
+    let b = block(&request("GET", "/flood", &[]));
+    w.write_all(&frame(kind::HEADERS, 0, 1, &b)).await.unwrap();
+    let filler = frame(kind::CONTINUATION, 0, 1, &literal(b"x-f", &[b'a'; 16_000]));
+    // 16 KB a frame: GOAWAY is due after 9; 64 (1 MiB) is the give-up point.
+    let mut frames = 0;
+    while frames < 64 && !reader.is_finished() {
+        if w.write_all(&filler).await.is_err() {
+            break;
+        }
+        frames += 1;
+    }
+    let (_, code) = reader
+        .await
+        .unwrap()
+        .expect("GOAWAY for a header block that never ends");
+    assert_eq!(code, ENHANCE_YOUR_CALM);
+    assert!(frames >= 7, "GOAWAY after {frames} frames, before 128 KiB");
+    assert!(rig.backend.requests().is_empty());
+    let mut fresh = rig.connect().await;
+    assert_eq!(fresh.get(1, "/after").await.status, Some(200));
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_cannot_make_meshd_buffer() {
+    let rig = Rig::start(7, &[]).await;
+    let before = rss_kib(rig.meshd.pid());
+    // Small socket buffers on the client's side, so that what the kernel
+    // holds does not hide what meshd holds.
+    let socket = socket_from(&rig.client);
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_send_buffer_size(4096).unwrap();
+    let c = H2Client::handshake(socket, rig.dest).await;
+    let mut s = c.stream;
+    let ping = frame(kind::PING, 0, 0, b"pingpong");
+    let pings: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 1024)
+        .collect();
+    let (mut written, mut stalled) = (0usize, false);
+    let give_up = 256 * 1024 * 1024;
+    while written < give_up {
+        match tokio::time::timeout(Duration::from_millis(500), s.write_all(&pings)).await {
+            Ok(Ok(())) => written += pings.len(),
+            Ok(Err(e)) => panic!("meshd closed on a ping flood: {e}"),
+            Err(_) => {
+                stalled = true;
+                break;
+            }
+        }
+    }
+    assert!(stalled, "{written} bytes of PING and meshd still reads");
+    let grown = rss_kib(rig.meshd.pid()).saturating_sub(before);
+    eprintln!("PING bytes taken before meshd stopped reading: {written}; RSS +{grown} KiB");
+    assert!(grown < 20 * 1024, "meshd's RSS grew {grown} KiB");
+    // Another client is served meanwhile.
+    let mut other = rig.connect().await;
+    assert_eq!(other.get(1, "/other").await.status, Some(200));
+    drop(s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_sends_goaway_and_the_stream_in_flight_completes() {
+    let rig = Rig::start(8, &["--drain-deadline", "5s"]).await;
+    let mut c = rig.connect().await;
+    c.send(&headers(1, &block(&request("GET", "/hold", &[])), true))
+        .await;
+    rig.backend.wait_request("/hold").await;
+    let Rig {
+        mut meshd, backend, ..
+    } = rig;
+    let stopped = tokio::task::spawn_blocking(move || {
+        let code = meshd.terminate(Duration::from_secs(8));
+        (code, meshd)
+    });
+    let goaway = loop {
+        let f = c.next().await.expect("GOAWAY at the drain");
+        if f.kind == kind::GOAWAY {
+            break (f.word(0), f.word(4));
+        }
+    };
+    assert_eq!(
+        goaway,
+        (1, 0),
+        "GOAWAY NO_ERROR naming stream 1 as the last"
+    );
+    backend.release();
+    let o = c.outcome(1).await;
+    assert_eq!(
+        (o.status, o.body.as_slice()),
+        (Some(200), &b"ok"[..]),
+        "{o:?}"
+    );
+    let (code, _meshd) = stopped.await.unwrap();
+    assert_eq!(code, Some(0), "meshd exits 0 once the stream is done");
+}
