@@ -25,8 +25,8 @@ pub enum Malformed {
     /// `Content-Length` is not a number, or its copies differ.
     #[error("invalid content-length")]
     ContentLength,
-    /// `Host` names another authority than `:authority`.
-    #[error("host and :authority differ")]
+    /// `Host` names another authority than `:authority`, or comes twice.
+    #[error("host and :authority differ, or host repeated")]
     HostMismatch,
 }
 
@@ -146,8 +146,14 @@ impl Fields {
             return Err(Malformed::Pseudo(":path is not origin-form"));
         }
         let mut headers = self.headers;
-        if let Some(authority) = &self.authority {
-            if let Some(host) = headers.get(hyper::header::HOST) {
+        // Every Host is checked: the backend's HTTP/1.1 head carries them
+        // all, and a backend may route by the one meshd did not look at.
+        let mut hosts = headers.get_all(hyper::header::HOST).iter();
+        if let Some(host) = hosts.next() {
+            if hosts.next().is_some() {
+                return Err(Malformed::HostMismatch);
+            }
+            if let Some(authority) = &self.authority {
                 if !host.as_bytes().eq_ignore_ascii_case(authority) {
                     return Err(Malformed::HostMismatch);
                 }
@@ -300,6 +306,27 @@ mod tests {
         }
         let options = [(":method", "OPTIONS"), (":scheme", "http"), (":path", "*")];
         assert!(head(&options).is_ok());
+    }
+
+    #[test]
+    fn host_comes_once() {
+        // With :authority or without, one Host matching is not enough: the
+        // backend would get both lines.
+        let mut fields = GET.to_vec();
+        fields.push(("host", "web.test"));
+        fields.push(("host", "other.test"));
+        assert_eq!(head(&fields).unwrap_err(), Malformed::HostMismatch);
+        let no_authority = [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/"),
+            ("host", "web.test"),
+            ("host", "web.test"),
+        ];
+        assert_eq!(head(&no_authority).unwrap_err(), Malformed::HostMismatch);
+        let mut one = GET.to_vec();
+        one.push(("host", "WEB.test"));
+        assert!(head(&one).is_ok());
     }
 
     #[test]
