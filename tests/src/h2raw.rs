@@ -285,11 +285,7 @@ impl H2Client {
                 continue;
             }
             match f.kind {
-                kind::HEADERS => {
-                    if o.status.is_none() {
-                        o.status = response_status(&f.payload);
-                    }
-                }
+                kind::HEADERS if o.status.is_none() => o.status = response_status(&f.payload),
                 kind::DATA => o.body.extend_from_slice(&f.payload),
                 kind::RST_STREAM => {
                     o.reset = Some(f.word(0));
