@@ -89,6 +89,9 @@ async fn malformed_requests_are_reset_and_never_reach_the_backend() {
         ("connection", get(&[("connection", "keep-alive")])),
         ("upgrade", get(&[("upgrade", "websocket")])),
         ("te: gzip", get(&[("te", "gzip")])),
+        ("keep-alive", get(&[("keep-alive", "timeout=5")])),
+        ("proxy-connection", get(&[("proxy-connection", "close")])),
+        ("a length and no body", get(&[("content-length", "5")])),
         ("host differs", get(&[("host", "other.test")])),
         (
             "a second host",
@@ -292,6 +295,8 @@ async fn cookies_trailers_and_the_dynamic_table_reach_the_backend_right() {
     assert_eq!(c.outcome(1).await.status, Some(200));
     let r = rig.backend.wait_request("/cookies").await;
     assert_eq!(r.lines_of("cookie"), ["cookie: a=1; b=2"], "{}", r.head);
+    // `te: trailers` is allowed in HTTP/2, and hop-by-hop in HTTP/1.1.
+    assert!(r.lines_of("te").is_empty(), "{}", r.head);
 
     // Incremental indexing, then the entry by index (62) on the next request.
     let mut b = block(&request("GET", "/dyn1", &[]));
@@ -417,6 +422,12 @@ async fn rapid_reset_gets_enhance_your_calm() {
     let (last, code) = goaway.expect("GOAWAY for a rapid reset");
     assert_eq!(code, ENHANCE_YOUR_CALM);
     assert!(last < 2 * 250 + 1, "last stream {last}");
+    // No stream past the GOAWAY's last one was started.
+    let started = rig.backend.requests().len();
+    assert!(
+        started as u32 <= last.div_ceil(2),
+        "{started} requests, last {last}"
+    );
     let mut fresh = rig.connect().await;
     assert_eq!(fresh.get(1, "/after").await.status, Some(200));
 }
@@ -540,4 +551,39 @@ async fn a_drain_sends_goaway_and_the_stream_in_flight_completes() {
     );
     let (code, _meshd) = stopped.await.unwrap();
     assert_eq!(code, Some(0), "meshd exits 0 once the stream is done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_ignores_the_stream_window_is_reset() {
+    let rig = Rig::start(9, &[]).await;
+    let mut c = rig.connect().await;
+    // 272 KiB at once on a 256 KiB stream window (the connection's 1 MiB
+    // has room): that stream alone is reset with FLOW_CONTROL_ERROR.
+    let b = block(&request(
+        "POST",
+        "/overrun",
+        &[("content-length", "300000")],
+    ));
+    let mut burst = headers(1, &b, false);
+    for _ in 0..17 {
+        burst.extend(data(1, &[0xa5; 16_384], false));
+    }
+    c.send(&burst).await;
+    let o = c.outcome(1).await;
+    assert_eq!(o.reset, Some(0x3), "{o:?}");
+    assert_eq!(o.goaway, None, "{o:?}");
+    let o = c.get(3, "/after-overrun").await;
+    assert_eq!(o.status, Some(200), "{o:?}");
+    rig.backend.wait_request("/after-overrun").await;
+    let all = rig.backend.all_bytes();
+    let body = all.iter().filter(|&&b| b == 0xa5).count();
+    assert!(
+        body <= 256 * 1024,
+        "{body} bytes past the window reached the backend"
+    );
+    assert!(rig
+        .backend
+        .requests()
+        .iter()
+        .all(|r| !r.line().contains("/overrun")));
 }
