@@ -1,15 +1,15 @@
 //! HTTP/2 by hand, for tests that attack meshd's HTTP/2 server on the wire:
 //! frames built byte by byte, HPACK literals that need no table, a client
-//! that reads frames one at a time; and a raw HTTP/1.1 backend that keeps
-//! every byte each of its connections received.
+//! that reads frames one at a time; and `Rig`, one meshd in front of a
+//! `raw_backend` that keeps every byte meshd forwards.
 
+use crate::cluster::{node_config, service};
+use crate::harness::{meshd, wait_generation, Proc, Scratch};
+use crate::raw_backend::RawBackend;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// The client connection preface (RFC 9113 3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -280,7 +280,7 @@ impl H2Client {
             if f.kind == kind::GOAWAY {
                 o.goaway = Some((f.word(0), f.word(4)));
             }
-            if f.stream != stream {
+            if f.stream != stream || f.kind == kind::WINDOW_UPDATE {
                 self.seen.push(f);
                 continue;
             }
@@ -332,209 +332,63 @@ pub fn response_status(block: &[u8]) -> Option<u16> {
         .ok()
 }
 
-/// One request as the raw backend read it.
-#[derive(Debug, Clone)]
-pub struct Request {
-    /// Which of the backend's connections (0, 1, ... in accept order).
-    pub conn: usize,
-    /// Request line and fields, without the blank line.
-    pub head: String,
-    /// The body (chunked decoded).
-    pub body: Vec<u8>,
-}
+/// meshd's service port in every `Rig`.
+pub const PORT: u16 = 44000;
 
-impl Request {
-    /// The request line.
-    pub fn line(&self) -> &str {
-        self.head.lines().next().unwrap_or_default()
-    }
-
-    /// The field lines `name: value` of `name`, as they arrived.
-    pub fn lines_of(&self, name: &str) -> Vec<&str> {
-        self.head
-            .lines()
-            .skip(1)
-            .filter(|l| {
-                l.split_once(':')
-                    .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
-            })
-            .collect()
-    }
-}
-
-/// Everything the backend saw.
-#[derive(Debug, Default)]
-pub struct Seen {
-    /// Per connection, every byte received, and whether it has closed.
-    pub conns: Vec<(Vec<u8>, bool)>,
-    /// Whole requests, in order.
-    pub requests: Vec<Request>,
-}
-
-/// A raw HTTP/1.1 backend that answers every whole request `200` with body
-/// `ok`; a path starting `/hold` waits for `release` first.
+/// One test's meshd and backend: meshd's node on 127.0.212.`i`, its one
+/// HTTP service's task (a `RawBackend`) on 127.0.212.`100+i`:44001,
+/// clients from 127.0.212.`50+i`.
 #[derive(Debug)]
-pub struct RawBackend {
-    seen: Arc<Mutex<Seen>>,
-    release: Arc<Notify>,
-    task: JoinHandle<()>,
+pub struct Rig {
+    /// The backend.
+    pub backend: RawBackend,
+    /// meshd.
+    pub meshd: Proc,
+    /// The service's address.
+    pub dest: SocketAddr,
+    /// Where clients connect from.
+    pub client: String,
+    /// meshd's config directory.
+    pub dir: Scratch,
 }
 
-impl Drop for RawBackend {
-    fn drop(&mut self) {
-        self.task.abort();
+impl Rig {
+    /// Starts the backend and meshd (with `extra` arguments), and waits
+    /// until meshd serves the service.
+    pub async fn start(i: u8, extra: &[&str]) -> Rig {
+        Rig::start_with_backlog(i, extra, 64).await
     }
-}
 
-impl RawBackend {
-    /// Listens on `addr`.
-    pub async fn start(addr: &str) -> RawBackend {
-        let listener = TcpListener::bind(addr)
-            .await
-            .unwrap_or_else(|e| panic!("binding backend {addr}: {e}"));
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let release = Arc::new(Notify::new());
-        let (s2, r2) = (Arc::clone(&seen), Arc::clone(&release));
-        let task = tokio::spawn(async move {
-            while let Ok((s, _)) = listener.accept().await {
-                let conn = {
-                    let mut g = s2.lock().unwrap_or_else(PoisonError::into_inner);
-                    g.conns.push((Vec::new(), false));
-                    g.conns.len() - 1
-                };
-                tokio::spawn(serve(s, conn, Arc::clone(&s2), Arc::clone(&r2)));
-            }
-        });
-        RawBackend {
-            seen,
-            release,
-            task,
+    /// `start`, the backend's accept queue `backlog` long.
+    pub async fn start_with_backlog(i: u8, extra: &[&str], backlog: u32) -> Rig {
+        let task = format!("127.0.212.{}:44001", 100 + i);
+        let backend = RawBackend::start_with_backlog(&task, backlog).await;
+        let dir = Scratch::new("h2wire");
+        let node = format!("h2wire-{i}");
+        let address = format!("127.0.212.{i}");
+        let svc = service(
+            "/h2wire/app",
+            PORT,
+            schemas::Protocol::Http,
+            &[(&task, "app.1")],
+        );
+        dir.write(
+            &format!("nodes/{node}.yaml"),
+            &node_config(&node, &address, 1, vec![svc]),
+        );
+        let (meshd, admin) = meshd(&node, &dir.path("nodes"), extra);
+        wait_generation(admin, 1).await;
+        Rig {
+            backend,
+            meshd,
+            dest: format!("{address}:{PORT}").parse().unwrap(),
+            client: format!("127.0.212.{}", 50 + i),
+            dir,
         }
     }
 
-    /// Runs `f` on what was seen so far.
-    pub fn with<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
-        f(&self.seen.lock().unwrap_or_else(PoisonError::into_inner))
+    /// A new HTTP/2 connection, past the SETTINGS exchange.
+    pub async fn connect(&self) -> H2Client {
+        H2Client::connect(&self.client, self.dest).await
     }
-
-    /// Whole requests so far.
-    pub fn requests(&self) -> Vec<Request> {
-        self.with(|s| s.requests.clone())
-    }
-
-    /// Every byte every connection received, joined.
-    pub fn all_bytes(&self) -> Vec<u8> {
-        self.with(|s| s.conns.iter().flat_map(|c| c.0.clone()).collect())
-    }
-
-    /// Lets held requests (`/hold...`) answer.
-    pub fn release(&self) {
-        self.release.notify_waiters();
-        self.release.notify_one();
-    }
-
-    /// Waits until a whole request for `path` arrived; returns it.
-    pub async fn wait_request(&self, path: &str) -> Request {
-        let want = format!(" {path} ");
-        crate::harness::eventually(
-            &format!("{path} at the backend"),
-            crate::client::STEP,
-            || async {
-                self.requests()
-                    .into_iter()
-                    .find(|r| r.line().contains(&want))
-                    .ok_or_else(|| String::from_utf8_lossy(&self.all_bytes()).into_owned())
-            },
-        )
-        .await
-    }
-}
-
-async fn serve(mut s: TcpStream, conn: usize, seen: Arc<Mutex<Seen>>, release: Arc<Notify>) {
-    let mut pending = Vec::new();
-    let mut chunk = vec![0u8; 65536];
-    loop {
-        let n = match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => 0,
-            Ok(n) => n,
-        };
-        {
-            let mut g = seen.lock().unwrap_or_else(PoisonError::into_inner);
-            let c = &mut g.conns[conn];
-            if n == 0 {
-                c.1 = true;
-                return;
-            }
-            c.0.extend_from_slice(&chunk[..n]);
-        }
-        pending.extend_from_slice(&chunk[..n]);
-        while let Some((head, body, used)) = parse_request(&pending) {
-            pending.drain(..used);
-            let r = Request { conn, head, body };
-            let hold = r
-                .line()
-                .split(' ')
-                .nth(1)
-                .is_some_and(|p| p.starts_with("/hold"));
-            seen.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .requests
-                .push(r);
-            if hold {
-                release.notified().await;
-            }
-            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-            if s.write_all(answer).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// A whole request at the start of `b`: (head, body, bytes used).
-fn parse_request(b: &[u8]) -> Option<(String, Vec<u8>, usize)> {
-    let end = find(b, b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&b[..end]).into_owned();
-    let rest = &b[end + 4..];
-    let field = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-        })
-    };
-    if field("transfer-encoding").is_some_and(|t| t.ends_with("chunked")) {
-        let (body, used) = parse_chunked(rest)?;
-        return Some((head, body, end + 4 + used));
-    }
-    let n: usize = field("content-length").map_or(Some(0), |v| v.parse().ok())?;
-    let body = rest.get(..n)?.to_vec();
-    Some((head, body, end + 4 + n))
-}
-
-/// A whole chunked body (trailers skipped): (data, bytes used).
-fn parse_chunked(mut b: &[u8]) -> Option<(Vec<u8>, usize)> {
-    let start = b.len();
-    let mut body = Vec::new();
-    loop {
-        let eol = find(b, b"\r\n")?;
-        let digits = std::str::from_utf8(&b[..eol]).ok()?;
-        let size = usize::from_str_radix(digits.split(';').next()?.trim(), 16).ok()?;
-        b = &b[eol + 2..];
-        if size == 0 {
-            let end = if b.starts_with(b"\r\n") {
-                0
-            } else {
-                find(b, b"\r\n\r\n")? + 2
-            };
-            b = b.get(end + 2..)?;
-            return Some((body, start - b.len()));
-        }
-        body.extend_from_slice(b.get(..size)?);
-        b = b.get(size + 2..)?;
-    }
-}
-
-/// Where `needle` first occurs in `hay`.
-pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }

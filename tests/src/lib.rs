@@ -6,7 +6,8 @@
 //! `cluster` writes Marathon snapshots, policies and node configs;
 //! `marathon_sim` is a live Marathon for configsrv to follow;
 //! `config_server` stands in for configsrv's node config endpoint;
-//! `h2raw` speaks HTTP/2 frame by frame, to a backend that keeps every byte.
+//! `h2raw` speaks HTTP/2 frame by frame, to a `raw_backend` that keeps
+//! every byte.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support fails loudly by design
 
@@ -19,4 +20,5 @@ pub mod config_server;
 pub mod h2raw;
 pub mod harness;
 pub mod marathon_sim;
+pub mod raw_backend;
 pub mod recorder;
