@@ -9,7 +9,8 @@
 
 use palisade_tests::client::STEP;
 use palisade_tests::h2raw::{
-    block, data, headers, kind, literal, literal_indexed, request, socket_from, Rig, PROTOCOL_ERROR,
+    block, data, frame, headers, kind, literal, literal_indexed, request, socket_from, Rig,
+    PROTOCOL_ERROR,
 };
 use palisade_tests::harness::eventually;
 use palisade_tests::raw_backend::find;
@@ -82,6 +83,24 @@ async fn malformed_requests_are_reset_and_never_reach_the_backend() {
         assert_eq!(o.status, None, "{what}: answered {o:?}");
         stream += 2;
     }
+    // A 70 KB field, over the 64 KiB list limit, in HEADERS and
+    // CONTINUATION frames: answered 431 by meshd itself.
+    let big = "b".repeat(70_000);
+    let b = block(&request("GET", "/big", &[("x-big", &big)]));
+    let mut frames = Vec::new();
+    let pieces: Vec<&[u8]> = b.chunks(16_384).collect();
+    for (n, piece) in pieces.iter().enumerate() {
+        let last = n + 1 == pieces.len();
+        let (k, flags) = match n {
+            0 => (kind::HEADERS, 0x1),
+            _ => (kind::CONTINUATION, 0),
+        };
+        frames.extend(frame(k, flags | if last { 0x4 } else { 0 }, stream, piece));
+    }
+    c.send(&frames).await;
+    let o = c.outcome(stream).await;
+    assert_eq!(o.status, Some(431), "{o:?}");
+    stream += 2;
     // The connection lives on, and its next good request is the only one
     // the backend ever saw.
     let o = c.get(stream, "/good").await;
