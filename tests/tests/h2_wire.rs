@@ -56,6 +56,15 @@ async fn malformed_requests_are_reset_and_never_reach_the_backend() {
         ),
         ("space in :path", block(&request("GET", "/a b", &[]))),
         (
+            "userinfo in :authority",
+            block(&[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":authority", "user@other.test"),
+                (":path", "/bad"),
+            ]),
+        ),
+        (
             "missing :path",
             block(&[
                 (":method", "GET"),
