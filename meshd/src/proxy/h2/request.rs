@@ -142,6 +142,10 @@ impl Fields {
         }
         let scheme = self.scheme.ok_or(Malformed::Pseudo(":scheme missing"))?;
         let path = self.path.ok_or(Malformed::Pseudo(":path missing"))?;
+        // RFC 9113 8.3.1: no userinfo; the backend would get it in Host.
+        if self.authority.as_ref().is_some_and(|a| a.contains(&b'@')) {
+            return Err(Malformed::Pseudo(":authority has userinfo"));
+        }
         if path.first() != Some(&b'/') && !(&*path == b"*" && method == Method::OPTIONS) {
             return Err(Malformed::Pseudo(":path is not origin-form"));
         }
@@ -300,6 +304,12 @@ mod tests {
             &[(":method", "GET"), (":scheme", "http"), (":path", "")],
             &[(":method", "CONNECT"), (":authority", "x:1")],
             &[(":method", "G T"), (":scheme", "http"), (":path", "/")],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":authority", "user@web.test"),
+                (":path", "/"),
+            ],
         ];
         for fields in bad {
             assert!(head(fields).is_err(), "{fields:?} let through");
