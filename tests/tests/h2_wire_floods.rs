@@ -138,7 +138,10 @@ async fn a_drain_sends_goaway_and_the_stream_in_flight_completes() {
         .await;
     rig.backend.wait_request("/hold").await;
     let Rig {
-        mut meshd, backend, ..
+        mut meshd,
+        backend,
+        dir: _dir,
+        ..
     } = rig;
     let stopped = tokio::task::spawn_blocking(move || {
         let code = meshd.terminate(Duration::from_secs(8));
@@ -155,6 +158,9 @@ async fn a_drain_sends_goaway_and_the_stream_in_flight_completes() {
         (1, 0),
         "GOAWAY NO_ERROR naming stream 1 as the last"
     );
+    // A stream opened past the GOAWAY's last one is not taken.
+    c.send(&headers(3, &block(&request("GET", "/late", &[])), true))
+        .await;
     backend.release();
     let o = c.outcome(1).await;
     assert_eq!(
@@ -164,4 +170,10 @@ async fn a_drain_sends_goaway_and_the_stream_in_flight_completes() {
     );
     let (code, _meshd) = stopped.await.unwrap();
     assert_eq!(code, Some(0), "meshd exits 0 once the stream is done");
+    let paths: Vec<String> = backend
+        .requests()
+        .iter()
+        .map(|r| r.line().to_owned())
+        .collect();
+    assert_eq!(paths, ["GET /hold HTTP/1.1"]);
 }
