@@ -206,7 +206,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
     /// Writes what is left and shuts the write side, so that a GOAWAY
     /// reaches a client whose unread bytes would otherwise turn the close
     /// into a reset.
-    pub async fn close(mut self) {
+    pub async fn close(&mut self) {
         let _ = tokio::time::timeout(crate::timeouts::REQUEST_HEADER, async {
             if self.written < self.out.len() {
                 self.io.write_all(&self.out[self.written..]).await?;
@@ -218,6 +218,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
     }
 
     fn release(&mut self) {
+        // What a burst of streams grew is not kept while quiet.
+        if self.streams.is_empty() && self.streams.capacity() != 0 {
+            self.streams = Vec::new();
+            self.block = Vec::new();
+            self.taken = Vec::new();
+        }
         if self.out.capacity() != 0 && self.backlog() == 0 {
             buffers::give_vec(std::mem::take(&mut self.out));
             self.written = 0;

@@ -92,6 +92,11 @@ impl Fields {
             if value.is_empty() || !value.iter().all(|b| (0x21..0x7f).contains(b)) {
                 return Err(Malformed::Value(String::from_utf8_lossy(name).into_owned()));
             }
+            // No userinfo in an authority (RFC 9113 8.3.1): `user@host`
+            // would reach the backend's Host as such.
+            if pseudo == b"authority" && value.contains(&b'@') {
+                return Err(Malformed::Value(":authority".into()));
+            }
             *slot = Some(value.into());
             return Ok(());
         }
@@ -294,6 +299,12 @@ mod tests {
             &[(":method", "GET"), (":scheme", "http"), (":path", "")],
             &[(":method", "CONNECT"), (":authority", "x:1")],
             &[(":method", "G T"), (":scheme", "http"), (":path", "/")],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":authority", "u@h"),
+                (":path", "/"),
+            ],
         ];
         for fields in bad {
             assert!(head(fields).is_err(), "{fields:?} let through");
