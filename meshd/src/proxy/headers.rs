@@ -129,8 +129,8 @@ pub fn values<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// Writes the HTTP/1.1 head a backend gets for a request that came
-/// through hyper (HTTP/2, or the edge), straight from its parts: the header
+/// Writes the HTTP/1.1 head a backend gets for a request that came over
+/// HTTP/2, straight from its parts: the header
 /// map is read, never changed. Hop-by-hop headers stop here; the target
 /// becomes origin-form; an HTTP/2 request's authority becomes `Host`;
 /// `X-Forwarded-For` gets the client, `X-Forwarded-Proto` and a request id

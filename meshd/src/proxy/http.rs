@@ -330,9 +330,9 @@ impl Exchange {
             b.state.put_idle(c);
         }
         // One clock read ends the request and its transfer: HTTP/1.1
-        // settles after the last write to the client; HTTP/2 when hyper
-        // takes the body's last bytes, which its flow control lets it do
-        // only as the client reads.
+        // settles after the last write to the client; HTTP/2 when the
+        // connection frames the body's last bytes, which flow control lets
+        // it do only as the client reads.
         let now = Instant::now();
         let total = now.saturating_duration_since(self.start);
         let metrics = self.route.metrics();
