@@ -89,13 +89,11 @@ impl Fields {
                 return Err(Malformed::Pseudo("repeated"));
             }
             // Visible ASCII only: these go into the request line and Host.
-            if value.is_empty() || !value.iter().all(|b| (0x21..0x7f).contains(b)) {
-                return Err(Malformed::Value(String::from_utf8_lossy(name).into_owned()));
-            }
             // No userinfo in an authority (RFC 9113 8.3.1): `user@host`
             // would reach the backend's Host as such.
-            if pseudo == b"authority" && value.contains(&b'@') {
-                return Err(Malformed::Value(":authority".into()));
+            let at = if pseudo == b"authority" { b'@' } else { 0 };
+            if value.is_empty() || !value.iter().all(|&b| (0x21..0x7f).contains(&b) && b != at) {
+                return Err(Malformed::Value(String::from_utf8_lossy(name).into_owned()));
             }
             *slot = Some(value.into());
             return Ok(());
