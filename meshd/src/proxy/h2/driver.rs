@@ -484,7 +484,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
             return Err(Reason::Protocol);
         }
         self.last_stream = id;
-        let mut fields = Fields::default();
+        let mut fields = Fields::new(self.conn.trusted);
         let decoded = self
             .decoder
             .decode(block, MAX_HEADER_BYTES, |n, v| fields.field(n, v));
