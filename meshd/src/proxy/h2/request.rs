@@ -211,6 +211,10 @@ impl Fields {
                 String::from_utf8_lossy(pseudo)
             )));
         }
+        if self.pseudo.capacity() == 0 {
+            // Room for the usual three at once, not grown a piece at a time.
+            self.pseudo.reserve(128);
+        }
         let start = self.pseudo.len();
         self.pseudo.extend_from_slice(value);
         *slot = Some(start..self.pseudo.len());
@@ -238,7 +242,8 @@ impl Fields {
         if path.first() != Some(&b'/') && !(path == b"*" && *method == Method::OPTIONS) {
             return Err(Malformed::Pseudo(":path is not origin-form"));
         }
-        self.head.reserve(256 + self.pseudo.len());
+        // The head and its tail are written into one allocation.
+        self.head.reserve(512 + self.pseudo.len());
         self.head.extend_from_slice(method.as_str().as_bytes());
         self.head.push(b' ');
         let start = self.head.len();
