@@ -62,10 +62,10 @@ pub trait Settle: Send + Unpin + 'static {
 
 /// A response body on its way to the client.
 pub enum DownBody<S: Settle> {
-    /// A backend's body; `settle` runs once at its end or drop. Boxed: hyper
-    /// moves the response, and the stream's task holding its body, a few
-    /// times per HTTP/2 request, and one allocation costs less than moving
-    /// the reader and the request's figures each time.
+    /// A backend's body; `settle` runs once at its end or drop. Boxed: the
+    /// response is moved from the request's task to its connection's, and
+    /// one allocation costs less than moving the reader and the request's
+    /// figures each time.
     Upstream(Box<Upstream<S>>),
     /// A body meshd wrote itself.
     Local(Option<Bytes>),

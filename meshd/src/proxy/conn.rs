@@ -1,5 +1,5 @@
 //! What every request of one client connection shares (`Conn`), whichever
-//! server carries it: meshd's HTTP/1.1 (`h1`) or hyper's HTTP/2 (`http`).
+//! server carries it: meshd's HTTP/1.1 (`h1`) or HTTP/2 (`h2`, `http`).
 
 use crate::authz::Decision;
 use crate::judge::Judged;

@@ -41,15 +41,6 @@ pub fn normalize_host(raw: &str) -> String {
     host.to_ascii_lowercase()
 }
 
-/// Picks the route for an edge request, with its verdict, or says why not.
-pub fn choose(
-    conn: &Conn,
-    req: &http::request::Parts,
-) -> Result<(Arc<Route>, Decision), ProxyError> {
-    let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    choose_by(conn, host_of(&req.headers, &req.uri), pq)
-}
-
 /// Picks the route for a request naming `host` (normalized) and
 /// `path_and_query` (origin-form), with its verdict, or says why not.
 pub fn choose_by(

@@ -272,7 +272,7 @@ async fn checkout(
     let started = Instant::now();
     // Boxed: a connect (TLS handshake included) is rare on a kept pool and
     // its large state would otherwise weigh on every request's future,
-    // which is moved whole when hyper spawns an HTTP/2 stream.
+    // which is moved whole when an HTTP/2 stream's task is spawned.
     let stream = Box::pin(connect_backend(route, i, certs)).await?;
     let connected = Instant::now();
     Ok((

@@ -10,7 +10,6 @@ use super::body::{DownBody, Settle, UpBody};
 use super::codec::{BodyFraming, Framing};
 use super::forward::{forward, Failure, Outgoing, Sent, Wait};
 use super::h2;
-use super::headers;
 use super::respond::ProxyError;
 use super::rtt::RttCache;
 use super::upstream::{self, BodyReader, ExchangeError};
@@ -101,7 +100,11 @@ pub fn handle(
             (route, decision, None)
         }
         // On a shared edge listener the app is chosen by host and path.
-        Target::Edge => match super::edge::choose(conn, &req.parts) {
+        Target::Edge => match super::edge::choose_by(
+            conn,
+            req.host().map(super::edge::normalize_host),
+            req.path_and_query(),
+        ) {
             Ok((route, decision)) => {
                 let hsts = super::edge::hsts(conn, &route);
                 (route, decision, hsts)
@@ -139,7 +142,7 @@ fn prepare(
 ) -> Result<H2Request, ProxyError> {
     if !decision.verdict.lets_through() {
         route.metrics().status(403).increment(1);
-        log_denied(conn, route, decision, req.parts.version, start);
+        log_denied(conn, route, decision, Version::HTTP_2, start);
         return Err(ProxyError::Forbidden {
             src: Arc::clone(&conn.src_app),
             dst: route.app.clone(),
@@ -147,10 +150,7 @@ fn prepare(
         });
     }
     route.carried.retry_budget.deposit();
-    let h2::Head {
-        parts,
-        content_length,
-    } = req;
+    let content_length = req.content_length;
     let empty = body.is_none();
     // meshd frames the body itself: by the length the client declared
     // (checked against its DATA as it comes), else chunked.
@@ -164,19 +164,13 @@ fn prepare(
         codings: None,
     };
     let chunked = framing.framing == Framing::Chunked;
+    let method = req.method.clone();
     Ok(H2Request {
-        head: headers::backend_head(
-            &parts,
-            &conn.peer_header,
-            conn.https,
-            conn.trusted,
-            &framing,
-        ),
+        head: req.into_backend_head(&conn.peer_header, conn.https, &framing),
         body: body.map(UpBody::H2),
         has_body: !empty,
         chunked,
-        version: parts.version,
-        method: parts.method,
+        method,
     })
 }
 
@@ -189,7 +183,6 @@ async fn proxy_request(
     alarms: &Alarms,
 ) -> Reply {
     let start = began.start;
-    let client_version = out.version;
     let sent = forward(
         route,
         conn.ip,
@@ -237,11 +230,14 @@ async fn proxy_request(
         client_rtt_us: began.client_rtt_us,
         status: status.as_u16(),
         verdict: decision.verdict.as_str(),
-        log: conn
-            .runtime
-            .access_log
-            .as_ref()
-            .map(|l| (l.clone(), conn.src_app.clone(), conn.peer(), client_version)),
+        log: conn.runtime.access_log.as_ref().map(|l| {
+            (
+                l.clone(),
+                conn.src_app.clone(),
+                conn.peer(),
+                Version::HTTP_2,
+            )
+        }),
     };
     let mut resp = Response::new(DownBody::upstream(reader, exchange, route.timeouts.idle));
     *resp.status_mut() = status;
@@ -256,8 +252,6 @@ struct H2Request {
     body: Option<UpBody>,
     has_body: bool,
     chunked: bool,
-    /// The client's HTTP version, for the access log.
-    version: Version,
     method: Method,
 }
 
@@ -330,9 +324,9 @@ impl Exchange {
             b.state.put_idle(c);
         }
         // One clock read ends the request and its transfer: HTTP/1.1
-        // settles after the last write to the client; HTTP/2 when hyper
-        // takes the body's last bytes, which its flow control lets it do
-        // only as the client reads.
+        // settles after the last write to the client; HTTP/2 when the
+        // connection frames the body's last bytes, which flow control lets
+        // it do only as the client reads.
         let now = Instant::now();
         let total = now.saturating_duration_since(self.start);
         let metrics = self.route.metrics();

@@ -1,7 +1,7 @@
 //! meshd's own answers. Every status meshd writes itself, rather than
 //! passing on a backend's, comes from one error type and is rendered here:
-//! as raw bytes for meshd's HTTP/1.1 server, and as a hyper response for
-//! HTTP/2. A short text body names what happened, so a 403 says who may
+//! as raw bytes for meshd's HTTP/1.1 server, and as a response for its
+//! HTTP/2 server. A short text body names what happened, so a 403 says who may
 //! not reach what and by which rule.
 
 use super::body::{DownBody, Settle};
@@ -122,7 +122,7 @@ impl ProxyError {
         out.extend_from_slice(text.as_bytes());
     }
 
-    /// The answer as a hyper response (HTTP/2, and hyper's HTTP/1.1 paths).
+    /// The answer as a response (HTTP/2).
     pub fn response<S: Settle>(&self) -> Response<DownBody<S>> {
         let mut r = Response::new(DownBody::text(self.text()));
         *r.status_mut() = self.status();

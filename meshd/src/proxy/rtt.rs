@@ -18,8 +18,8 @@ pub const REFRESH: Duration = Duration::from_secs(1);
 
 /// A client connection's TCP socket, to read its RTT from. Not owned: read
 /// only while the connection's stream is open (on the connection's own
-/// task, or in hyper's service call, which runs inside the connection's
-/// poll), so the descriptor is still the connection's.
+/// task, or as the HTTP/2 connection's task reads a request), so the
+/// descriptor is still the connection's.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientSocket {
     fd: Option<i32>,

@@ -137,7 +137,7 @@ impl Conn {
         }
     }
 
-    /// Streams a hyper request body, chunk-encoded when `chunked`, with no
+    /// Streams an HTTP/2 request body, chunk-encoded when `chunked`, with no
     /// wait longer than `idle`. The client's side failing (an HTTP/2 reset,
     /// or a stall) is `ClientGone`, never the backend's fault; the backend
     /// not taking the bytes is `Failed`.

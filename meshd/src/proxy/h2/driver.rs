@@ -6,21 +6,21 @@
 
 use super::frame::{self, Frame, FrameError, Head, Reason, Setting};
 use super::hpack::{Decoder, HpackError};
-use super::recv::{self, Credits};
+use super::mailbox::{Deliver, Delivered, Mailbox};
+use super::recv;
 use super::request::Fields;
-use super::streams::Stream;
+use super::streams::{Stream, Table};
 use super::MAX_CONCURRENT_STREAMS;
 use crate::proxy::alarms::Alarms;
 use crate::proxy::buffers;
 use crate::proxy::codec::poll_fill_held;
-use crate::proxy::http::{self, Conn, Reply, MAX_HEADER_BYTES};
+use crate::proxy::http::{self, Conn, MAX_HEADER_BYTES};
 use crate::proxy::rtt::RttCache;
 use bytes::BytesMut;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::task::JoinSet;
 
 /// Largest frame payload accepted (the default SETTINGS_MAX_FRAME_SIZE,
 /// which meshd does not raise).
@@ -80,10 +80,9 @@ pub struct Driver<I> {
     /// Reusable room for one header block being encoded.
     pub(super) block: Vec<u8>,
     decoder: Decoder,
-    pub(super) streams: Vec<Stream>,
-    pub(super) tasks: JoinSet<(u32, Reply)>,
-    credits: Arc<Credits>,
-    taken: Vec<(u32, u32)>,
+    pub(super) streams: Table,
+    mailbox: Arc<Mailbox>,
+    delivered: Delivered,
     alarms: Arc<Alarms>,
     rtt: RttCache,
     preface: bool,
@@ -123,10 +122,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
             unflushed: false,
             block: Vec::new(),
             decoder: Decoder::new(TABLE_SIZE),
-            streams: Vec::new(),
-            tasks: JoinSet::new(),
-            credits: Arc::new(Credits::default()),
-            taken: Vec::new(),
+            streams: Table::default(),
+            mailbox: Arc::new(Mailbox::default()),
+            delivered: Delivered::default(),
             alarms,
             rtt: RttCache::default(),
             preface: false,
@@ -175,6 +173,19 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
         self.phase != Phase::Open
     }
 
+    /// Lets go of what a burst of streams grew, when none is open (kept
+    /// between requests, where growing it again would cost every burst);
+    /// true when it did.
+    pub fn let_go(&mut self) -> bool {
+        if !self.streams.is_empty() {
+            return false;
+        }
+        self.streams.shrink_when_empty();
+        self.block = Vec::new();
+        self.delivered = Delivered::default();
+        true
+    }
+
     /// Whether bytes came since the last call.
     pub fn take_seen(&mut self) -> bool {
         std::mem::replace(&mut self.seen, false)
@@ -196,17 +207,16 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
             frame::write_goaway(self.out(), last, reason);
             self.phase = Phase::Dying;
         }
-        for s in &mut self.streams {
+        for s in self.streams.iter_mut() {
             s.cancel();
         }
         self.streams.clear();
-        self.tasks.abort_all();
     }
 
     /// Writes what is left and shuts the write side, so that a GOAWAY
     /// reaches a client whose unread bytes would otherwise turn the close
     /// into a reset.
-    pub async fn close(mut self) {
+    pub async fn close(&mut self) {
         let _ = tokio::time::timeout(crate::timeouts::REQUEST_HEADER, async {
             if self.written < self.out.len() {
                 self.io.write_all(&self.out[self.written..]).await?;
@@ -234,9 +244,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
             if matches!(self.phase, Phase::Open | Phase::Closing) {
                 again |= self.poll_read(cx);
             }
-            again |= self.poll_tasks(cx);
+            again |= self.poll_mailbox(cx);
             again |= self.poll_bodies(cx);
-            self.poll_credits(cx);
             let before = self.backlog();
             if self.poll_write(cx).is_err() {
                 self.phase = Phase::Gone;
@@ -436,7 +445,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
                 Setting::InitialWindowSize(v) => {
                     let delta = i64::from(v) - self.initial_send_window;
                     self.initial_send_window = i64::from(v);
-                    for st in &mut self.streams {
+                    for st in self.streams.iter_mut() {
                         st.send_window += delta;
                         if st.send_window > i64::from(i32::MAX) {
                             return Err(Reason::FlowControl);
@@ -454,7 +463,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
     }
 
     pub(super) fn find(&self, id: u32) -> Option<usize> {
-        self.streams.iter().position(|s| s.id == id)
+        self.streams.find(id)
     }
 
     /// Resets one stream (RST_STREAM) and ends it.
@@ -475,7 +484,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
             return Err(Reason::Protocol);
         }
         self.last_stream = id;
-        let mut fields = Fields::default();
+        let mut fields = Fields::new(self.conn.trusted);
         let decoded = self
             .decoder
             .decode(block, MAX_HEADER_BYTES, |n, v| fields.field(n, v));
@@ -494,8 +503,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
             // Past the GOAWAY's last stream: not processed (RFC 9113 6.8).
             return Ok(());
         }
-        let active = self.streams.iter().filter(|s| s.active()).count();
-        if active >= MAX_CONCURRENT_STREAMS as usize {
+        // Streams leave the table as soon as they are done both ways.
+        if self.streams.len() >= MAX_CONCURRENT_STREAMS as usize {
             frame::write_rst(self.out(), id, Reason::RefusedStream);
             return Ok(());
         }
@@ -515,13 +524,16 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
         let mut stream = Stream::new(id, i64::from(STREAM_WINDOW), self.initial_send_window);
         stream.declared = head.content_length;
         let body = (!end_stream).then(|| {
-            let (inbound, body) = recv::channel(id, Arc::clone(&self.credits));
+            let (inbound, body) = recv::channel(id, Arc::clone(&self.mailbox));
             stream.inbound = Some(inbound);
             stream.recv_open = true;
             body
         });
         let handled = http::handle(&self.conn, &mut self.rtt, &self.alarms, head, body);
-        stream.task = Some(self.tasks.spawn(async move { (id, handled.await) }));
+        let deliver = Deliver::new(Arc::clone(&self.mailbox), id);
+        stream.task = Some(tokio::spawn(async move {
+            deliver.send(handled.await);
+        }));
         self.streams.push(stream);
         Ok(())
     }
@@ -658,32 +670,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
         Ok(())
     }
 
-    /// Gives back what the request tasks took, as WINDOW_UPDATE frames.
-    fn poll_credits(&mut self, cx: &mut Context<'_>) {
-        let mut taken = std::mem::take(&mut self.taken);
-        self.credits.poll_take(cx, &mut taken);
-        for (id, n) in taken.drain(..) {
-            self.recv_credit += n;
-            if let Some(i) = self.find(id) {
-                self.streams[i].recv_credit += n;
-            }
-        }
-        self.taken = taken;
-        if self.recv_credit >= CREDIT_AT {
-            let n = std::mem::take(&mut self.recv_credit);
-            self.recv_window += i64::from(n);
-            frame::write_window_update(self.out(), 0, n);
-        }
-        for i in 0..self.streams.len() {
-            let s = &mut self.streams[i];
-            if s.recv_open && s.recv_credit >= CREDIT_AT {
-                let (id, n) = (s.id, std::mem::take(&mut s.recv_credit));
-                s.recv_window += i64::from(n);
-                frame::write_window_update(self.out(), id, n);
-            }
-        }
-    }
-
     /// Answers a request with a status and no body, without a backend.
     fn answer_locally(&mut self, id: u32, status: u16, request_ended: bool) {
         let mut block = std::mem::take(&mut self.block);
@@ -716,29 +702,52 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
         self.streams.swap_remove(i);
     }
 
-    /// Takes the answers of finished request tasks.
-    fn poll_tasks(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut any = false;
-        while let Poll::Ready(Some(done)) = self.tasks.poll_join_next(cx) {
-            any = true;
-            match done {
-                Ok((id, reply)) => self.start_response(id, reply),
-                Err(e) if e.is_panic() => {
-                    let task = e.id();
-                    if let Some(i) = self
-                        .streams
-                        .iter()
-                        .position(|s| s.task.as_ref().is_some_and(|t| t.id() == task))
-                    {
-                        let id = self.streams[i].id;
-                        self.reset(id, Reason::Internal);
+    /// Takes what the request tasks delivered: answers start, taken body
+    /// bytes go back to the client as WINDOW_UPDATE. True when an answer came.
+    fn poll_mailbox(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut d = std::mem::take(&mut self.delivered);
+        self.mailbox.take(cx, &mut d);
+        let answered = !d.replies.is_empty();
+        for (id, reply) in d.replies.drain(..) {
+            match reply {
+                Some(reply) => self.start_response(id, reply),
+                // Its task ended without an answer: a bug, or it was
+                // aborted because its stream went.
+                None => {
+                    if let Some(i) = self.find(id) {
+                        if self.streams[i].task.is_some() {
+                            self.reset(id, Reason::Internal);
+                        }
                     }
                 }
-                // Aborted: its stream was reset and is gone.
-                Err(_) => {}
             }
         }
-        any
+        for (id, n) in d.credits.drain(..) {
+            self.recv_credit += n;
+            if let Some(i) = self.find(id) {
+                self.streams[i].recv_credit += n;
+            }
+        }
+        self.delivered = d;
+        self.announce_credits();
+        answered
+    }
+
+    /// Gives back what the request tasks took, as WINDOW_UPDATE frames.
+    fn announce_credits(&mut self) {
+        if self.recv_credit >= CREDIT_AT {
+            let n = std::mem::take(&mut self.recv_credit);
+            self.recv_window += i64::from(n);
+            frame::write_window_update(self.out(), 0, n);
+        }
+        for i in 0..self.streams.len() {
+            let s = &mut self.streams[i];
+            if s.recv_open && s.recv_credit >= CREDIT_AT {
+                let (id, n) = (s.id, std::mem::take(&mut s.recv_credit));
+                s.recv_window += i64::from(n);
+                frame::write_window_update(self.out(), id, n);
+            }
+        }
     }
 
     /// Writes what is waiting; `Err` when the socket failed.

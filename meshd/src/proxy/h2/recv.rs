@@ -4,45 +4,13 @@
 //! credited back to the client as WINDOW_UPDATE, so that a slow backend
 //! holds the client back instead of meshd buffering for it.
 
+use super::mailbox::Mailbox;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
-
-/// Bytes the request tasks took, per stream, for the connection to credit.
-#[derive(Debug, Default)]
-pub struct Credits {
-    inner: Mutex<CreditsInner>,
-}
-
-#[derive(Debug, Default)]
-struct CreditsInner {
-    taken: Vec<(u32, u32)>,
-    conn: Option<Waker>,
-}
-
-impl Credits {
-    fn give(&self, stream: u32, n: u32) {
-        let mut c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        c.taken.push((stream, n));
-        if let Some(w) = c.conn.take() {
-            w.wake();
-        }
-    }
-
-    /// What was taken since the last call; registers the connection's task
-    /// to be woken by the next take.
-    pub fn poll_take(&self, cx: &Context<'_>, into: &mut Vec<(u32, u32)>) {
-        let mut c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        into.append(&mut c.taken);
-        match &c.conn {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => c.conn = Some(cx.waker().clone()),
-        }
-    }
-}
 
 /// The connection's end of one stream's body.
 #[derive(Debug)]
@@ -59,7 +27,7 @@ pub struct RecvBody {
 #[derive(Debug)]
 struct Shared {
     stream: u32,
-    credits: Arc<Credits>,
+    mailbox: Arc<Mailbox>,
     state: Mutex<State>,
 }
 
@@ -73,11 +41,11 @@ struct State {
     reader: Option<Waker>,
 }
 
-/// A body channel for `stream`, crediting through `credits`.
-pub fn channel(stream: u32, credits: Arc<Credits>) -> (Inbound, RecvBody) {
+/// A body channel for `stream`, crediting through `mailbox`.
+pub fn channel(stream: u32, mailbox: Arc<Mailbox>) -> (Inbound, RecvBody) {
     let shared = Arc::new(Shared {
         stream,
-        credits,
+        mailbox,
         state: Mutex::new(State::default()),
     });
     (
@@ -178,7 +146,7 @@ impl Body for RecvBody {
             Poll::Ready(Some(Ok(chunk))) => {
                 // A frame's data fits a u32: frames are at most 16 MB.
                 let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
-                shared.credits.give(shared.stream, n);
+                shared.mailbox.credit(shared.stream, n);
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
@@ -205,19 +173,30 @@ impl Drop for RecvBody {
         });
         if left > 0 {
             let n = u32::try_from(left).unwrap_or(u32::MAX);
-            self.shared.credits.give(self.shared.stream, n);
+            self.shared.mailbox.credit(self.shared.stream, n);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::mailbox::Delivered;
     use super::*;
     use std::future::poll_fn;
 
+    async fn taken(mailbox: &Mailbox) -> Vec<(u32, u32)> {
+        let mut d = Delivered::default();
+        poll_fn(|cx| {
+            mailbox.take(cx, &mut d);
+            Poll::Ready(())
+        })
+        .await;
+        d.credits
+    }
+
     #[tokio::test]
     async fn bytes_pass_in_order_and_are_credited() {
-        let credits = Arc::new(Credits::default());
+        let credits = Arc::new(Mailbox::default());
         let (inbound, mut body) = channel(3, Arc::clone(&credits));
         assert!(inbound.push(b"ab"));
         assert!(inbound.push(b"cde"));
@@ -227,18 +206,12 @@ mod tests {
             got.extend_from_slice(&f.unwrap().into_data().unwrap());
         }
         assert_eq!(got, b"abcde");
-        let mut taken = Vec::new();
-        poll_fn(|cx| {
-            credits.poll_take(cx, &mut taken);
-            Poll::Ready(())
-        })
-        .await;
-        assert_eq!(taken, vec![(3, 2), (3, 3)]);
+        assert_eq!(taken(&credits).await, vec![(3, 2), (3, 3)]);
     }
 
     #[tokio::test]
     async fn a_failed_or_abandoned_body_is_an_error_not_an_end() {
-        let credits = Arc::new(Credits::default());
+        let credits = Arc::new(Mailbox::default());
         let (inbound, mut body) = channel(1, Arc::clone(&credits));
         inbound.push(b"x");
         inbound.fail();
@@ -252,17 +225,11 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_after_the_reader_went_are_refused() {
-        let credits = Arc::new(Credits::default());
+        let credits = Arc::new(Mailbox::default());
         let (inbound, body) = channel(7, Arc::clone(&credits));
         assert!(inbound.push(b"abc"));
         drop(body);
         assert!(!inbound.push(b"d"));
-        let mut taken = Vec::new();
-        poll_fn(|cx| {
-            credits.poll_take(cx, &mut taken);
-            Poll::Ready(())
-        })
-        .await;
-        assert_eq!(taken, vec![(7, 3)]);
+        assert_eq!(taken(&credits).await, vec![(7, 3)]);
     }
 }

@@ -27,16 +27,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
         let mut block = std::mem::take(&mut self.block);
         block.clear();
         encode_status(&mut block, parts.status.as_u16());
+        // Connection-specific fields (RFC 9113 8.2.2) never get here:
+        // `upstream` drops hop-by-hop fields as it reads a response.
         for (name, value) in &parts.headers {
-            // HTTP/2 has no connection-specific fields (RFC 9113 8.2.2).
-            if *name == header::CONNECTION
-                || *name == header::TRANSFER_ENCODING
-                || *name == header::UPGRADE
-                || name.as_str() == "keep-alive"
-                || name.as_str() == "proxy-connection"
-            {
-                continue;
-            }
             encode_field(&mut block, name.as_str().as_bytes(), value.as_bytes());
         }
         if let DownBody::Local(b) = &body {

@@ -7,7 +7,7 @@ use super::recv::Inbound;
 use crate::proxy::body::DownBody;
 use crate::proxy::http::Exchange;
 use bytes::Bytes;
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 /// One open stream.
 pub struct Stream {
@@ -27,7 +27,7 @@ pub struct Stream {
     /// Request body bytes received.
     pub received: u64,
     /// The request's task, while it runs.
-    pub task: Option<AbortHandle>,
+    pub task: Option<JoinHandle<()>>,
     /// The response body being sent.
     pub body: Option<DownBody<Exchange>>,
     /// Response bytes taken from `body`, not yet framed.
@@ -60,11 +60,6 @@ impl Stream {
         }
     }
 
-    /// Whether it still counts against the concurrency limit.
-    pub fn active(&self) -> bool {
-        !self.done
-    }
-
     /// Ends it where it stands: the request's task stops, a body on its
     /// way to the backend fails, a response body is dropped (settled as
     /// incomplete).
@@ -79,5 +74,71 @@ impl Stream {
         self.body = None;
         self.pending = Bytes::new();
         self.done = true;
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // A stream that goes (reset, or its connection ended) takes its
+        // request's task with it.
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// The open streams, with their ids kept apart: a frame's stream is found
+/// by scanning 4-byte ids, not 144-byte entries (a client with a hundred
+/// streams in flight makes every lookup a scan).
+#[derive(Default)]
+pub struct Table {
+    ids: Vec<u32>,
+    entries: Vec<Stream>,
+}
+
+impl Table {
+    /// Where stream `id` is, if it is open.
+    pub fn find(&self, id: u32) -> Option<usize> {
+        self.ids.iter().position(|&i| i == id)
+    }
+
+    /// Adds a stream.
+    pub fn push(&mut self, s: Stream) {
+        self.ids.push(s.id);
+        self.entries.push(s);
+    }
+
+    /// Removes the stream at `i`; the last one takes its place.
+    pub fn swap_remove(&mut self, i: usize) {
+        if i < self.entries.len() {
+            self.ids.swap_remove(i);
+            self.entries.swap_remove(i);
+        }
+    }
+
+    /// Removes every stream.
+    pub fn clear(&mut self) {
+        self.ids.clear();
+        self.entries.clear();
+    }
+
+    /// Lets go of the room a burst of streams grew, when none is open.
+    pub fn shrink_when_empty(&mut self) {
+        if self.entries.is_empty() && self.entries.capacity() != 0 {
+            *self = Table::default();
+        }
+    }
+}
+
+impl std::ops::Deref for Table {
+    type Target = [Stream];
+    fn deref(&self) -> &[Stream] {
+        &self.entries
+    }
+}
+
+impl std::ops::DerefMut for Table {
+    fn deref_mut(&mut self) -> &mut [Stream] {
+        &mut self.entries
     }
 }
