@@ -56,6 +56,15 @@ async fn malformed_requests_are_reset_and_never_reach_the_backend() {
         ),
         ("space in :path", block(&request("GET", "/a b", &[]))),
         (
+            "userinfo in host, no :authority",
+            block(&[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/bad"),
+                ("host", "user@other.test"),
+            ]),
+        ),
+        (
             "userinfo in :authority",
             block(&[
                 (":method", "GET"),
