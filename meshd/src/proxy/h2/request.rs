@@ -170,6 +170,10 @@ impl Fields {
                 if self.host.is_some() || same == Some(false) {
                     return Err(Malformed::HostMismatch);
                 }
+                // Without `:authority` it stands in for one: the same bytes only.
+                if !value.iter().all(|&b| is_authority_char(b)) {
+                    return Err(Malformed::Value("host".into()));
+                }
                 let start = self.head.len() + b"host: ".len();
                 self.host = Some(start..start + value.len());
             }

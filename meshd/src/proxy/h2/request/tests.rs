@@ -223,3 +223,25 @@ fn host_comes_once() {
     ];
     assert_eq!(head(&no_authority).unwrap_err(), Malformed::HostMismatch);
 }
+
+#[test]
+fn host_without_authority_holds_an_authority_only() {
+    // Found by the h2_hpack fuzz target: with no :authority, a Host with
+    // userinfo (or bytes no authority has) went to the backend as it came.
+    for host in ["u@other.test", "web.test/x", "web.test\u{a7}"] {
+        let fields = [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/"),
+            ("host", host),
+        ];
+        assert!(head(&fields).is_err(), "host {host:?} let through");
+    }
+    let fields = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", "/"),
+        ("host", "web.test:8080"),
+    ];
+    assert_eq!(head(&fields).unwrap().host(), Some("web.test:8080"));
+}
