@@ -450,18 +450,121 @@ pub fn encode_status(out: &mut Vec<u8>, status: u16) {
     encode_str(out, digits.get(start..).unwrap_or(&[]));
 }
 
+/// The static table's first index for `name` (RFC 7541 Appendix A): a
+/// `match`, which the compiler turns into a dispatch on length and bytes,
+/// where a scan of the table compared up to 61 names for every field.
+fn static_name_index(name: &[u8]) -> Option<usize> {
+    Some(match name {
+        b":authority" => 1,
+        b":method" => 2,
+        b":path" => 4,
+        b":scheme" => 6,
+        b":status" => 8,
+        b"accept-charset" => 15,
+        b"accept-encoding" => 16,
+        b"accept-language" => 17,
+        b"accept-ranges" => 18,
+        b"accept" => 19,
+        b"access-control-allow-origin" => 20,
+        b"age" => 21,
+        b"allow" => 22,
+        b"authorization" => 23,
+        b"cache-control" => 24,
+        b"content-disposition" => 25,
+        b"content-encoding" => 26,
+        b"content-language" => 27,
+        b"content-length" => 28,
+        b"content-location" => 29,
+        b"content-range" => 30,
+        b"content-type" => 31,
+        b"cookie" => 32,
+        b"date" => 33,
+        b"etag" => 34,
+        b"expect" => 35,
+        b"expires" => 36,
+        b"from" => 37,
+        b"host" => 38,
+        b"if-match" => 39,
+        b"if-modified-since" => 40,
+        b"if-none-match" => 41,
+        b"if-range" => 42,
+        b"if-unmodified-since" => 43,
+        b"last-modified" => 44,
+        b"link" => 45,
+        b"location" => 46,
+        b"max-forwards" => 47,
+        b"proxy-authenticate" => 48,
+        b"proxy-authorization" => 49,
+        b"range" => 50,
+        b"referer" => 51,
+        b"refresh" => 52,
+        b"retry-after" => 53,
+        b"server" => 54,
+        b"set-cookie" => 55,
+        b"strict-transport-security" => 56,
+        b"transfer-encoding" => 57,
+        b"user-agent" => 58,
+        b"vary" => 59,
+        b"via" => 60,
+        b"www-authenticate" => 61,
+        _ => return None,
+    })
+}
+
 /// Appends one field as "literal without indexing" (name by static-table index when the name is in the
 /// static table, else literal name); values raw (not Huffman: CPU matters more than bytes on loopback).
 /// No dynamic table in the encoder: it would cost memory per idle connection.
 pub fn encode_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    match STATIC_TABLE.iter().position(|&(n, _)| n == name) {
-        Some(i) => encode_int(out, 0x00, 4, i + 1),
+    match static_name_index(name) {
+        Some(i) => encode_int(out, 0x00, 4, i),
         None => {
             out.push(0x00);
             encode_str(out, name);
         }
     }
     encode_str(out, value);
+}
+
+/// `encode_field` for a name as an HTTP/1.1 backend spelled it: HTTP/2
+/// field names are lowercase (RFC 9113 8.2.1).
+pub fn encode_field_folded(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    if !name.iter().any(u8::is_ascii_uppercase) {
+        return encode_field(out, name, value);
+    }
+    // Names this long are rare: they take an allocation.
+    let mut small = [0u8; 64];
+    let owned;
+    let lower: &[u8] = match small.get_mut(..name.len()) {
+        Some(room) => {
+            for (d, s) in room.iter_mut().zip(name) {
+                *d = s.to_ascii_lowercase();
+            }
+            room
+        }
+        None => {
+            owned = name.to_ascii_lowercase();
+            &owned
+        }
+    };
+    encode_field(out, lower, value);
+}
+
+/// Appends `content-length: n`.
+pub fn encode_content_length(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    encode_field(out, b"content-length", digits.get(at..).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -1058,5 +1161,31 @@ mod tests {
         println!("decode first block (new decoder, Huffman, 4 inserts): {fresh} ns");
         println!("decode repeat block (all indexed): {again} ns");
         println!("encode 4-field response: {enc} ns (checksum {total})");
+    }
+
+    #[test]
+    fn names_are_folded_and_lengths_written_as_the_static_table_has_them() {
+        let mut out = Vec::new();
+        encode_field_folded(&mut out, b"Content-Type", b"text/plain");
+        encode_field_folded(&mut out, b"X-Backend-Name", b"web");
+        encode_field_folded(&mut out, &[b'X'; 70], b"long");
+        encode_content_length(&mut out, 0);
+        encode_content_length(&mut out, 18_446_744_073_709_551_615);
+        let mut d = Decoder::new(4096);
+        let (r, got) = decode(&mut d, &out, usize::MAX);
+        assert_eq!(r, Ok(true));
+        let want: Fields = vec![
+            (b"content-type".to_vec(), b"text/plain".to_vec()),
+            (b"x-backend-name".to_vec(), b"web".to_vec()),
+            (vec![b'x'; 70], b"long".to_vec()),
+            (b"content-length".to_vec(), b"0".to_vec()),
+            (b"content-length".to_vec(), b"18446744073709551615".to_vec()),
+        ];
+        assert_eq!(got, want);
+        // Indexed names, as a table scan found them.
+        for (i, (name, _)) in STATIC_TABLE.iter().enumerate() {
+            let first = STATIC_TABLE.iter().position(|(n, _)| n == name).unwrap() + 1;
+            assert_eq!(static_name_index(name), Some(first), "entry {}", i + 1);
+        }
     }
 }
