@@ -348,15 +348,8 @@ pub fn parse_response_head(
             out.push(b' ');
             out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
             out.extend_from_slice(b"\r\n");
-            for (i, h) in resp.headers.iter().enumerate() {
-                let name = h.name.as_bytes();
-                if framing_at >> i & 1 == 1
-                    || hop_by_hop(name, switching)
-                    || (lists_names && listed_in_connection(resp.headers, name))
-                {
-                    continue;
-                }
-                out.extend_from_slice(name);
+            for h in end_to_end(resp.headers, framing_at, switching, lists_names) {
+                out.extend_from_slice(h.name.as_bytes());
                 out.extend_from_slice(b": ");
                 out.extend_from_slice(h.value);
                 out.extend_from_slice(b"\r\n");
@@ -375,15 +368,8 @@ pub fn parse_response_head(
                     "transfer codings other than chunked".into(),
                 ));
             }
-            for (i, h) in resp.headers.iter().enumerate() {
-                let name = h.name.as_bytes();
-                if framing_at >> i & 1 == 1
-                    || hop_by_hop(name, switching)
-                    || (lists_names && listed_in_connection(resp.headers, name))
-                {
-                    continue;
-                }
-                super::h2::hpack::encode_field_folded(out, name, h.value);
+            for h in end_to_end(resp.headers, framing_at, switching, lists_names) {
+                super::h2::hpack::encode_field_folded(out, h.name.as_bytes(), h.value);
             }
             if let Some(n) = length {
                 super::h2::hpack::encode_content_length(out, n);
@@ -458,6 +444,24 @@ pub fn parse_response_head(
         body,
         reusable,
     }))
+}
+
+/// The fields of a response head a client gets: not the framing fields
+/// (`framing_at`, by index), not hop-by-hop ones, not those `Connection`
+/// names.
+fn end_to_end<'h, 'b>(
+    headers: &'h [httparse::Header<'b>],
+    framing_at: u128,
+    switching: bool,
+    lists_names: bool,
+) -> impl Iterator<Item = &'h httparse::Header<'b>> {
+    headers.iter().enumerate().filter_map(move |(i, h)| {
+        let name = h.name.as_bytes();
+        let skip = framing_at >> i & 1 == 1
+            || hop_by_hop(name, switching)
+            || (lists_names && listed_in_connection(headers, name));
+        (!skip).then_some(h)
+    })
 }
 
 /// A chunk's size line.
