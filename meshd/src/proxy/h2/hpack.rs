@@ -567,7 +567,7 @@ pub fn encode_content_length(out: &mut Vec<u8>, n: u64) {
     encode_field(out, b"content-length", digits.get(at..).unwrap_or_default());
 }
 
+// In tests a panic is a failure, which is what we want.
 #[cfg(test)]
-#[allow(clippy::indexing_slicing)] // In tests a panic is a failure, which is what we want.
-#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests;
