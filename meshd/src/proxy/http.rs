@@ -42,7 +42,7 @@ pub struct Reply {
 /// A reply's fields: a backend's, HPACK-encoded as its head was read, or a
 /// map (meshd's own answers, and the edge's, which may add fields).
 pub enum ReplyFields {
-    /// An HPACK block (`:status` not included).
+    /// A whole HPACK block, `:status` first.
     Hpack(Vec<u8>),
     /// A header map.
     Map(hyper::HeaderMap),
@@ -218,7 +218,9 @@ async fn proxy_request(
     hpack: bool,
 ) -> Reply {
     let start = began.start;
-    let mut block = Vec::new();
+    // From the thread's cache: a head grown from empty was reallocated
+    // five times (~900 instructions per request).
+    let mut block = super::buffers::take_vec(super::buffers::HEAD);
     let sent = forward(
         route,
         conn.ip,

@@ -62,8 +62,8 @@ pub enum HeadInto<'a> {
     Map,
     /// Client-ready HTTP/1.1 bytes: status line and end-to-end fields.
     Http1(&'a mut Vec<u8>),
-    /// An HPACK block of the end-to-end fields for an HTTP/2 client
-    /// (`:status` not included), names lowercased.
+    /// An HPACK block for an HTTP/2 client: `:status`, then the end-to-end
+    /// fields, names lowercased.
     Hpack(&'a mut Vec<u8>),
 }
 
@@ -368,6 +368,7 @@ pub fn parse_response_head(
                     "transfer codings other than chunked".into(),
                 ));
             }
+            super::h2::hpack::encode_status(out, code);
             for h in end_to_end(resp.headers, framing_at, switching, lists_names) {
                 super::h2::hpack::encode_field_folded(out, h.name.as_bytes(), h.value);
             }

@@ -8,6 +8,7 @@ use super::driver::{Driver, OUT_HIGH};
 use super::frame::{self, Reason};
 use super::hpack::{encode_content_length, encode_field, encode_status};
 use crate::proxy::body::DownBody;
+use crate::proxy::buffers;
 use crate::proxy::http::{Reply, ReplyFields};
 use bytes::Buf;
 use http_body::Body;
@@ -28,18 +29,22 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
             fields,
             body,
         } = reply;
-        let mut block = std::mem::take(&mut self.block);
-        block.clear();
-        encode_status(&mut block, status.as_u16());
-        match &fields {
-            // Read that way from the backend's head: end-to-end fields,
-            // lowercased, with meshd's content-length.
-            ReplyFields::Hpack(b) => block.extend_from_slice(b),
-            // Connection-specific fields (RFC 9113 8.2.2) never get here:
-            // `upstream` drops hop-by-hop fields as it reads a response,
-            // and meshd's own answers have none.
+        let end = body.is_end_stream();
+        let max = self.max_frame_out;
+        match fields {
+            // Encoded as the backend's head was read: `:status`, then
+            // end-to-end fields, lowercased, with meshd's content-length.
+            ReplyFields::Hpack(block) => {
+                frame::write_headers(self.out(), id, &block, end, max);
+                buffers::give_vec(block);
+            }
             ReplyFields::Map(fields) => {
-                for (name, value) in fields {
+                let mut block = std::mem::take(&mut self.block);
+                block.clear();
+                encode_status(&mut block, status.as_u16());
+                // Connection-specific fields (RFC 9113 8.2.2) never get
+                // here: meshd's own answers have none.
+                for (name, value) in &fields {
                     encode_field(&mut block, name.as_str().as_bytes(), value.as_bytes());
                 }
                 if let DownBody::Local(b) = &body {
@@ -48,12 +53,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
                         encode_content_length(&mut block, len as u64);
                     }
                 }
+                frame::write_headers(self.out(), id, &block, end, max);
+                self.block = block;
             }
         }
-        let end = body.is_end_stream();
-        let max = self.max_frame_out;
-        frame::write_headers(self.out(), id, &block, end, max);
-        self.block = block;
         let s = &mut self.streams[i];
         s.task = None;
         if end {
