@@ -10,7 +10,7 @@ use super::alarms::Alarms;
 use super::connect::connect_backend;
 use super::deadline::Deadline;
 use super::respond::ProxyError;
-use super::upstream::{self, ExchangeError, Head};
+use super::upstream::{self, ExchangeError, Head, HeadInto};
 use crate::backend::InFlight;
 use crate::select::{ms_at, Tried};
 use crate::snapshot::Route;
@@ -95,15 +95,15 @@ pub enum Failure {
     ClientGone,
 }
 
-/// Sends `req` to a backend of `route` and reads the response head (into
-/// `raw` as client-ready bytes when given, else into a header map).
+/// Sends `req` to a backend of `route` and reads the response head into
+/// `into` (client-ready HTTP/1.1 bytes, an HPACK block, or a header map).
 /// `began`: when the request began, read by the caller anyway.
 pub async fn forward<O: Outgoing>(
     route: &Route,
     peer: IpAddr,
     certs: &crate::tls::CertStore,
     req: &mut O,
-    mut raw: Option<&mut Vec<u8>>,
+    mut into: HeadInto<'_>,
     mut wait: Wait<'_>,
     began: Instant,
 ) -> Result<Sent, Failure> {
@@ -136,7 +136,7 @@ pub async fn forward<O: Outgoing>(
         }
         let in_flight = b.state.begin();
         let reused = connect_time.is_none();
-        let raw_now = raw.as_deref_mut();
+        let raw_now = into.reborrow();
         let timeouts = route.timeouts;
         // Where a body-less request's `response` window starts: the
         // request's start on a first attempt over a pooled connection

@@ -12,7 +12,7 @@ use super::forward::{forward, Failure, Outgoing, Sent, Wait};
 use super::h2;
 use super::respond::ProxyError;
 use super::rtt::RttCache;
-use super::upstream::{self, BodyReader, ExchangeError};
+use super::upstream::{self, BodyReader, ExchangeError, HeadInto};
 use crate::access_log::{AccessLog, Entry};
 use crate::authz::Decision;
 use crate::backend::InFlight;
@@ -30,7 +30,40 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 pub use super::conn::{Conn, Target};
 
 /// An answer to one HTTP/2 request.
-pub type Reply = Response<DownBody<Exchange>>;
+pub struct Reply {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its fields.
+    pub fields: ReplyFields,
+    /// Its body.
+    pub body: DownBody<Exchange>,
+}
+
+/// A reply's fields: a backend's, HPACK-encoded as its head was read, or a
+/// map (meshd's own answers, and the edge's, which may add fields).
+pub enum ReplyFields {
+    /// A whole HPACK block, `:status` first.
+    Hpack(Vec<u8>),
+    /// A header map.
+    Map(hyper::HeaderMap),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reply({}, {:?})", self.status, self.body)
+    }
+}
+
+impl From<Response<DownBody<Exchange>>> for Reply {
+    fn from(r: Response<DownBody<Exchange>>) -> Reply {
+        let (parts, body) = r.into_parts();
+        Reply {
+            status: parts.status,
+            fields: ReplyFields::Map(parts.headers),
+            body,
+        }
+    }
+}
 
 /// Logs a denied request to the access log, if there is one.
 pub(crate) fn log_denied(
@@ -109,22 +142,23 @@ pub fn handle(
                 let hsts = super::edge::hsts(conn, &route);
                 (route, decision, hsts)
             }
-            Err(refusal) => return Box::pin(std::future::ready(refusal.response())),
+            Err(refusal) => return Box::pin(std::future::ready(refusal.response().into())),
         },
     };
     let prepared = prepare(conn, &route, decision, req, body, began.start);
     let conn = Arc::clone(conn);
     let alarms = Arc::clone(alarms);
     Box::pin(async move {
+        // The edge's answers may get a field: those are read into a map.
+        let hpack = hsts.is_none();
         let mut resp = match prepared {
-            Ok(out) => proxy_request(&conn, &route, decision, out, began, &alarms).await,
-            Err(e) => e.response(),
+            Ok(out) => proxy_request(&conn, &route, decision, out, began, &alarms, hpack).await,
+            Err(e) => e.response().into(),
         };
-        if let Some(max_age) = hsts {
+        if let (Some(max_age), ReplyFields::Map(fields)) = (hsts, &mut resp.fields) {
             // The edge's policy replaces whatever the backend said.
             if let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}")) {
-                resp.headers_mut()
-                    .insert(hyper::header::STRICT_TRANSPORT_SECURITY, v);
+                fields.insert(hyper::header::STRICT_TRANSPORT_SECURITY, v);
             }
         }
         resp
@@ -181,14 +215,22 @@ async fn proxy_request(
     mut out: H2Request,
     began: Began,
     alarms: &Alarms,
+    hpack: bool,
 ) -> Reply {
     let start = began.start;
+    // From the thread's cache: a head grown from empty was reallocated
+    // five times (~900 instructions per request).
+    let mut block = super::buffers::take_vec(super::buffers::HEAD);
     let sent = forward(
         route,
         conn.ip,
         &conn.runtime.certs,
         &mut out,
-        None,
+        if hpack {
+            HeadInto::Hpack(&mut block)
+        } else {
+            HeadInto::Map
+        },
         Wait::Alarms(alarms),
         tokio::time::Instant::from_std(start),
     )
@@ -203,8 +245,8 @@ async fn proxy_request(
         answered,
     } = match sent {
         Ok(sent) => sent,
-        Err(Failure::Answer(e)) => return e.response(),
-        Err(Failure::ClientGone) => return ProxyError::BadBody.response(),
+        Err(Failure::Answer(e)) => return e.response().into(),
+        Err(Failure::ClientGone) => return ProxyError::BadBody.response().into(),
     };
     let upstream::Head {
         status,
@@ -216,7 +258,7 @@ async fn proxy_request(
         // HTTP/2 has no upgrades and meshd asked for none.
         tracing::warn!(app = %route.app, "backend switched protocols unasked");
         drop(in_flight);
-        return ProxyError::BadGateway(route.app.clone()).response();
+        return ProxyError::BadGateway(route.app.clone()).response().into();
     }
     let reader = BodyReader::new(upstream, resp_body.framing, reusable);
     let exchange = Exchange {
@@ -239,10 +281,15 @@ async fn proxy_request(
             )
         }),
     };
-    let mut resp = Response::new(DownBody::upstream(reader, exchange, route.timeouts.idle));
-    *resp.status_mut() = status;
-    *resp.headers_mut() = resp_headers;
-    resp
+    Reply {
+        status,
+        fields: if hpack {
+            ReplyFields::Hpack(block)
+        } else {
+            ReplyFields::Map(resp_headers)
+        },
+        body: DownBody::upstream(reader, exchange, route.timeouts.idle),
+    }
 }
 
 /// A request that came over HTTP/2: its head is built once and lent to

@@ -127,6 +127,13 @@ impl Lot {
         lot
     }
 
+    /// Runs `connection` in a task of its own among the listener's (a
+    /// shutdown waits for it): an HTTP/1.1 connection that turned out to
+    /// speak HTTP/2 ends its task and hands its socket on this way.
+    pub fn spawn(&self, connection: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(connection);
+    }
+
     /// Parks a quiet connection; after a drain it is closed instead.
     pub fn park(&self, parked: Parked) {
         let mut handed = self.handed.lock().unwrap_or_else(PoisonError::into_inner);

@@ -55,12 +55,42 @@ pub enum ExchangeError {
     Malformed(String),
 }
 
+/// Where a response head goes once parsed.
+#[derive(Debug)]
+pub enum HeadInto<'a> {
+    /// Into `Head::headers`.
+    Map,
+    /// Client-ready HTTP/1.1 bytes: status line and end-to-end fields.
+    Http1(&'a mut Vec<u8>),
+    /// An HPACK block for an HTTP/2 client: `:status`, then the end-to-end
+    /// fields, names lowercased.
+    Hpack(&'a mut Vec<u8>),
+}
+
+impl HeadInto<'_> {
+    /// The same destination, lent again.
+    pub fn reborrow(&mut self) -> HeadInto<'_> {
+        match self {
+            HeadInto::Map => HeadInto::Map,
+            HeadInto::Http1(out) => HeadInto::Http1(out),
+            HeadInto::Hpack(out) => HeadInto::Hpack(out),
+        }
+    }
+
+    /// Empties what an earlier response wrote (a 1xx, or a retried attempt).
+    fn clear(&mut self) {
+        if let HeadInto::Http1(out) | HeadInto::Hpack(out) = self {
+            out.clear();
+        }
+    }
+}
+
 /// A response head and how its body is framed.
 #[derive(Debug)]
 pub struct Head {
     /// Status.
     pub status: StatusCode,
-    /// End-to-end headers (empty when the head was written raw).
+    /// End-to-end headers (empty unless read into `HeadInto::Map`).
     pub headers: HeaderMap,
     /// How the body is framed, and what meshd writes to frame it.
     pub body: BodyFraming,
@@ -113,22 +143,17 @@ impl Conn {
     }
 
     /// Reads the final response head (1xx other than 101 are skipped), and
-    /// when its first byte was at hand (the app's response time ends there).
-    /// With `raw`, the status line and end-to-end headers are written there,
-    /// ready for an HTTP/1.1 client, and `Head::headers` stays empty.
+    /// when its first byte was at hand (the app's response time ends there),
+    /// into `into`.
     pub async fn read_response(
         &mut self,
         expect_body: bool,
         reused: bool,
-        mut raw: Option<&mut Vec<u8>>,
+        mut into: HeadInto<'_>,
     ) -> Result<(Head, Instant), ExchangeError> {
         loop {
-            if let Some(out) = raw.as_deref_mut() {
-                out.clear();
-            }
-            let (head, first_byte) = self
-                .read_head(expect_body, reused, raw.as_deref_mut())
-                .await?;
+            into.clear();
+            let (head, first_byte) = self.read_head(expect_body, reused, into.reborrow()).await?;
             // 1xx other than 101 are interim: the real answer follows.
             if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS {
                 continue;
@@ -197,7 +222,7 @@ impl Conn {
         &mut self,
         expect_body: bool,
         reused: bool,
-        mut raw: Option<&mut Vec<u8>>,
+        mut into: HeadInto<'_>,
     ) -> Result<(Head, Instant), ExchangeError> {
         let mut first = true;
         // Read once the first byte is here, before parsing: the one clock
@@ -207,7 +232,7 @@ impl Conn {
         loop {
             if !self.buf.is_empty() {
                 let at = *first_byte.get_or_insert_with(Instant::now);
-                if let Some(head) = self.parse_head(expect_body, raw.as_deref_mut())? {
+                if let Some(head) = self.parse_head(expect_body, into.reborrow())? {
                     return Ok((head, at));
                 }
                 if self.buf.len() >= MAX_HEAD {
@@ -238,9 +263,9 @@ impl Conn {
     fn parse_head(
         &mut self,
         expect_body: bool,
-        raw: Option<&mut Vec<u8>>,
+        into: HeadInto<'_>,
     ) -> Result<Option<Head>, ExchangeError> {
-        parse_response_head(&mut self.buf, expect_body, raw)
+        parse_response_head(&mut self.buf, expect_body, into)
     }
 
     /// The read buffer and the stream, for reading a body in place.
@@ -261,7 +286,7 @@ impl Conn {
 pub fn parse_response_head(
     buf: &mut BytesMut,
     expect_body: bool,
-    raw: Option<&mut Vec<u8>>,
+    into: HeadInto<'_>,
 ) -> Result<Option<Head>, ExchangeError> {
     // Left uninitialised: filling 100 empty slots on every response
     // costs more than parsing a short head.
@@ -309,8 +334,13 @@ pub fn parse_response_head(
         .map_err(|e| ExchangeError::Malformed(e.to_string()))?;
     let framing = body.framing;
     let reusable = !close && (http11 || keep_alive) && framing != Framing::Close && !switching;
-    let headers = match raw {
-        Some(out) => {
+    // The length meshd frames the body with, if it sends one.
+    let length = match (body.framing, body.declared) {
+        (Framing::Length(n), _) | (Framing::Empty, Some(n)) => Some(n),
+        _ => None,
+    };
+    let headers = match into {
+        HeadInto::Http1(out) => {
             // The client gets HTTP/1.1 whatever the backend spoke, and
             // only end-to-end headers; meshd adds its own framing.
             out.extend_from_slice(b"HTTP/1.1 ");
@@ -318,15 +348,8 @@ pub fn parse_response_head(
             out.push(b' ');
             out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
             out.extend_from_slice(b"\r\n");
-            for (i, h) in resp.headers.iter().enumerate() {
-                let name = h.name.as_bytes();
-                if framing_at >> i & 1 == 1
-                    || hop_by_hop(name, switching)
-                    || (lists_names && listed_in_connection(resp.headers, name))
-                {
-                    continue;
-                }
-                out.extend_from_slice(name);
+            for h in end_to_end(resp.headers, framing_at, switching, lists_names) {
+                out.extend_from_slice(h.name.as_bytes());
                 out.extend_from_slice(b": ");
                 out.extend_from_slice(h.value);
                 out.extend_from_slice(b"\r\n");
@@ -337,14 +360,27 @@ pub fn parse_response_head(
             super::buffers::consume(buf, len);
             HeaderMap::new()
         }
-        None => {
+        HeadInto::Hpack(out) => {
+            // HTTP/2 frames by DATA and END_STREAM and has no transfer
+            // codings: a coded body cannot pass without losing them.
+            if body.codings.is_some() {
+                return Err(ExchangeError::Malformed(
+                    "transfer codings other than chunked".into(),
+                ));
+            }
+            super::h2::hpack::encode_status(out, code);
+            for h in end_to_end(resp.headers, framing_at, switching, lists_names) {
+                super::h2::hpack::encode_field_folded(out, h.name.as_bytes(), h.value);
+            }
+            if let Some(n) = length {
+                super::h2::hpack::encode_content_length(out, n);
+            }
+            super::buffers::consume(buf, len);
+            HeaderMap::new()
+        }
+        HeadInto::Map => {
             // Header values are slices of the head: share its bytes instead of copying each.
             let base = buf.as_ptr() as usize;
-            // The length meshd frames the body with, if it sends one.
-            let length = match (body.framing, body.declared) {
-                (Framing::Length(n), _) | (Framing::Empty, Some(n)) => Some(n),
-                _ => None,
-            };
             // The backend's own Content-Length is shared rather than
             // formatted anew when it already reads as meshd would write it
             // (FramingFields checked that every copy says the same).
@@ -409,6 +445,24 @@ pub fn parse_response_head(
         body,
         reusable,
     }))
+}
+
+/// The fields of a response head a client gets: not the framing fields
+/// (`framing_at`, by index), not hop-by-hop ones, not those `Connection`
+/// names.
+fn end_to_end<'h, 'b>(
+    headers: &'h [httparse::Header<'b>],
+    framing_at: u128,
+    switching: bool,
+    lists_names: bool,
+) -> impl Iterator<Item = &'h httparse::Header<'b>> {
+    headers.iter().enumerate().filter_map(move |(i, h)| {
+        let name = h.name.as_bytes();
+        let skip = framing_at >> i & 1 == 1
+            || hop_by_hop(name, switching)
+            || (lists_names && listed_in_connection(headers, name));
+        (!skip).then_some(h)
+    })
 }
 
 /// A chunk's size line.

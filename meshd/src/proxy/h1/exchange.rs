@@ -14,7 +14,7 @@ use crate::proxy::forward::{forward, Failure, Outgoing, Sent, Wait};
 use crate::proxy::http::{Exchange, Target};
 use crate::proxy::respond::ProxyError;
 use crate::proxy::tunnel::copy_with_idle;
-use crate::proxy::upstream::{self, ExchangeError};
+use crate::proxy::upstream::{self, ExchangeError, HeadInto};
 use bytes::BytesMut;
 use hyper::{StatusCode, Version};
 use std::io;
@@ -105,7 +105,7 @@ where
             self.conn.ip,
             &self.conn.runtime.certs,
             &mut req,
-            Some(&mut self.out),
+            HeadInto::Http1(&mut self.out),
             Wait::Shared(&mut self.deadline),
             Instant::from_std(start),
         )

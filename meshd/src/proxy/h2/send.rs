@@ -6,9 +6,10 @@
 
 use super::driver::{Driver, OUT_HIGH};
 use super::frame::{self, Reason};
-use super::hpack::{encode_field, encode_status};
+use super::hpack::{encode_content_length, encode_field, encode_status};
 use crate::proxy::body::DownBody;
-use crate::proxy::http::Reply;
+use crate::proxy::buffers;
+use crate::proxy::http::{Reply, ReplyFields};
 use bytes::Buf;
 use http_body::Body;
 use hyper::header;
@@ -23,25 +24,39 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
             // Reset meanwhile: the body settles as it drops.
             return;
         };
-        let (parts, body) = reply.into_parts();
-        let mut block = std::mem::take(&mut self.block);
-        block.clear();
-        encode_status(&mut block, parts.status.as_u16());
-        // Connection-specific fields (RFC 9113 8.2.2) never get here:
-        // `upstream` drops hop-by-hop fields as it reads a response.
-        for (name, value) in &parts.headers {
-            encode_field(&mut block, name.as_str().as_bytes(), value.as_bytes());
-        }
-        if let DownBody::Local(b) = &body {
-            if !parts.headers.contains_key(header::CONTENT_LENGTH) {
-                let len = b.as_ref().map_or(0, |b| b.len());
-                encode_field(&mut block, b"content-length", len.to_string().as_bytes());
-            }
-        }
+        let Reply {
+            status,
+            fields,
+            body,
+        } = reply;
         let end = body.is_end_stream();
         let max = self.max_frame_out;
-        frame::write_headers(self.out(), id, &block, end, max);
-        self.block = block;
+        match fields {
+            // Encoded as the backend's head was read: `:status`, then
+            // end-to-end fields, lowercased, with meshd's content-length.
+            ReplyFields::Hpack(block) => {
+                frame::write_headers(self.out(), id, &block, end, max);
+                buffers::give_vec(block);
+            }
+            ReplyFields::Map(fields) => {
+                let mut block = std::mem::take(&mut self.block);
+                block.clear();
+                encode_status(&mut block, status.as_u16());
+                // Connection-specific fields (RFC 9113 8.2.2) never get
+                // here: meshd's own answers have none.
+                for (name, value) in &fields {
+                    encode_field(&mut block, name.as_str().as_bytes(), value.as_bytes());
+                }
+                if let DownBody::Local(b) = &body {
+                    if !fields.contains_key(header::CONTENT_LENGTH) {
+                        let len = b.as_ref().map_or(0, |b| b.len());
+                        encode_content_length(&mut block, len as u64);
+                    }
+                }
+                frame::write_headers(self.out(), id, &block, end, max);
+                self.block = block;
+            }
+        }
         let s = &mut self.streams[i];
         s.task = None;
         if end {
