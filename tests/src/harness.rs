@@ -191,7 +191,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Polls `check` every 20 ms until it returns `Some`, or panics after
+/// Polls `check` every 20 ms until it returns `Ok`, or panics after
 /// `deadline` with `what` and the last value seen.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
 where

@@ -219,7 +219,19 @@ async fn every_metric_the_dashboard_names_is_exported_by_meshd_or_configsrv() {
 
     // Real traffic, so every histogram and verdict has samples.
     let service: SocketAddr = format!("{NODE}:{PORT}").parse().unwrap();
-    let mut client = Http::connect(ALLOWED, service, false).await.unwrap();
+    // `/status` lists a service from the swapped config a moment before
+    // its listener is bound (it reports `generation` only after): wait
+    // for the port itself.
+    let mut client = eventually(
+        "the service port accepts",
+        Duration::from_secs(5),
+        || async {
+            Http::connect(ALLOWED, service, false)
+                .await
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
     for _ in 0..20 {
         assert_eq!(client.get("/").await.unwrap().status, 200);
     }
