@@ -16,10 +16,12 @@
 //! `recv` carries request bodies; `send` writes responses.
 
 mod driver;
+mod flow;
 pub mod frame;
 pub mod hpack;
 mod huffman;
 mod mailbox;
+mod open;
 mod recv;
 pub mod request;
 mod send;

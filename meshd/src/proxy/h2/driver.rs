@@ -6,15 +6,13 @@
 
 use super::frame::{self, Frame, FrameError, Head, Reason, Setting};
 use super::hpack::{Decoder, HpackError};
-use super::mailbox::{Deliver, Delivered, Mailbox};
-use super::recv;
-use super::request::Fields;
+use super::mailbox::{Delivered, Mailbox};
 use super::streams::{Stream, Table};
 use super::MAX_CONCURRENT_STREAMS;
 use crate::proxy::alarms::Alarms;
 use crate::proxy::buffers;
 use crate::proxy::codec::poll_fill_held;
-use crate::proxy::http::{self, Conn, MAX_HEADER_BYTES};
+use crate::proxy::http::{Conn, MAX_HEADER_BYTES};
 use crate::proxy::rtt::RttCache;
 use bytes::BytesMut;
 use std::pin::Pin;
@@ -28,15 +26,15 @@ const MAX_FRAME_IN: u32 = 16_384;
 /// Window meshd gives each stream's request body.
 pub(super) const STREAM_WINDOW: u32 = 256 * 1024;
 /// Window meshd gives the connection's request bodies together.
-const CONN_WINDOW: u32 = 1024 * 1024;
+pub(super) const CONN_WINDOW: u32 = 1024 * 1024;
 /// Credits are announced once this many bytes add up (or a stream ends).
-const CREDIT_AT: u32 = 16 * 1024;
+pub(super) const CREDIT_AT: u32 = 16 * 1024;
 /// HPACK dynamic table size meshd decodes with (the protocol's default).
-const TABLE_SIZE: usize = 4096;
+pub(super) const TABLE_SIZE: usize = 4096;
 /// A header block (HEADERS and CONTINUATION) larger than this ends the
 /// connection: its fields are over the list limit anyway, and a block
 /// that never ends must not grow without bound.
-const MAX_BLOCK: usize = 2 * MAX_HEADER_BYTES;
+pub(super) const MAX_BLOCK: usize = 2 * MAX_HEADER_BYTES;
 /// Reading stops while this much is waiting to be written: a client that
 /// does not read cannot make meshd buffer its answers (PING or SETTINGS
 /// floods included).
@@ -45,18 +43,18 @@ pub(super) const OUT_HIGH: usize = 64 * 1024;
 const READS_PER_POLL: usize = 16;
 /// Resets of unanswered streams tolerated before a client is taken for a
 /// rapid-reset attacker (CVE-2023-44487)...
-const RESETS_FREE: u32 = 100;
+pub(super) const RESETS_FREE: u32 = 100;
 
 /// A header block still waiting for its CONTINUATION frames.
-struct Continued {
-    stream: u32,
-    end_stream: bool,
-    block: Vec<u8>,
+pub(super) struct Continued {
+    pub(super) stream: u32,
+    pub(super) end_stream: bool,
+    pub(super) block: Vec<u8>,
 }
 
 /// How the connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(super) enum Phase {
     /// Taking new streams.
     Open,
     /// GOAWAY sent or received: streams in flight finish, then it closes.
@@ -71,7 +69,7 @@ enum Phase {
 pub struct Driver<I> {
     pub(super) io: I,
     pub(super) conn: Arc<Conn>,
-    read: BytesMut,
+    pub(super) read: BytesMut,
     /// Frames to write; `written` of them are written.
     pub(super) out: Vec<u8>,
     pub(super) written: usize,
@@ -79,36 +77,36 @@ pub struct Driver<I> {
     pub(super) unflushed: bool,
     /// Reusable room for one header block being encoded.
     pub(super) block: Vec<u8>,
-    decoder: Decoder,
+    pub(super) decoder: Decoder,
     pub(super) streams: Table,
-    mailbox: Arc<Mailbox>,
-    delivered: Delivered,
-    alarms: Arc<Alarms>,
-    rtt: RttCache,
-    preface: bool,
-    settings_seen: bool,
-    continued: Option<Continued>,
+    pub(super) mailbox: Arc<Mailbox>,
+    pub(super) delivered: Delivered,
+    pub(super) alarms: Arc<Alarms>,
+    pub(super) rtt: RttCache,
+    pub(super) preface: bool,
+    pub(super) settings_seen: bool,
+    pub(super) continued: Option<Continued>,
     /// Highest stream id the client opened.
-    last_stream: u32,
+    pub(super) last_stream: u32,
     /// The client's SETTINGS_MAX_FRAME_SIZE.
     pub(super) max_frame_out: u32,
     /// The client's SETTINGS_INITIAL_WINDOW_SIZE.
-    initial_send_window: i64,
+    pub(super) initial_send_window: i64,
     /// What meshd may still send on the connection.
     pub(super) send_window: i64,
     /// What the client may still send on the connection.
-    recv_window: i64,
+    pub(super) recv_window: i64,
     /// Bytes taken on the connection, not yet given back.
-    recv_credit: u32,
-    phase: Phase,
+    pub(super) recv_credit: u32,
+    pub(super) phase: Phase,
     /// Bytes came since the idle check last looked.
-    seen: bool,
-    opened: u32,
-    resets: u32,
+    pub(super) seen: bool,
+    pub(super) opened: u32,
+    pub(super) resets: u32,
 }
 
 /// The connection error that ends it.
-type ConnError = Reason;
+pub(super) type ConnError = Reason;
 
 impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
     /// A connection; `read` holds what was already read from it.
@@ -475,159 +473,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
         }
     }
 
-    /// A header block, whole: a new request, or a request's trailers.
-    fn on_block(&mut self, id: u32, end_stream: bool, block: &[u8]) -> Result<(), ConnError> {
-        if let Some(i) = self.find(id) {
-            return self.on_trailers(i, end_stream, block);
-        }
-        if id.is_multiple_of(2) || id <= self.last_stream {
-            return Err(Reason::Protocol);
-        }
-        self.last_stream = id;
-        let mut fields = Fields::new(self.conn.trusted);
-        let decoded = self
-            .decoder
-            .decode(block, MAX_HEADER_BYTES, |n, v| fields.field(n, v));
-        match decoded {
-            Ok(_) => {}
-            Err(HpackError::ListTooLarge) => {
-                self.answer_locally(id, 431, end_stream);
-                return Ok(());
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "HPACK block refused");
-                return Err(Reason::Compression);
-            }
-        }
-        if self.phase != Phase::Open {
-            // Past the GOAWAY's last stream: not processed (RFC 9113 6.8).
-            return Ok(());
-        }
-        // Streams leave the table as soon as they are done both ways.
-        if self.streams.len() >= MAX_CONCURRENT_STREAMS as usize {
-            frame::write_rst(self.out(), id, Reason::RefusedStream);
-            return Ok(());
-        }
-        let head = match fields.finish() {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::debug!(stream = id, error = %e, "malformed HTTP/2 request");
-                frame::write_rst(self.out(), id, Reason::Protocol);
-                return Ok(());
-            }
-        };
-        if end_stream && head.content_length.is_some_and(|n| n != 0) {
-            frame::write_rst(self.out(), id, Reason::Protocol);
-            return Ok(());
-        }
-        self.opened = self.opened.saturating_add(1);
-        let mut stream = Stream::new(id, i64::from(STREAM_WINDOW), self.initial_send_window);
-        stream.declared = head.content_length;
-        let body = (!end_stream).then(|| {
-            let (inbound, body) = recv::channel(id, Arc::clone(&self.mailbox));
-            stream.inbound = Some(inbound);
-            stream.recv_open = true;
-            body
-        });
-        let handled = http::handle(&self.conn, &mut self.rtt, &self.alarms, head, body);
-        let deliver = Deliver::new(Arc::clone(&self.mailbox), id);
-        stream.task = Some(tokio::spawn(async move {
-            deliver.send(handled.await);
-        }));
-        self.streams.push(stream);
-        Ok(())
-    }
-
-    fn on_trailers(&mut self, i: usize, end_stream: bool, block: &[u8]) -> Result<(), ConnError> {
-        // Decoded to keep HPACK in step; not passed on (the backend's
-        // HTTP/1.1 body is sent without trailers).
-        let mut pseudo = false;
-        match self.decoder.decode(block, MAX_HEADER_BYTES, |n, _| {
-            pseudo |= n.starts_with(b":");
-            !pseudo
-        }) {
-            Ok(_) | Err(HpackError::ListTooLarge) => {}
-            Err(_) => return Err(Reason::Compression),
-        }
-        let s = &mut self.streams[i];
-        let id = s.id;
-        if !s.recv_open {
-            self.reset(id, Reason::StreamClosed);
-        } else if !end_stream || pseudo {
-            self.reset(id, Reason::Protocol);
-        } else {
-            self.end_request(i);
-        }
-        Ok(())
-    }
-
-    /// The client ended a request body: its length must add up.
-    fn end_request(&mut self, i: usize) {
-        let s = &mut self.streams[i];
-        s.recv_open = false;
-        let inbound = s.inbound.take();
-        if s.declared.is_some_and(|n| n != s.received) {
-            let id = s.id;
-            self.reset(id, Reason::Protocol);
-        } else if let Some(inbound) = inbound {
-            inbound.end();
-        }
-        self.settle(i);
-    }
-
-    fn on_data(
-        &mut self,
-        id: u32,
-        end_stream: bool,
-        data: &[u8],
-        flow_len: u32,
-    ) -> Result<(), ConnError> {
-        let flow = i64::from(flow_len);
-        if flow > self.recv_window {
-            return Err(Reason::FlowControl);
-        }
-        self.recv_window -= flow;
-        let Some(i) = self.find(id) else {
-            if id > self.last_stream {
-                return Err(Reason::Protocol);
-            }
-            // A closed stream: its bytes still count on the connection.
-            self.recv_credit += flow_len;
-            frame::write_rst(self.out(), id, Reason::StreamClosed);
-            return Ok(());
-        };
-        let s = &mut self.streams[i];
-        if !s.recv_open {
-            self.recv_credit += flow_len;
-            self.reset(id, Reason::StreamClosed);
-            return Ok(());
-        }
-        if flow > s.recv_window {
-            self.recv_credit += flow_len;
-            self.reset(id, Reason::FlowControl);
-            return Ok(());
-        }
-        s.recv_window -= flow;
-        s.received += data.len() as u64;
-        if s.declared.is_some_and(|n| s.received > n) {
-            self.recv_credit += flow_len;
-            self.reset(id, Reason::Protocol);
-            return Ok(());
-        }
-        // Padding is given back at once; the data as the backend takes it.
-        let mut credit = flow_len - data.len() as u32;
-        let passed = data.is_empty() || s.inbound.as_ref().is_some_and(|b| b.push(data));
-        if !passed {
-            credit = flow_len;
-        }
-        s.recv_credit += credit;
-        self.recv_credit += credit;
-        if end_stream {
-            self.end_request(i);
-        }
-        Ok(())
-    }
-
     fn on_reset(&mut self, id: u32) -> Result<(), ConnError> {
         if id > self.last_stream {
             return Err(Reason::Protocol);
@@ -647,44 +492,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
         Ok(())
     }
 
-    fn on_window_update(&mut self, id: u32, increment: u32) -> Result<(), ConnError> {
-        let max = i64::from(i32::MAX);
-        if id == 0 {
-            self.send_window += i64::from(increment);
-            if self.send_window > max {
-                return Err(Reason::FlowControl);
-            }
-            return Ok(());
-        }
-        match self.find(id) {
-            Some(i) => {
-                let s = &mut self.streams[i];
-                s.send_window += i64::from(increment);
-                if s.send_window > max {
-                    self.reset(id, Reason::FlowControl);
-                }
-            }
-            None if id > self.last_stream => return Err(Reason::Protocol),
-            None => {}
-        }
-        Ok(())
-    }
-
-    /// Answers a request with a status and no body, without a backend.
-    fn answer_locally(&mut self, id: u32, status: u16, request_ended: bool) {
-        let mut block = std::mem::take(&mut self.block);
-        block.clear();
-        super::hpack::encode_status(&mut block, status);
-        super::hpack::encode_field(&mut block, b"content-length", b"0");
-        let max = self.max_frame_out;
-        frame::write_headers(self.out(), id, &block, true, max);
-        self.block = block;
-        if !request_ended {
-            // The rest of its body is not wanted (RFC 9113 8.1).
-            frame::write_rst(self.out(), id, Reason::NoError);
-        }
-    }
-
     /// Removes stream `i` when it is done both ways.
     pub(super) fn settle(&mut self, i: usize) {
         let Some(s) = self.streams.get_mut(i) else {
@@ -700,54 +507,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Driver<I> {
             frame::write_rst(self.out(), id, Reason::NoError);
         }
         self.streams.swap_remove(i);
-    }
-
-    /// Takes what the request tasks delivered: answers start, taken body
-    /// bytes go back to the client as WINDOW_UPDATE. True when an answer came.
-    fn poll_mailbox(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut d = std::mem::take(&mut self.delivered);
-        self.mailbox.take(cx, &mut d);
-        let answered = !d.replies.is_empty();
-        for (id, reply) in d.replies.drain(..) {
-            match reply {
-                Some(reply) => self.start_response(id, reply),
-                // Its task ended without an answer: a bug, or it was
-                // aborted because its stream went.
-                None => {
-                    if let Some(i) = self.find(id) {
-                        if self.streams[i].task.is_some() {
-                            self.reset(id, Reason::Internal);
-                        }
-                    }
-                }
-            }
-        }
-        for (id, n) in d.credits.drain(..) {
-            self.recv_credit += n;
-            if let Some(i) = self.find(id) {
-                self.streams[i].recv_credit += n;
-            }
-        }
-        self.delivered = d;
-        self.announce_credits();
-        answered
-    }
-
-    /// Gives back what the request tasks took, as WINDOW_UPDATE frames.
-    fn announce_credits(&mut self) {
-        if self.recv_credit >= CREDIT_AT {
-            let n = std::mem::take(&mut self.recv_credit);
-            self.recv_window += i64::from(n);
-            frame::write_window_update(self.out(), 0, n);
-        }
-        for i in 0..self.streams.len() {
-            let s = &mut self.streams[i];
-            if s.recv_open && s.recv_credit >= CREDIT_AT {
-                let (id, n) = (s.id, std::mem::take(&mut s.recv_credit));
-                s.recv_window += i64::from(n);
-                frame::write_window_update(self.out(), id, n);
-            }
-        }
     }
 
     /// Writes what is waiting; `Err` when the socket failed.
