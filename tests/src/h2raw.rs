@@ -1,7 +1,9 @@
 //! HTTP/2 by hand, for tests that attack meshd's HTTP/2 server on the wire:
 //! frames built byte by byte, HPACK literals that need no table, a client
 //! that reads frames one at a time; and `Rig`, one meshd in front of a
-//! `raw_backend` that keeps every byte meshd forwards.
+//! `raw_backend` that keeps every byte meshd forwards. Its frame constants
+//! are written here again, not taken from meshd's `h2::frame`, on purpose:
+//! a client that shares the server's definitions shares its mistakes.
 
 use crate::cluster::{node_config, service};
 use crate::harness::{meshd, wait_generation, Proc, Scratch};

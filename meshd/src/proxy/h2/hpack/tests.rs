@@ -530,7 +530,7 @@ fn random_and_mutated_blocks_never_panic() {
 
 /// `cargo test --release -- --ignored --nocapture per_block_cost`: ns per typical curl-style GET.
 #[test]
-#[ignore]
+#[ignore = "a timing figure, not a check: run it by hand in release mode (see above)"]
 fn per_block_cost() {
     // Python's hpack: :method GET, :scheme https, :path /api/v1/items?id=42,
     // :authority svc.example.internal:8443, user-agent curl/8.5.0, accept */* (Huffman, indexed).
