@@ -1,5 +1,4 @@
-//! Bodies on both sides of the HTTP proxy. `UpBody` carries a client's body
-//! to a backend (or nothing, when a request is rebuilt for a retry);
+//! Response bodies of the HTTP/2 path (a request body is `h2::RecvBody`):
 //! `DownBody` carries a backend's body, or one meshd wrote, to the client,
 //! and settles the request when it ends: the connection goes back to the
 //! pool only after a clean end, and timing and byte counts are recorded. A
@@ -13,44 +12,6 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
-
-/// A request body on its way to a backend.
-#[derive(Debug)]
-pub enum UpBody {
-    /// An HTTP/2 client's body, streamed.
-    H2(super::h2::RecvBody),
-    /// No body.
-    Empty,
-}
-
-impl Body for UpBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        match self.get_mut() {
-            UpBody::H2(b) => Pin::new(b).poll_frame(cx),
-            UpBody::Empty => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpBody::H2(b) => b.is_end_stream(),
-            UpBody::Empty => true,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            UpBody::H2(b) => b.size_hint(),
-            UpBody::Empty => SizeHint::with_exact(0),
-        }
-    }
-}
 
 /// What to do when a response body ends or is dropped.
 pub trait Settle: Send + Unpin + 'static {

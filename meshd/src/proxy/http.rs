@@ -6,7 +6,7 @@
 //! a body are retried once on a reset or 502/503, within the retry budget.
 
 use super::alarms::Alarms;
-use super::body::{DownBody, Settle, UpBody};
+use super::body::{DownBody, Settle};
 use super::codec::{BodyFraming, Framing};
 use super::forward::{forward, Failure, Outgoing, Sent, Wait};
 use super::h2;
@@ -201,7 +201,7 @@ fn prepare(
     let method = req.method.clone();
     Ok(H2Request {
         head: req.into_backend_head(&conn.peer_header, conn.https, &framing),
-        body: body.map(UpBody::H2),
+        body,
         has_body: !empty,
         chunked,
         method,
@@ -296,7 +296,7 @@ async fn proxy_request(
 /// every attempt; a body is streamed once.
 struct H2Request {
     head: Vec<u8>,
-    body: Option<UpBody>,
+    body: Option<h2::RecvBody>,
     has_body: bool,
     chunked: bool,
     method: Method,

@@ -4,10 +4,10 @@
 //! request is written and the response read in place, which saves two task
 //! hops per request. How bodies are framed is `codec`'s to say.
 
-use super::body::UpBody;
 use super::codec::{
     listed_in_connection, poll_fill_held, tokens, BodyFraming, Decoder, Framing, FramingFields,
 };
+use super::h2::RecvBody;
 use super::stream::UpstreamIo;
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
@@ -168,7 +168,7 @@ impl Conn {
     /// not taking the bytes is `Failed`.
     pub async fn send_body(
         &mut self,
-        body: &mut UpBody,
+        body: &mut RecvBody,
         chunked: bool,
         idle: std::time::Duration,
     ) -> Result<(), ExchangeError> {
